@@ -1,0 +1,135 @@
+"""The one sampling function every caller uses (evaluate, sweep, demo, generate).
+
+Prompts are left-padded, BOS is prepended when asked, each prompt is expanded to
+``n_samples`` sequences, and batches are generated with HF ``generate`` and its KV cache.
+Batch boundaries depend only on the prompt order and ``prompts_per_batch``, and each batch is
+seeded from ``(seed, batch index)``, so a resumed run regenerates exactly the batches an
+uninterrupted one would. A faster decode loop can replace :func:`_generate_batch` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from saedetox.errors import SaedetoxError
+from saedetox.models import LoadedModel, tokenize_batch
+from saedetox.steering import Steerer
+
+
+@dataclass
+class SamplingConfig:
+    n_samples: int = 25
+    max_new_tokens: int = 20
+    top_p: float = 0.9
+    temperature: float = 1.0
+    do_sample: bool = True
+    seed: int = 0
+    batch_size: int = 64  # sequences (prompts × samples) per generate call
+    prepend_bos: bool = True
+    use_cache: bool = True
+
+    def validate(self) -> SamplingConfig:
+        if self.n_samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise SaedetoxError("n_samples, max_new_tokens and batch_size must be at least 1.")
+        if not 0 < self.top_p <= 1:
+            raise SaedetoxError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if self.temperature <= 0:
+            raise SaedetoxError(f"temperature must be positive, got {self.temperature}.")
+        return self
+
+    @property
+    def prompts_per_batch(self) -> int:
+        return max(1, self.batch_size // self.n_samples)
+
+
+@dataclass
+class Sample:
+    """One continuation of one prompt."""
+
+    prompt_index: int
+    sample_index: int
+    text: str
+    token_ids: list[int]
+
+
+def batch_bounds(n_prompts: int, cfg: SamplingConfig) -> list[tuple[int, int]]:
+    ppb = cfg.prompts_per_batch
+    return [(s, min(s + ppb, n_prompts)) for s in range(0, n_prompts, ppb)]
+
+
+@torch.no_grad()
+def _generate_batch(
+    lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig, seed: int, steerer: Steerer | None
+) -> list[list[int]]:
+    expanded = [p for p in prompts for _ in range(cfg.n_samples)]
+    enc = tokenize_batch(lm.tokenizer, expanded, prepend_bos=cfg.prepend_bos, padding_side="left", device=lm.device)
+    width = enc["input_ids"].shape[1]
+    eos = lm.tokenizer.eos_token_id
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else eos
+    torch.manual_seed(seed)
+    if lm.device.type == "cuda":
+        torch.cuda.manual_seed_all(seed)
+    kwargs = dict(
+        max_new_tokens=cfg.max_new_tokens,
+        do_sample=cfg.do_sample,
+        pad_token_id=pad,
+        eos_token_id=eos,
+        use_cache=cfg.use_cache,
+    )
+    if cfg.do_sample:
+        kwargs.update(top_p=cfg.top_p, temperature=cfg.temperature, top_k=0)
+    if steerer is not None:
+        with steerer.prompt_length(width):
+            out = lm.model.generate(**enc, **kwargs)
+    else:
+        out = lm.model.generate(**enc, **kwargs)
+    rows = []
+    for row in out[:, width:].tolist():
+        if eos is not None and eos in row:
+            row = row[: row.index(eos)]
+        rows.append(row)
+    return rows
+
+
+def iter_samples(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    cfg: SamplingConfig,
+    steerer: Steerer | None = None,
+    skip_batches: set[int] | None = None,
+) -> Iterator[tuple[int, list[Sample]]]:
+    """Yield ``(batch_index, samples)`` per batch, skipping batches in ``skip_batches``."""
+    cfg.validate()
+    skip = skip_batches or set()
+    ctx = steerer if steerer is not None and not steerer.is_attached else nullcontext()
+    with ctx:
+        for b, (start, end) in enumerate(batch_bounds(len(prompts), cfg)):
+            if b in skip:
+                continue
+            rows = _generate_batch(lm, prompts[start:end], cfg, seed=cfg.seed * 1_000_003 + b, steerer=steerer)
+            texts = lm.tokenizer.batch_decode(rows, skip_special_tokens=True)
+            samples = [
+                Sample(start + i // cfg.n_samples, i % cfg.n_samples, texts[i], rows[i]) for i in range(len(rows))
+            ]
+            yield b, samples
+
+
+def sample(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    cfg: SamplingConfig,
+    steerer: Steerer | None = None,
+    on_batch: Callable[[int, list[Sample]], None] | None = None,
+) -> list[list[Sample]]:
+    """All samples, grouped per prompt: ``result[i][j]`` is sample j of prompt i."""
+    out: list[list[Sample]] = [[] for _ in prompts]
+    for b, samples in iter_samples(lm, prompts, cfg, steerer):
+        for s in samples:
+            out[s.prompt_index].append(s)
+        if on_batch:
+            on_batch(b, samples)
+    return out

@@ -1,0 +1,158 @@
+"""The steering spec: one small serialisable object that CLI flags, features.json, sweeps and export share.
+
+A spec is a list of :class:`Intervention` s. Each names an SAE (or a raw direction for
+baselines), the hook (default: the SAE's own), the latents, the mode (DESIGN §4), the strength
+as raw ``alpha`` or a named ``tier``, the gate threshold ``tau``, the clamp value and the
+position policy. Tiers mean "the total steering vector's norm is this fraction of the median
+residual norm at the hook", so the same tier pushes comparably hard on any model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from saedetox.errors import SaedetoxError
+
+Mode = Literal["constant", "conditional", "token", "clamp"]
+Tier = Literal["low", "medium", "high"]
+Positions = Literal["all", "generated"]
+MODES: tuple[str, ...] = ("constant", "conditional", "token", "clamp")
+TIERS: tuple[str, ...] = ("low", "medium", "high")
+POSITIONS: tuple[str, ...] = ("all", "generated")
+
+# Tier → ‖α Σ_f û_f‖ / median ‖x‖ at the hook (x centred on LayerNorm models).
+TIER_FACTORS: dict[str, float] = {"low": 0.25, "medium": 0.5, "high": 1.0}
+
+
+@dataclass
+class Intervention:
+    """One steering intervention at one hook point."""
+
+    sae: str | None = None
+    latents: list[int] = field(default_factory=list)
+    hook: str | None = None
+    mode: str = "constant"
+    strength: float | None = None
+    tier: str | None = None
+    threshold: float = 0.0
+    clamp_value: float = 0.0
+    positions: str = "all"
+    vector: list[float] | None = None  # a raw direction (baselines) instead of SAE latents
+    label: str = ""
+
+    def validate(self) -> Intervention:
+        if self.mode not in MODES:
+            raise SaedetoxError(f"Unknown steering mode '{self.mode}': use one of {', '.join(MODES)}.")
+        if self.positions not in POSITIONS:
+            raise SaedetoxError(f"Unknown position policy '{self.positions}': use all or generated.")
+        if self.tier is not None and self.tier not in TIERS:
+            raise SaedetoxError(f"Unknown tier '{self.tier}': use low, medium or high.")
+        if self.strength is not None and self.tier is not None:
+            raise SaedetoxError("Give either --strength or --tier, not both.")
+        for name in ("strength", "threshold", "clamp_value"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise SaedetoxError(f"{name} must be a finite number, got {value!r}.")
+        if self.vector is None:
+            if not self.sae:
+                raise SaedetoxError("An intervention needs an SAE (--sae) or a steering vector.")
+            if not self.latents:
+                raise SaedetoxError("No latents given: pass --features with at least one index.")
+            if any((not isinstance(i, int)) or isinstance(i, bool) for i in self.latents):
+                raise SaedetoxError(f"Latent indices must be integers, got {self.latents!r}.")
+        else:
+            if self.mode != "constant":
+                raise SaedetoxError("A raw steering vector supports mode 'constant' only.")
+            if not self.hook:
+                raise SaedetoxError("A raw steering vector needs an explicit hook.")
+            if not all(math.isfinite(float(v)) for v in self.vector):
+                raise SaedetoxError("The steering vector contains NaN or inf.")
+        if self.mode != "clamp" and self.strength is None and self.tier is None:
+            self.tier = "medium"
+        return self
+
+
+@dataclass
+class SteeringSpec:
+    """All interventions applied together."""
+
+    interventions: list[Intervention] = field(default_factory=list)
+
+    def validate(self) -> SteeringSpec:
+        if not self.interventions:
+            raise SaedetoxError("The steering spec has no interventions.")
+        for iv in self.interventions:
+            iv.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"interventions": [asdict(iv) for iv in self.interventions]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SteeringSpec:
+        if not isinstance(data, dict) or not isinstance(data.get("interventions"), list):
+            raise SaedetoxError("A steering spec is a mapping with a list under 'interventions'.")
+        known = set(Intervention.__dataclass_fields__)
+        out = []
+        for raw in data["interventions"]:
+            if not isinstance(raw, dict):
+                raise SaedetoxError("Each intervention in a steering spec must be a mapping.")
+            unknown = set(raw) - known
+            if unknown:
+                raise SaedetoxError(f"Unknown steering-spec field(s): {', '.join(sorted(unknown))}.")
+            out.append(Intervention(**raw))
+        return cls(out).validate()
+
+    def save(self, path: str | Path) -> None:
+        from saedetox.io import atomic_write_text
+
+        p = Path(path)
+        text = (
+            yaml.safe_dump(self.to_dict(), sort_keys=False)
+            if p.suffix in (".yaml", ".yml")
+            else json.dumps(self.to_dict(), indent=2)
+        )
+        atomic_write_text(p, text)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SteeringSpec:
+        p = Path(path)
+        if not p.exists():
+            raise SaedetoxError(f"Steering spec {p} not found.")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise SaedetoxError(f"{p} is not valid YAML/JSON ({type(err).__name__}).") from None
+        return cls.from_dict(data)
+
+
+def parse_features(value: str) -> list[int]:
+    """``--features``: ``3,17,42`` or a ``features.json`` path (its selected latents)."""
+    value = value.strip()
+    if not value:
+        raise SaedetoxError("--features is empty: give indices like 3,17 or a features.json file.")
+    path = Path(value)
+    if path.suffix == ".json" or path.exists():
+        if not path.exists():
+            raise SaedetoxError(f"Features file {path} not found.")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise SaedetoxError(f"{path} is not valid JSON.") from None
+        if isinstance(data, dict) and "selected" in data:
+            return [int(i) for i in data["selected"]]
+        if isinstance(data, list):
+            return [int(i) for i in data]
+        raise SaedetoxError(f"{path} has no 'selected' list of latent indices.")
+    try:
+        return [int(tok) for tok in value.replace(" ", "").split(",") if tok]
+    except ValueError:
+        raise SaedetoxError(
+            f"--features must be comma-separated integers or a features.json path, got '{value}'."
+        ) from None

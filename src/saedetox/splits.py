@@ -1,0 +1,57 @@
+"""Deterministic, documented data splits of the reference world.
+
+Every text belongs to exactly one role, decided by its source and, where a source is shared
+between roles, by a stable hash of its text (so the split never depends on file order,
+Python's hash seed or the machine):
+
+| role | what | used by |
+| --- | --- | --- |
+| ``lm`` | ``lm_corpus/`` (minus held-out chunks), ParaDetox "cannot rewrite" comments, Jigsaw ``dev_*`` sentences, ParaDetox pairs in hash bucket [0, 0.3) | ``train-lm`` (and SAE training activations) |
+| ``lm_heldout`` | 2% of ``lm_corpus/`` chunks by hash | held-out clean-text perplexity |
+| ``discovery`` | ParaDetox pairs in [0.3, 0.8) | ranking SAE latents (``discover``) |
+| ``discovery_heldout`` | ParaDetox pairs in [0.8, 1.0) | held-out AUROC of selected latents |
+| ``judge_train`` | Jigsaw ``test_10k_*`` sentences | ``train-judge`` |
+| ``judge_test`` | Davidson tweets, ToxiGen sentences | judge ROC-AUC on the card |
+| ``eval`` | RealToxicityPrompts (DecodingTrust challenging / non-toxic) | ``evaluate`` prompts |
+
+Texts that occur in an ``eval`` prompt are removed from every other role (see
+:func:`eval_texts`), and a test checks all roles are disjoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+LM_SHARE = 0.3
+DISCOVERY_END = 0.8
+HELDOUT_SHARE = 0.02
+
+
+def stable_unit(key: str, salt: str = "saedetox") -> float:
+    """A number in [0, 1) determined by ``key`` alone (SHA-1 based)."""
+    digest = hashlib.sha1(f"{salt}\x00{key}".encode()).hexdigest()
+    return int(digest[:12], 16) / float(1 << 48)
+
+
+def paradetox_role(toxic_text: str) -> str:
+    """Role of one ParaDetox pair, keyed by its toxic side."""
+    u = stable_unit(normalise_key(toxic_text), "paradetox")
+    if u < LM_SHARE:
+        return "lm"
+    if u < DISCOVERY_END:
+        return "discovery"
+    return "discovery_heldout"
+
+
+def lm_chunk_is_heldout(chunk: str) -> bool:
+    """Whether an ``lm_corpus`` chunk is held out for clean-text perplexity."""
+    return stable_unit(normalise_key(chunk), "lm-heldout") < HELDOUT_SHARE
+
+
+_WS = re.compile(r"\s+")
+
+
+def normalise_key(text: str) -> str:
+    """Key used for hashing and overlap checks: lower case, single spaces."""
+    return _WS.sub(" ", text.strip().lower())

@@ -1,0 +1,164 @@
+"""Test helpers: tiny random-weight models, tokenizers and SAEs, built offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from saedetox.calibration import CALIBRATION_TEXTS
+from saedetox.models import LoadedModel, wrap_model
+
+EOS = "<|endoftext|>"
+
+
+def tiny_tokenizer(vocab_size: int = 300):
+    """A small byte-level BPE tokenizer trained on the calibration sentences."""
+    from saedetox.train.lm import train_tokenizer
+
+    texts = list(CALIBRATION_TEXTS) * 3 + ["fuck you idiot stupid damn hell shit"] * 5
+    return train_tokenizer(texts, vocab_size)
+
+
+def tiny_gpt2(seed: int = 0, n_layer: int = 3, d: int = 32, vocab: int | None = None) -> LoadedModel:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = GPT2Config(
+        vocab_size=vocab or len(tok),
+        n_positions=128,
+        n_embd=d,
+        n_layer=n_layer,
+        n_head=4,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    model = GPT2LMHeadModel(cfg)
+    _randomise_biases(model)
+    return wrap_model(model.eval(), tok, name="tiny-gpt2")
+
+
+def tiny_llama(seed: int = 0, n_layer: int = 2, d: int = 32) -> LoadedModel:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=d,
+        intermediate_size=64,
+        num_hidden_layers=n_layer,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return wrap_model(LlamaForCausalLM(cfg).eval(), tok, name="tiny-llama")
+
+
+def tiny_gemma2(seed: int = 0, n_layer: int = 2, d: int = 32) -> LoadedModel:
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = Gemma2Config(
+        vocab_size=len(tok),
+        hidden_size=d,
+        intermediate_size=64,
+        num_hidden_layers=n_layer,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=128,
+        sliding_window=64,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return wrap_model(Gemma2ForCausalLM(cfg).eval(), tok, name="tiny-gemma2")
+
+
+def tiny_neox(seed: int = 0, n_layer: int = 2, d: int = 32) -> LoadedModel:
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = GPTNeoXConfig(
+        vocab_size=len(tok),
+        hidden_size=d,
+        intermediate_size=64,
+        num_hidden_layers=n_layer,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return wrap_model(GPTNeoXForCausalLM(cfg).eval(), tok, name="tiny-neox")
+
+
+def _randomise_biases(model: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.02)
+
+
+def write_sae(
+    path: Path,
+    d_in: int,
+    d_sae: int = 64,
+    hook: str = "blocks.1.hook_resid_pre",
+    arch: str = "standard",
+    seed: int = 0,
+    model_name: str = "tiny",
+    center: bool | None = None,
+    **cfg_kw,
+) -> Path:
+    """Write a random SAE in SAE-Lens format; biases set so that some latents fire."""
+    import sae_lens
+
+    metadata = {
+        "hook_name": hook,
+        "model_name": model_name,
+        "prepend_bos": True,
+        "model_class_name": "AutoModelForCausalLM",
+    }
+    if center is not None:
+        metadata["model_class_name"] = "HookedTransformer"
+        metadata["model_from_pretrained_kwargs"] = {"center_writing_weights": center}
+    classes = {
+        "standard": (sae_lens.StandardSAE, sae_lens.StandardSAEConfig),
+        "jumprelu": (sae_lens.JumpReLUSAE, sae_lens.JumpReLUSAEConfig),
+        "topk": (sae_lens.TopKSAE, sae_lens.TopKSAEConfig),
+        "gated": (sae_lens.GatedSAE, sae_lens.GatedSAEConfig),
+    }
+    cls, cfg_cls = classes[arch]
+    cfg = cfg_cls(d_in=d_in, d_sae=d_sae, **cfg_kw)
+    for k, v in metadata.items():
+        setattr(cfg.metadata, k, v)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sae = cls(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sae.named_parameters():
+            if name.startswith("W_"):
+                p.copy_(torch.randn(p.shape, generator=g) / d_in**0.5)
+            elif name in ("b_enc", "b_gate", "b_mag"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            elif name == "threshold":
+                p.copy_(torch.rand(p.shape, generator=g) * 0.1)
+            elif name == "r_mag":
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    sae.save_model(path)
+    return path

@@ -1,0 +1,137 @@
+"""SAE loading, conventions, fast latent paths and preflight."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers import tiny_llama, write_sae
+from saedetox.errors import SaedetoxError
+from saedetox.models import capture
+from saedetox.preflight import preflight
+from saedetox.saes import fold_expected_average_norm, load_sae, split_registry_name, wants_centring
+
+ARCHS = {"standard": {}, "jumprelu": {}, "topk": {"k": 8}, "gated": {}}
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_latent_acts_match_sae_lens_encode(tmp_path, gpt2, arch):
+    d = write_sae(tmp_path / arch, gpt2.d_model, arch=arch, **ARCHS[arch])
+    sae = load_sae(str(d), model_uses_layernorm=True)
+    assert sae.architecture == arch
+    x = capture(gpt2, ["The library opens at nine in the morning."], sae.hook_name)[0]
+    idx = torch.tensor([0, 3, 9, 40])
+    full = sae.sae.encode(sae.prepare(x))[..., idx]
+    assert torch.allclose(sae.latent_acts(x, idx), full, atol=1e-6)
+    assert (full > 0).any()
+
+
+def test_centring_follows_metadata_and_norm_type(tmp_path, gpt2):
+    centred = load_sae(str(write_sae(tmp_path / "c", gpt2.d_model, center=True)), model_uses_layernorm=True)
+    raw = load_sae(str(write_sae(tmp_path / "r", gpt2.d_model)), model_uses_layernorm=True)
+    assert centred.center and not raw.center
+    x = torch.randn(4, gpt2.d_model) + 3.0
+    assert torch.allclose(centred.encode(x), centred.sae.encode(x - x.mean(-1, keepdim=True)))
+    assert torch.allclose(raw.encode(x), raw.sae.encode(x))
+    # RMSNorm models are never centred, whatever the metadata says
+    rms = load_sae(str(write_sae(tmp_path / "m", gpt2.d_model, center=True)), model_uses_layernorm=False)
+    assert not rms.center
+
+
+def test_centring_defaults():
+    assert wants_centring({"model_class_name": "HookedTransformer"}, True)
+    assert wants_centring({"model_from_pretrained_kwargs": {"center_writing_weights": True}}, True)
+    assert not wants_centring({"model_class_name": "AutoModelForCausalLM"}, True)
+    assert not wants_centring({"model_from_pretrained_kwargs": {"center_writing_weights": False}}, True)
+
+
+def test_metadata_is_read(sae_dir):
+    sae = load_sae(str(sae_dir))
+    assert sae.hook_name == "blocks.1.hook_resid_pre" and sae.prepend_bos and sae.model_name == "tiny"
+    assert sae.info()["d_sae"] == 64
+
+
+def test_registry_names_are_validated_with_close_matches():
+    assert split_registry_name("gpt2-small-res-jb/blocks.6.hook_resid_pre") == (
+        "gpt2-small-res-jb",
+        "blocks.6.hook_resid_pre",
+    )
+    with pytest.raises(SaedetoxError, match="gpt2-small-res-jb") as err:
+        split_registry_name("gpt2-small-res-j/blocks.6.hook_resid_pre")
+    assert "Unknown SAE release" in str(err.value)
+    with pytest.raises(SaedetoxError, match="blocks.6.hook_resid_pre"):
+        split_registry_name("gpt2-small-res-jb/blocks.6.hook_resid_prex")
+    with pytest.raises(SaedetoxError, match="neither a local"):
+        load_sae("not-a-release")
+
+
+def test_registry_download_offline_fails_with_one_line():
+    with pytest.raises(SaedetoxError, match="save_model") as err:
+        load_sae("gpt2-small-res-jb/blocks.6.hook_resid_pre")
+    assert "\n" not in str(err.value)
+
+
+def test_bad_local_folders(tmp_path, gpt2):
+    with pytest.raises(SaedetoxError, match="does not exist"):
+        load_sae(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SaedetoxError, match="cfg.json"):
+        load_sae(str(tmp_path / "empty"))
+    d = write_sae(tmp_path / "t", gpt2.d_model)
+    w = d / "sae_weights.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    with pytest.raises(SaedetoxError, match="truncated"):
+        load_sae(str(d))
+    d2 = write_sae(tmp_path / "j", gpt2.d_model)
+    (d2 / "cfg.json").write_text("{not json")
+    with pytest.raises(SaedetoxError, match="not valid JSON"):
+        load_sae(str(d2))
+
+
+def test_expected_average_norm_folding(tmp_path, gpt2):
+    d = write_sae(tmp_path / "n", gpt2.d_model, normalize_activations="expected_average_only_in")
+    sae = load_sae(str(d), model_uses_layernorm=True)
+    x = capture(gpt2, ["She walked to the station and waited."], sae.hook_name)[0]
+    w_before = sae.sae.W_enc.clone()
+    factor = fold_expected_average_norm(sae, x)
+    assert factor is not None and factor > 0
+    assert torch.allclose(sae.sae.W_enc, w_before * factor)
+    assert sae.sae.cfg.normalize_activations == "none"
+
+
+def test_preflight_reports_fit(sae_dir, gpt2):
+    sae = load_sae(str(sae_dir), model_uses_layernorm=True)
+    rep = preflight(gpt2, sae)
+    assert rep.n_tokens > 100 and rep.d_in == gpt2.d_model
+    assert rep.explained_variance < 1.0 and rep.mean_l0 > 0
+    assert rep.ce_spliced != rep.ce_clean
+    assert any("trained on 'tiny'" in w for w in rep.warnings)
+
+
+def test_preflight_perfect_sae_has_full_ev(tmp_path, gpt2):
+    """An identity-like SAE (W_dec = I, ReLU on ±x) reconstructs exactly: EV 1, CE unchanged."""
+    import sae_lens
+
+    d = gpt2.d_model
+    cfg = sae_lens.StandardSAEConfig(d_in=d, d_sae=2 * d)
+    cfg.metadata.hook_name = "blocks.1.hook_resid_pre"
+    cfg.metadata.model_class_name = "AutoModelForCausalLM"
+    sae = sae_lens.StandardSAE(cfg)
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], 1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], 0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    sae.save_model(tmp_path / "id")
+    rep = preflight(gpt2, load_sae(str(tmp_path / "id"), model_uses_layernorm=True))
+    assert rep.explained_variance == pytest.approx(1.0, abs=1e-5)
+    assert rep.ce_spliced == pytest.approx(rep.ce_clean, abs=1e-4)
+
+
+def test_preflight_width_and_hook_checks(tmp_path):
+    lm = tiny_llama()
+    with pytest.raises(SaedetoxError, match="d_in"):
+        preflight(lm, load_sae(str(write_sae(tmp_path / "a", lm.d_model + 1))))
+    with pytest.raises(SaedetoxError, match="layers"):
+        preflight(lm, load_sae(str(write_sae(tmp_path / "b", lm.d_model, hook="blocks.5.hook_resid_post"))))
