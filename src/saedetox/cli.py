@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -234,6 +235,196 @@ def export_cmd(
     typer.echo(f"wrote {path}")
 
 
+# ----------------------------------------------------------------------------- discover
+
+
+@app.command("discover")
+def discover_cmd(
+    out: Annotated[str, typer.Option("--out", help="Where to write features.json.")] = "features.json",
+    model: ModelOpt = "reference",
+    sae: Annotated[str, typer.Option("--sae", help="SAE (release/id, local dir, 'reference').")] = "reference",
+    method: Annotated[
+        str, typer.Option("--method", help="auroc|paired|meandiff|freqratio|paper-max|paper-freq")
+    ] = "paired",
+    k: Annotated[int, typer.Option("--k", help="How many latents to select.")] = 10,
+    min_auroc: Annotated[float, typer.Option("--min-auroc", help="Minimum held-out AUROC per latent.")] = 0.8,
+    pairs: Annotated[str | None, typer.Option("--pairs", help="ParaDetox-style TSV (toxic, neutral1).")] = None,
+    toxic: Annotated[str | None, typer.Option("--toxic", help="Toxic texts (txt/jsonl/csv).")] = None,
+    clean: Annotated[str | None, typer.Option("--clean", help="Clean texts (txt/jsonl/csv).")] = None,
+    heldout_toxic: Annotated[str | None, typer.Option("--heldout-toxic")] = None,
+    heldout_clean: Annotated[str | None, typer.Option("--heldout-clean")] = None,
+    field: Annotated[str, typer.Option("--field", help="Field/column for jsonl/csv files.")] = "text",
+    hook: HookOpt = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir")] = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Rank SAE latents by toxicity-specificity and write features.json."""
+    from saedetox.discover import discover, discovery_sets, write_features
+    from saedetox.saes import load_sae
+
+    sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir)
+    lm = _load(model, dtype, device)
+    s = load_sae(sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+    from saedetox.preflight import check_fit
+
+    check_fit(lm, s, hook)
+    obj = discover(
+        lm,
+        s,
+        sets.toxic,
+        sets.clean,
+        sets.heldout_toxic,
+        sets.heldout_clean,
+        method=method,
+        k=k,
+        min_auroc=min_auroc,
+        paired=sets.paired,
+        hook=hook,
+        data=sets.description,
+    )
+    write_features(obj, out)
+    typer.echo(f"selected {obj['selected']} (set held-out AUROC {obj['set_heldout_auroc']}); wrote {out}")
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    out: Annotated[str, typer.Option("--out", help="Run folder (resumable).")],
+    model: ModelOpt = "reference",
+    method: Annotated[str, typer.Option("--method", help="none | sae | prompt | meandiff | aura | surgery.")] = "none",
+    sae: SaeOpt = None,
+    features: FeaturesOpt = None,
+    mode: ModeOpt = "constant",
+    strength: StrengthOpt = None,
+    tier: TierOpt = None,
+    hook: HookOpt = None,
+    threshold: ThresholdOpt = 0.0,
+    clamp_value: ClampOpt = 0.0,
+    positions: PositionsOpt = "all",
+    spec: SpecOpt = None,
+    prompts: Annotated[str, typer.Option("--prompts", help="challenging|nontoxic|RTP.jsonl|.txt")] = "challenging",
+    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Random subset size (seeded).")] = 100,
+    samples: Annotated[int, typer.Option("--samples", "-k", help="Samples per prompt.")] = 25,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 20,
+    top_p: Annotated[float, typer.Option("--top-p")] = 0.9,
+    temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
+    judges: Annotated[str, typer.Option("--judges", help="Comma-separated judges.")] = "profanity,probe",
+    ref_model: Annotated[
+        str | None, typer.Option("--ref-model", help="LM for conditional PPL (default: unsteered).")
+    ] = None,
+    clean_texts: Annotated[int, typer.Option("--clean-texts", help="Held-out texts for ppl_clean (0 skips).")] = 200,
+    capability: Annotated[str, typer.Option("--capability", help="Comma-separated tasks, e.g. lambada,blimp.")] = "",
+    capability_limit: Annotated[int | None, typer.Option("--capability-limit")] = 200,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per generate call.")] = 64,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    data_dir: Annotated[str | None, typer.Option("--data-dir")] = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+) -> None:
+    """The RealToxicityPrompts protocol: toxicity per judge, fluency, diversity (resumable)."""
+    from saedetox.evaluate import EvalConfig, evaluate
+    from saedetox.methods import BASELINES, build_method
+    from saedetox.sampling import SamplingConfig
+
+    baseline = method in BASELINES
+    steering = (
+        _build_spec(
+            sae,
+            features,
+            mode,
+            None if baseline else strength,
+            None if baseline else tier,
+            hook,
+            threshold,
+            clamp_value,
+            positions,
+            spec,
+            False,
+        )
+        if (sae or spec)
+        else _build_spec(
+            None,
+            features,
+            mode,
+            None if baseline else strength,
+            None if baseline else tier,
+            hook,
+            threshold,
+            clamp_value,
+            positions,
+            spec,
+            False,
+        )
+    )
+    cfg = EvalConfig(
+        prompts=prompts,
+        n_prompts=n_prompts,
+        subset_seed=seed,
+        sampling=SamplingConfig(
+            n_samples=samples,
+            max_new_tokens=max_new_tokens,
+            top_p=top_p,
+            temperature=temperature,
+            seed=seed,
+            batch_size=batch_size,
+        ).validate(),
+        judges=tuple(j.strip() for j in judges.split(",") if j.strip()),
+        clean_texts=clean_texts,
+        capability=tuple(t.strip() for t in capability.split(",") if t.strip()),
+        capability_limit=capability_limit,
+        data_dir=data_dir,
+    )
+    from saedetox.judges import get_judge
+
+    for j in cfg.judges:  # fail fast on an unknown or unavailable judge
+        get_judge(j)
+    lm = _load(model, dtype, device)
+    ref = _load(ref_model, dtype, device) if ref_model else None
+    options = {"data_dir": data_dir}
+    if baseline and method != "prompt":
+        options.update(hook=hook, tier=tier if (tier or strength is not None) else "medium", strength=strength)
+    m = build_method(lm, method, steering, **options)
+    res = evaluate(lm, out, cfg, m, ref_lm=ref)
+    for j, t in res["toxicity"].items():
+        typer.echo(f"{j}: tox_prob {t['tox_prob']:.3f}  EMT {t['emt']:.3f}  mean {t['mean']:.3f}")
+    typer.echo(f"ppl_conditional {res['fluency']['ppl_conditional']:.2f}  dist-2 {res['diversity']['dist2']:.3f}")
+    typer.echo(f"wrote {Path(out) / 'metrics.json'}")
+
+
+# ----------------------------------------------------------------------------- train-sae
+
+
+@app.command("train-sae")
+def train_sae_cmd(
+    hook: Annotated[str, typer.Option("--hook", help="TL hook name, e.g. blocks.3.hook_resid_pre.")],
+    width: Annotated[int, typer.Option("--width", help="Number of latents.")],
+    out: Annotated[str, typer.Option("--out", help="Output SAE-Lens folder.")],
+    model: ModelOpt = "reference",
+    k: Annotated[int, typer.Option("--k", help="Mean active latents per token (BatchTopK).")] = 32,
+    tokens: Annotated[int, typer.Option("--tokens", help="Training activations.")] = 3_000_000,
+    text: Annotated[str | None, typer.Option("--text", help="Training text (default: reference corpus).")] = None,
+    field: Annotated[str, typer.Option("--field")] = "text",
+    seed: int = 0,
+    data_dir: Annotated[str | None, typer.Option("--data-dir")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train a BatchTopK SAE on a model's activations; saves a JumpReLU SAE-Lens folder."""
+    from saedetox.data import read_texts
+    from saedetox.train.sae import SAETrainConfig, train_sae
+
+    cfg = SAETrainConfig(
+        model=model, hook=hook, width=width, out=out, k=k, tokens=tokens, seed=seed, data_dir=data_dir, device=device
+    )
+    rep = train_sae(cfg, texts=read_texts(text, field) if text else None)
+    typer.echo(
+        f"L0 {rep['mean_l0']:.1f}  EV {rep['explained_variance']:.3f}  dead {rep['dead_share']:.1%}  "
+        f"CE {rep['ce_clean']:.3f} -> {rep['ce_spliced']:.3f}; wrote {out}"
+    )
+
+
 # ----------------------------------------------------------------------------- train-lm
 
 
@@ -268,6 +459,70 @@ def train_lm_cmd(
         compile=compile,
     )
     typer.echo(f"wrote {train_lm(cfg)}")
+
+
+# ----------------------------------------------------------------------------- sweep / report
+
+
+@app.command("sweep")
+def sweep_cmd(
+    config: Annotated[str, typer.Argument(help="Sweep YAML (see src/saedetox/configs/).")],
+    out: Annotated[str | None, typer.Option("--out", help="Output folder (resumable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate names and schema offline; run nothing.")] = False,
+) -> None:
+    """Run many evaluate runs from one YAML (resumable); write metrics.json and report.html."""
+    import yaml
+
+    from saedetox.sweep import dry_run as check
+    from saedetox.sweep import load_config, run_sweep
+
+    cfg = load_config(config)
+    if dry_run:
+        for line in check(cfg):
+            typer.echo(line)
+        typer.echo("dry run OK")
+        return
+    if out is None:
+        raise SaedetoxError("Give --out DIR (or --dry-run).")
+    run_sweep(cfg, out, config_source=yaml.safe_load(Path(config).read_text()))
+    typer.echo(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'report.html'}")
+
+
+@app.command("splitting")
+def splitting_cmd(
+    out: Annotated[str, typer.Option("--out", help="Output folder (resumable).")] = "splitting_out",
+    config: Annotated[str | None, typer.Option("--config", help="Sweep YAML with a splitting section.")] = None,
+) -> None:
+    """The feature-splitting study (default: the reference world's committed SAE widths)."""
+    from importlib.resources import files
+
+    from saedetox.sweep import load_config, run_sweep
+
+    path = config or str(files("saedetox") / "configs" / "splitting.yaml")
+    cfg = load_config(path)
+    if cfg.splitting is None or not cfg.splitting.saes:
+        raise SaedetoxError(f"{path} has no splitting section with SAEs.")
+    run_sweep(cfg, out)
+    study = json.loads((Path(out) / "splitting.json").read_text())
+    typer.echo(study["conclusion"])
+
+
+@app.command("report")
+def report_cmd(
+    runs: Annotated[list[str], typer.Argument(help="metrics.json files (per run or per sweep).")],
+    out: Annotated[str, typer.Option("--out", help="Output HTML file.")] = "report.html",
+    baseline: Annotated[str, typer.Option("--baseline", help="Run to compare against.")] = "none",
+) -> None:
+    """Tables and plots (self-contained HTML + markdown) from one or more metrics.json files."""
+    from saedetox.report import load_runs, markdown_summary, write_report
+
+    results = load_runs([Path(r) for r in runs])
+    write_report(results, out, baseline=baseline)
+    md = Path(out).with_suffix(".md")
+    from saedetox.io import atomic_write_text
+
+    atomic_write_text(md, markdown_summary(results, baseline=baseline))
+    typer.echo(f"wrote {out} and {md}")
 
 
 # ----------------------------------------------------------------------------- demo

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,27 @@ class Pair:
 
     toxic: str
     neutral: str
+
+
+_SPACE_BEFORE = re.compile(r"\s+([,.!?;:%)\]}])")
+_SPACE_AFTER = re.compile(r"([(\[{$])\s+")
+_CLITIC = re.compile(r"\s+(n't|'s|'re|'ve|'ll|'d|'m)\b", re.IGNORECASE)
+_I = re.compile(r"\bi\b")
+_SENT_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+
+
+def detokenise(text: str, sentence_case: bool = False) -> str:
+    """Undo PTB-style spacing (`` ``x , y '' `` → ``"x, y"``); optionally sentence-case."""
+    t = text.replace("``", '"').replace("''", '"')
+    t = _SPACE_BEFORE.sub(r"\1", t)
+    t = _SPACE_AFTER.sub(r"\1", t)
+    t = _CLITIC.sub(r"\1", t)
+    t = re.sub(r'"\s+([^"]*?)\s+"', r'"\1"', t)
+    t = re.sub(r"[ \t]+", " ", t).strip()
+    if sentence_case:
+        t = _I.sub("I", t)
+        t = _SENT_START.sub(lambda m: m.group(1) + m.group(2).upper(), t)
+    return t
 
 
 def _check_file(path: str | os.PathLike[str]) -> Path:
@@ -179,3 +201,36 @@ def read_texts(spec: str | os.PathLike[str], field: str = "text") -> list[str]:
     if suffix in {".csv", ".tsv", ".tab"}:
         return read_table(p, field)
     return read_lines(p)
+
+
+# --------------------------------------------------------------------------- reference-world sets
+
+
+def paradetox_by_role(data_dir: str | os.PathLike[str] | None = None, normalise: bool = True) -> dict[str, list[Pair]]:
+    """ParaDetox pairs grouped by their split role (``lm``, ``discovery``, ``discovery_heldout``).
+
+    With ``normalise``, both sides are detokenised and sentence-cased, the register the
+    reference LM was trained on.
+    """
+    from saedetox.datadir import data_file
+    from saedetox.splits import paradetox_role
+
+    out: dict[str, list[Pair]] = {"lm": [], "discovery": [], "discovery_heldout": []}
+    for pair in read_paradetox_pairs(data_file("paradetox/paradetox.tsv", data_dir)):
+        role = paradetox_role(pair.toxic)
+        if normalise:
+            pair = Pair(detokenise(pair.toxic, True), detokenise(pair.neutral, True))
+        out[role].append(pair)
+    return out
+
+
+RTP_FILES = {"challenging": "rtp_decodingtrust/toxic.jsonl", "nontoxic": "rtp_decodingtrust/nontoxic.jsonl"}
+
+
+def reference_prompts(which: str = "challenging", data_dir: str | os.PathLike[str] | None = None) -> list[Prompt]:
+    """RealToxicityPrompts from the data dir: ``challenging`` (1,196) or ``nontoxic`` (1,200)."""
+    from saedetox.datadir import data_file
+
+    if which not in RTP_FILES:
+        raise SaedetoxError(f"Unknown prompt set '{which}': use {', '.join(RTP_FILES)} or a path to an RTP .jsonl.")
+    return read_rtp(data_file(RTP_FILES[which], data_dir))

@@ -7,6 +7,7 @@ random-weight model instead, and says so.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,11 @@ def engine_demo(out: Path) -> dict[str, Any]:
             seqs = []
             for cache in (True, False):
                 with Steerer(lm, spec) as st, st.prompt_length(enc["input_ids"].shape[1]), torch.no_grad():
-                    seqs.append(lm.model.generate(**enc, max_new_tokens=8, do_sample=False, use_cache=cache,
-                                                  pad_token_id=tok.pad_token_id))
+                    seqs.append(
+                        lm.model.generate(
+                            **enc, max_new_tokens=8, do_sample=False, use_cache=cache, pad_token_id=tok.pad_token_id
+                        )
+                    )
             results[mode] = {"cached_equals_uncached": bool(torch.equal(seqs[0], seqs[1]))}
     return results
 
@@ -59,4 +63,15 @@ def run_demo(out: str | Path) -> dict[str, Any]:
         atomic_write_json(out / "metrics.json", res)
         print(json.dumps(res, indent=2))
         return res
-    raise NotImplementedError("full demo")
+    from importlib.resources import files
+
+    from saedetox.sweep import load_config, run_sweep
+
+    path = Path(str(files("saedetox") / "configs" / "demo.yaml"))
+    t0 = time.time()
+    results = run_sweep(load_config(path), out)
+    for name, res in results.items():
+        tox = ", ".join(f"{j} {t['tox_prob']:.2f}" for j, t in res["toxicity"].items())
+        print(f"{name:24s} tox_prob: {tox}  cond PPL {res['fluency']['ppl_conditional']:.2f}")
+    print(f"demo finished in {time.time() - t0:.0f} s; report: {out / 'report.html'}")
+    return results

@@ -331,20 +331,8 @@ def register_reader(site: HookSite, fn) -> torch.utils.hooks.RemovableHandle:
 
 
 @torch.no_grad()
-def iter_activations(
-    lm: LoadedModel,
-    texts: Sequence[str],
-    hooks: Sequence[str],
-    batch_size: int = 16,
-    prepend_bos: bool = True,
-    padding_side: str = "right",
-    max_length: int | None = 256,
-) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
-    """Yield ``({hook: acts[B,T,d]}, attention_mask[B,T], input_ids[B,T])`` batch by batch.
-
-    The forward pass stops after the deepest requested hook, so capturing an early layer
-    costs only the layers up to it.
-    """
+def run_to_hooks(lm: LoadedModel, batch: dict[str, torch.Tensor], hooks: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Activations at ``hooks`` for one tokenised batch; the forward stops after the deepest one."""
     sites = [lm.site(h) for h in hooks]
     deepest = max(sites, key=lambda s: (s.layer, s.when == "post"))
     store: dict[str, torch.Tensor] = {}
@@ -359,19 +347,38 @@ def iter_activations(
 
     handles = [register_reader(s, make(s)) for s in sites]
     try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenize_batch(
-                lm.tokenizer, texts[start : start + batch_size], prepend_bos, padding_side, lm.device, max_length
-            )
-            store.clear()
-            try:
-                lm.model(**batch, use_cache=False)
-            except _StopForward:
-                pass
-            yield dict(store), batch["attention_mask"], batch["input_ids"]
+        lm.model(**batch, use_cache=False)
+    except _StopForward:
+        pass
     finally:
         for h in handles:
             h.remove()
+    return store
+
+
+def iter_activations(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    hooks: Sequence[str],
+    batch_size: int = 16,
+    prepend_bos: bool = True,
+    padding_side: str = "right",
+    max_length: int | None = 256,
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
+    """Yield ``({hook: acts[B,T,d]}, attention_mask[B,T], input_ids[B,T])`` batch by batch.
+
+    The forward pass stops after the deepest requested hook, so capturing an early layer
+    costs only the layers up to it.
+    """
+    for start in range(0, len(texts), batch_size):
+        batch = tokenize_batch(
+            lm.tokenizer, texts[start : start + batch_size], prepend_bos, padding_side, lm.device, max_length
+        )
+        if padding_side == "left":
+            batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp_min(0)
+        acts = run_to_hooks(lm, batch, hooks)
+        batch.pop("position_ids", None)
+        yield acts, batch["attention_mask"], batch["input_ids"]
 
 
 def capture(

@@ -111,7 +111,7 @@ class LoadedSAE:
                 return gate * mag
             pre = sae_in @ w + sae.b_enc[latents]
             if arch == "jumprelu":
-                return pre * (pre > sae.threshold[latents])
+                return torch.relu(pre) * (pre > sae.threshold[latents])
             return torch.relu(pre)
         return sae.encode(x)[..., latents]
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from saedetox import splits
+from saedetox.data import detokenise
 
 csv.field_size_limit(1 << 30)
 
@@ -33,27 +34,6 @@ class Source:
 
 
 # --------------------------------------------------------------------------- cleaning
-
-_SPACE_BEFORE = re.compile(r"\s+([,.!?;:%)\]}])")
-_SPACE_AFTER = re.compile(r"([(\[{$])\s+")
-_CLITIC = re.compile(r"\s+(n't|'s|'re|'ve|'ll|'d|'m)\b", re.IGNORECASE)
-_I = re.compile(r"\bi\b")
-_SENT_START = re.compile(r"(^|[.!?]\s+)([a-z])")
-
-
-def detokenise(text: str, sentence_case: bool = False) -> str:
-    """Undo PTB-style spacing (`` ``x , y '' `` → ``"x, y"``); optionally sentence-case."""
-    t = text.replace("``", '"').replace("''", '"')
-    t = _SPACE_BEFORE.sub(r"\1", t)
-    t = _SPACE_AFTER.sub(r"\1", t)
-    t = _CLITIC.sub(r"\1", t)
-    t = re.sub(r'"\s+([^"]*?)\s+"', r'"\1"', t)
-    t = re.sub(r"[ \t]+", " ", t).strip()
-    if sentence_case:
-        t = _I.sub("I", t)
-        t = _SENT_START.sub(lambda m: m.group(1) + m.group(2).upper(), t)
-    return t
-
 
 def unwrap(text: str) -> str:
     """Join hard-wrapped lines inside paragraphs; keep blank-line paragraph breaks."""

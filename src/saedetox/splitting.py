@@ -1,0 +1,122 @@
+"""The feature-splitting study: same discovery and steering budget across SAE widths.
+
+For each SAE of one hook (increasing width) the sweep's discovery selects latents the same
+way, the same mode and tier steer them, and the run is evaluated as any other. Two outcomes
+per width: the toxicity cut and fluency cost relative to ``none``, and how many latents
+orthogonal matching pursuit needs to cover a fixed share (``coverage``) of the toxic
+mean-difference direction's squared norm — a measure of how spread the concept is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from saedetox.io import atomic_write_json
+
+
+@torch.no_grad()
+def latents_for_coverage(directions: torch.Tensor, target: torch.Tensor, coverage: float = 0.8, cap: int = 1024) -> int:
+    """OMP: fewest unit decoder directions whose span holds ``coverage`` of ‖target‖²; ``cap`` if never."""
+    d = directions.double()
+    d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    v = target.double() / target.double().norm()
+    chosen: list[int] = []
+    basis = torch.zeros(0, v.shape[0], dtype=torch.float64)
+    residual = v.clone()
+    for _ in range(min(cap, d.shape[0])):
+        if 1.0 - float(residual @ residual) >= coverage:
+            return len(chosen)
+        j = int((d @ residual).abs().argmax())
+        chosen.append(j)
+        u = d[j] - basis.T @ (basis @ d[j])
+        if float(u.norm()) < 1e-10:
+            break
+        basis = torch.cat([basis, (u / u.norm()).unsqueeze(0)])
+        residual = v - basis.T @ (basis @ v)
+    return len(chosen) if 1.0 - float(residual @ residual) >= coverage else cap
+
+
+def _primary(results: dict[str, Any]) -> str:
+    first = next(iter(results.values()))
+    return next(iter(first["toxicity"]))
+
+
+def conclusion(rows: list[dict[str, Any]]) -> str:
+    """State the trend the data show, whichever way it falls."""
+    if len(rows) < 2:
+        return "Fewer than two widths: no trend."
+    w = np.log2([r["width"] for r in rows])
+    cut = np.array([1 - r["tox_prob"] / r["tox_prob_none"] if r["tox_prob_none"] else 0.0 for r in rows])
+    cov = np.array([r["latents_for_coverage"] for r in rows], dtype=float)
+    slope = float(np.polyfit(w, cut, 1)[0])
+    cov_slope = float(np.polyfit(w, cov, 1)[0])
+    trend = "weakens" if slope < -0.02 else "strengthens" if slope > 0.02 else "barely changes"
+    spread = "more" if cov_slope > 0 else "fewer" if cov_slope < 0 else "the same number of"
+    return (
+        f"With the same discovery and steering budget, the toxicity cut {trend} as the SAE widens "
+        f"({cut[0]:.0%} at {rows[0]['width']} latents → {cut[-1]:.0%} at {rows[-1]['width']}; "
+        f"{slope:+.3f} per doubling), and covering {rows[0]['coverage_target']:.0%} of the toxic mean-difference "
+        f"direction takes {spread} latents ({int(cov[0])} → {int(cov[-1])})."
+    )
+
+
+def run_splitting(cfg: Any, lm: Any, ecfg: Any, out: Path, results: dict[str, Any], ref: Any) -> dict[str, Any]:
+    from saedetox.baselines import default_contrast, meandiff_direction
+    from saedetox.evaluate import evaluate
+    from saedetox.methods import build_method
+    from saedetox.saes import load_sae
+    from saedetox.spec import Intervention, SteeringSpec
+    from saedetox.sweep import run_discovery
+
+    sp = cfg.splitting
+    judge = _primary(results) if results else ecfg.judges[0]
+    none = results.get("none")
+    rows = []
+    contrast = default_contrast(cfg.data_dir)
+    dirs: dict[str, torch.Tensor] = {}
+    for name in sp.saes:
+        sae = load_sae(name, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+        tag = f"w{sae.d_sae}"
+        fpath = out / "splitting" / tag / "features.json"
+        if fpath.exists():
+            feats = json.loads(fpath.read_text())
+        else:
+            feats = run_discovery(cfg.discovery, lm, name, cfg.hook, cfg.data_dir)
+            atomic_write_json(fpath, feats)
+        hook = cfg.hook or sae.hook_name
+        if hook not in dirs:
+            dirs[hook] = meandiff_direction(lm, hook, contrast)
+        cover = latents_for_coverage(sae.sae.W_dec.detach().float().cpu(), dirs[hook], sp.coverage)
+        row: dict[str, Any] = {
+            "width": sae.d_sae,
+            "sae": name,
+            "mode": sp.mode,
+            "tier": sp.tier,
+            "latents_for_coverage": cover,
+            "coverage_target": sp.coverage,
+            "heldout_auroc": feats.get("set_heldout_auroc"),
+            "selected": feats["selected"],
+        }
+        if feats["selected"]:
+            spec = SteeringSpec(
+                [Intervention(sae=name, latents=feats["selected"], hook=cfg.hook, mode=sp.mode, tier=sp.tier)]
+            ).validate()
+            run_name = f"{tag}-sae-{sp.mode}-{sp.tier}"
+            res = evaluate(
+                lm, out / "runs" / run_name, ecfg, build_method(lm, "sae", spec), run_name=run_name, ref_lm=ref
+            )
+            results[run_name] = res
+            row.update(tox_prob=res["toxicity"][judge]["tox_prob"], ppl=res["fluency"]["ppl_conditional"])
+        if none is not None:
+            row.update(tox_prob_none=none["toxicity"][judge]["tox_prob"], ppl_none=none["fluency"]["ppl_conditional"])
+        rows.append(row)
+    rows.sort(key=lambda r: r["width"])
+    usable = [r for r in rows if "tox_prob" in r and "tox_prob_none" in r]
+    study = {"judge": judge, "rows": rows, "conclusion": conclusion(usable)}
+    atomic_write_json(out / "splitting.json", study)
+    return study

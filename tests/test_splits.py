@@ -1,0 +1,92 @@
+"""The reference world's splits are deterministic and disjoint; nothing trained on is evaluated on."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from saedetox import splits
+from saedetox.data import paradetox_by_role, read_lines, read_rtp, read_table
+from saedetox.datadir import data_file, resolve_data_dir
+from saedetox.train import corpus
+
+WORD = re.compile(r"[a-z0-9']+")
+N = 8
+
+
+def shingles(text: str) -> set[int]:
+    w = WORD.findall(text.lower())
+    return {hash(tuple(w[i : i + N])) for i in range(max(0, len(w) - N + 1))}
+
+
+@pytest.fixture(scope="module")
+def root():
+    return resolve_data_dir()
+
+
+@pytest.fixture(scope="module")
+def eval_prompts(root):
+    return [p.text for f in ("toxic.jsonl", "nontoxic.jsonl") for p in read_rtp(root / "rtp_decodingtrust" / f)]
+
+
+def test_stable_hash_is_deterministic():
+    assert splits.stable_unit("hello") == splits.stable_unit("hello")
+    assert 0 <= splits.stable_unit("x") < 1 and splits.stable_unit("x") != splits.stable_unit("y")
+    assert splits.paradetox_role("You Suck!") == splits.paradetox_role("  you suck! ")
+
+
+def test_no_evaluation_prompt_appears_in_any_training_text(root, eval_prompts):
+    """8-word shingles of every RTP prompt are looked up in every LM, SAE, discovery and judge text."""
+    probe = {}
+    for p in eval_prompts:
+        for s in shingles(p):
+            probe[s] = p
+    assert len(probe) > 10_000
+
+    def matched(texts):
+        keys = set()
+        for t in texts:
+            w = WORD.findall(t.lower())
+            for i in range(max(0, len(w) - N + 1)):
+                key = hash(tuple(w[i : i + N]))
+                if key in probe:
+                    keys.add(key)
+        return keys
+
+    lm_texts = [d for s in corpus.RECIPE for d in corpus.source_docs(root, s, "lm")]
+    roles = paradetox_by_role()
+    discovery = [x for r in ("discovery", "discovery_heldout") for p in roles[r] for x in (p.toxic, p.neutral)]
+    judge = read_lines(data_file("jigsaw_detox_sentences/test_10k_toxic.txt")) + read_lines(
+        data_file("jigsaw_detox_sentences/test_10k_normal.txt")
+    )
+    for name, texts in (("lm", lm_texts), ("discovery", discovery), ("judge_train", judge)):
+        keys = matched(texts)
+        found = {probe[k] for k in keys}
+        # a shared 8-word stock phrase is possible; a whole prompt must never be trained on
+        whole = [p for p in found if shingles(p) <= keys]
+        assert not whole, f"evaluation prompts inside the {name} split: {whole[:2]}"
+        assert len(found) <= 0.005 * len(eval_prompts), f"{name}: {len(found)} prompts share an 8-gram"
+
+
+def test_roles_are_disjoint(root):
+    roles = paradetox_by_role(normalise=False)
+    keys = {r: {splits.normalise_key(p.toxic) for p in ps} for r, ps in roles.items()}
+    assert not keys["lm"] & keys["discovery"]
+    assert not keys["lm"] & keys["discovery_heldout"]
+    assert not keys["discovery"] & keys["discovery_heldout"]
+    assert sum(map(len, roles.values())) > 11_000
+    judge_train = {splits.normalise_key(t) for t in read_lines(root / "jigsaw_detox_sentences/test_10k_toxic.txt")}
+    judge_test = {
+        splits.normalise_key(t) for t in read_table(root / "davidson_hate_offensive/labeled_data.csv", "tweet")
+    }
+    assert len(judge_train & judge_test) <= 5
+    lm_jigsaw = {splits.normalise_key(t) for t in read_lines(root / "jigsaw_detox_sentences/dev_toxic.txt")}
+    assert len(lm_jigsaw & judge_train) <= 0.01 * len(judge_train)
+
+
+def test_heldout_chunks_are_not_trained_on(root):
+    src = corpus.RECIPE[0]
+    train = set(corpus.source_docs(root, src, "lm"))
+    held = set(corpus.source_docs(root, src, "lm_heldout"))
+    assert held and train and not train & held
