@@ -442,6 +442,10 @@ def train_lm_cmd(
     seed: int = 0,
     device: DeviceOpt = "auto",
     compile: Annotated[bool, typer.Option(help="torch.compile the training step.")] = True,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1.5e-3,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 200,
+    min_lr_frac: Annotated[float, typer.Option(help="Final lr as a fraction of the peak.")] = 0.1,
+    init_from: Annotated[str | None, typer.Option(help="Continue from a trained model dir (new schedule).")] = None,
 ) -> None:
     """Train the reference world's tokenizer and GPT-2 model (resumes from OUT/checkpoints)."""
     from saedetox.train.lm import LMTrainConfig, train_lm
@@ -457,8 +461,26 @@ def train_lm_cmd(
         seed=seed,
         device=device,
         compile=compile,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        min_lr_frac=min_lr_frac,
+        init_from=init_from,
     )
     typer.echo(f"wrote {train_lm(cfg)}")
+
+
+@app.command("train-judge")
+def train_judge_cmd(
+    out: Annotated[str, typer.Option("--out", help="Output folder for the probe judge.")],
+    data_dir: Annotated[str | None, typer.Option("--data-dir")] = None,
+    seed: int = 0,
+) -> None:
+    """Train the offline 'probe' toxicity judge (TF-IDF + logistic regression on Jigsaw)."""
+    from saedetox.train.judge import train_judge
+
+    res = train_judge(out, data_dir=data_dir, seed=seed)
+    typer.echo(json.dumps(res.get("test", {}), indent=2, default=str))
+    typer.echo(f"wrote {out}")
 
 
 # ----------------------------------------------------------------------------- sweep / report

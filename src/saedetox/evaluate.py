@@ -229,6 +229,7 @@ def evaluate(
         "ppl_conditional": ppl["ppl"],
         "ppl_ci": ppl.get("ppl_ci"),
         "n_dropped": ppl.get("n_dropped"),
+        "n_empty": ppl.get("n_empty"),
         "reference_model": ref.name if ref_lm is not None else f"{lm.name} (unsteered)",
     }
     with method.context():

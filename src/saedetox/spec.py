@@ -27,7 +27,7 @@ TIERS: tuple[str, ...] = ("low", "medium", "high")
 POSITIONS: tuple[str, ...] = ("all", "generated")
 
 # Tier → ‖α Σ_f û_f‖ / median ‖x‖ at the hook (x centred on LayerNorm models).
-TIER_FACTORS: dict[str, float] = {"low": 0.25, "medium": 0.5, "high": 1.0}
+TIER_FACTORS: dict[str, float] = {"low": 0.125, "medium": 0.25, "high": 0.5}
 
 
 @dataclass

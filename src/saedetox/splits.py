@@ -14,8 +14,9 @@ Python's hash seed or the machine):
 | ``judge_test`` | Davidson tweets, ToxiGen sentences | judge ROC-AUC on the card |
 | ``eval`` | RealToxicityPrompts (DecodingTrust challenging / non-toxic) | ``evaluate`` prompts |
 
-Texts that occur in an ``eval`` prompt are removed from every other role (see
-:func:`eval_texts`), and a test checks all roles are disjoint.
+No evaluation prompt appears in any other role: ``tests/test_splits.py`` checks every
+RealToxicityPrompts prompt against all LM, discovery and judge texts (8-word shingles) and
+that the roles are disjoint.
 """
 
 from __future__ import annotations

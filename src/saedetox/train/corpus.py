@@ -35,6 +35,7 @@ class Source:
 
 # --------------------------------------------------------------------------- cleaning
 
+
 def unwrap(text: str) -> str:
     """Join hard-wrapped lines inside paragraphs; keep blank-line paragraph breaks."""
     paras = re.split(r"\n\s*\n", text)

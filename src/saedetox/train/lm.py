@@ -52,6 +52,7 @@ class LMTrainConfig:
     compile: bool = True
     device: str = "auto"
     max_docs_per_source: int | None = None  # tests: tiny corpora
+    init_from: str | None = None  # continue from a trained model dir (reuses its tokenizer and token cache)
 
     @property
     def steps(self) -> int:
@@ -116,6 +117,11 @@ def build_corpus(cfg: LMTrainConfig) -> tuple[Path, dict]:
     out = Path(cfg.out)
     cache = out / "cache"
     meta_path = cache / "corpus.json"
+    if cfg.init_from is not None:
+        prev = Path(cfg.init_from) / "cache"
+        if not (prev / "corpus.json").exists():
+            raise SaedetoxError(f"--init-from {cfg.init_from} has no cache/ with its tokenizer and token stream.")
+        return prev, json.loads((prev / "corpus.json").read_text())
     if meta_path.exists():
         return cache, json.loads(meta_path.read_text())
     cache.mkdir(parents=True, exist_ok=True)
@@ -216,7 +222,16 @@ def train_lm(cfg: LMTrainConfig) -> Path:
     held_ids = np.load(cache / "heldout.npy")
     device = pick_device(cfg.device)
     eos_id = tok.convert_tokens_to_ids(EOS)
-    model = build_model(cfg, len(tok), eos_id).to(device)
+    model = build_model(cfg, len(tok), eos_id)
+    previous = None
+    if cfg.init_from is not None:
+        from transformers import GPT2LMHeadModel
+
+        model = GPT2LMHeadModel.from_pretrained(cfg.init_from, dtype=torch.float32)
+        info_path = Path(cfg.init_from) / "train_info.json"
+        if info_path.exists():
+            previous = json.loads(info_path.read_text())
+    model = model.to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -264,6 +279,11 @@ def train_lm(cfg: LMTrainConfig) -> Path:
                 )
     train_seconds = elapsed_before + time.time() - t_loop
     final_held = heldout_loss(model, held_ids, cfg.n_ctx, device, max_windows=10_000)
+    if cfg.init_from is not None:  # keep the (identical) token cache with the model for later phases
+        import shutil
+
+        if not (out / "cache").exists():
+            shutil.copytree(cache, out / "cache")
     model = model.to(torch.float16)
     model.config.dtype = "float16"
     model.save_pretrained(out, safe_serialization=True)
@@ -272,11 +292,14 @@ def train_lm(cfg: LMTrainConfig) -> Path:
         "config": asdict(cfg),
         "corpus": meta,
         "steps": cfg.steps,
-        "tokens_seen": cfg.steps * cfg.batch_size * cfg.n_ctx,
+        "tokens_seen": cfg.steps * cfg.batch_size * cfg.n_ctx + (previous or {}).get("tokens_seen", 0),
+        "tokens_this_phase": cfg.steps * cfg.batch_size * cfg.n_ctx,
+        "previous_phase": {k: v for k, v in (previous or {}).items() if k != "log"} or None,
         "params": sum(p.numel() for p in model.parameters()),
         "heldout_loss": final_held,
         "heldout_ppl": math.exp(final_held) if final_held == final_held else None,
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(train_seconds + (previous or {}).get("train_seconds", 0), 1),
+        "train_seconds_this_phase": round(train_seconds, 1),
         "wall_seconds_this_run": round(time.time() - t0, 1),
         "hardware": {
             "device": str(device),

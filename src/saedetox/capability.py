@@ -1,0 +1,229 @@
+"""Capability benchmarks through lm-evaluation-harness, on a model object with steering hooks attached.
+
+The local tasks (``KNOWN_TASKS``) are lm-eval YAMLs shipped in ``saedetox/tasks/`` that read the
+offline benchmark files of the data directory (``benchmarks/llmfoundry_local_data/`` and
+``benchmarks/blimp/``). Their data path is a placeholder, filled in at run time: the YAMLs are
+rendered into a temporary folder with the resolved absolute path and handed to lm-eval as
+``TaskManager(include_path=...)``. The model runs as ``HFLM(pretrained=lm.model)``, so any
+hooks on ``lm.model`` (a :class:`~saedetox.steering.Steerer`) apply to every forward pass.
+
+``blimp_accuracy`` is a fast native scorer of the same BLiMP protocol (whole-sentence
+log-probability after BOS, good > bad), for model cards and quick checks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from saedetox.datadir import data_file
+from saedetox.errors import SaedetoxError
+from saedetox.metrics import bos_id, encode_text, sequence_nll
+from saedetox.models import LoadedModel
+
+if TYPE_CHECKING:
+    from saedetox.steering import Steerer
+
+KNOWN_TASKS: tuple[str, ...] = ("lambada", "piqa", "arc_easy", "winogrande", "copa", "blimp")
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+BLIMP_FILE = "benchmarks/blimp/blimp_first100_per_paradigm.jsonl"
+_PREFIX = "saedetox_"
+_DATA_RE = re.compile(r'"@DATA_DIR@/([^"]+)"')
+_QUIET_LOGGERS = ("lm_eval", "lm-eval", "datasets", "transformers")
+
+
+# --------------------------------------------------------------------------- task files
+
+
+def render_tasks(tasks: Sequence[str], out_dir: str | Path, data_dir: str | Path | None = None) -> list[str]:
+    """Write the YAMLs of local ``tasks`` into ``out_dir`` with absolute data paths; return lm-eval task names.
+
+    Raises :class:`SaedetoxError` for an unknown task or a missing data file.
+    """
+    out = Path(out_dir)
+    names = []
+    for task in tasks:
+        if task not in KNOWN_TASKS:
+            raise SaedetoxError(f"Unknown capability task '{task}': use {', '.join(KNOWN_TASKS)}.")
+        text = (TASKS_DIR / f"{task}.yaml").read_text(encoding="utf-8")
+        text = _DATA_RE.sub(lambda m: json.dumps(str(data_file(m.group(1), data_dir))), text)
+        (out / f"{task}.yaml").write_text(text, encoding="utf-8")
+        names.append(_PREFIX + task)
+    shutil.copy(TASKS_DIR / "blimp_utils.py", out / "blimp_utils.py")
+    return names
+
+
+def interleave_by_paradigm(uids: Sequence[str]) -> list[int]:
+    """Row order that takes the 1st pair of every paradigm, then the 2nd, …, so a prefix covers all paradigms."""
+    first_seen: dict[str, int] = {}
+    count: dict[str, int] = {}
+    keys = []
+    for i, uid in enumerate(uids):
+        first_seen.setdefault(uid, len(first_seen))
+        keys.append((count.get(uid, 0), first_seen[uid], i))
+        count[uid] = count.get(uid, 0) + 1
+    return [k[2] for k in sorted(keys)]
+
+
+def load_blimp_pairs(data_dir: str | Path | None = None, limit: int | None = None) -> list[tuple[str, str]]:
+    """(good, bad) sentence pairs of the local BLiMP file, in the same interleaved order as the lm-eval task."""
+    path = data_file(BLIMP_FILE, data_dir)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    order = interleave_by_paradigm([r["UID"] for r in rows])[:limit]
+    return [(rows[i]["sentence_good"], rows[i]["sentence_bad"]) for i in order]
+
+
+# --------------------------------------------------------------------------- lm-eval
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence lm-eval, datasets and transformers logging (and datasets' progress bars) for one run."""
+    from datasets.utils import logging as ds_logging
+
+    saved = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    bars = ds_logging.is_progress_bar_enabled()
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        if bars:
+            ds_logging.enable_progress_bar()
+
+
+def evaluate_tasks(
+    lm: LoadedModel,
+    tasks: Sequence[str],
+    limit: int | None = None,
+    batch_size: int = 16,
+    data_dir: str | Path | None = None,
+    online_tasks: bool = False,
+    log_samples: bool = False,
+) -> dict[str, Any]:
+    """Run ``tasks`` zero-shot through ``lm_eval.simple_evaluate`` on ``lm.model`` as it is; return lm-eval's dict.
+
+    Local names (``KNOWN_TASKS``) use the shipped YAMLs; with ``online_tasks`` any other name
+    goes to lm-eval's own registry (which downloads its data from the Hugging Face hub).
+    """
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    if not tasks:
+        raise SaedetoxError("No capability tasks given.")
+    unknown = [t for t in tasks if t not in KNOWN_TASKS]
+    if unknown and not online_tasks:
+        raise SaedetoxError(
+            f"Unknown capability task '{unknown[0]}': use {', '.join(KNOWN_TASKS)} "
+            "(or pass online_tasks=True for lm-eval's hub tasks, which need network)."
+        )
+    with tempfile.TemporaryDirectory(prefix="saedetox-tasks-") as tmp, _quiet():
+        local = render_tasks([t for t in tasks if t in KNOWN_TASKS], tmp, data_dir)
+        manager = TaskManager(include_path=tmp, include_defaults=bool(unknown))
+        missing = [t for t in unknown if t not in manager.all_tasks]
+        if missing:
+            raise SaedetoxError(f"lm-eval knows no task named '{missing[0]}'; check `lm-eval ls tasks`.")
+        model = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size)
+        try:
+            return lm_eval.simple_evaluate(
+                model=model,
+                tasks=local + unknown,
+                num_fewshot=0,
+                limit=limit,
+                task_manager=manager,
+                log_samples=log_samples,
+                bootstrap_iters=0,
+                random_seed=None,
+                numpy_random_seed=None,
+                torch_random_seed=None,
+            )
+        except (OSError, ConnectionError) as err:
+            if not unknown:
+                raise
+            raise SaedetoxError(
+                f"Could not load the data of lm-eval task(s) {', '.join(unknown)} ({type(err).__name__}); "
+                f"they come from the Hugging Face hub and need network. Offline, use {', '.join(KNOWN_TASKS)}."
+            ) from None
+
+
+def run_capability(
+    lm: LoadedModel,
+    tasks: Sequence[str] = KNOWN_TASKS,
+    limit: int | None = None,
+    steerer: Steerer | None = None,
+    batch_size: int = 16,
+    data_dir: str | Path | None = None,
+    online_tasks: bool = False,
+) -> dict[str, float]:
+    """Zero-shot accuracy per task (plus ``lambada_ppl``), with ``steerer``'s hooks active when given.
+
+    ``limit`` caps the items per task (the first ones; BLiMP interleaves its paradigms). A
+    steerer that is already attached stays attached; otherwise it is attached for the run only.
+    """
+    if steerer is not None and steerer.lm is not lm:
+        raise SaedetoxError("The steerer is attached to a different model than the one being evaluated.")
+    hooks = nullcontext() if steerer is None or steerer.is_attached else steerer
+    with hooks:
+        res = evaluate_tasks(lm, tasks, limit, batch_size, data_dir, online_tasks)
+    out: dict[str, float] = {}
+    for name, metrics in res["results"].items():
+        short = name[len(_PREFIX) :] if name.startswith(_PREFIX) else name
+        for key, value in metrics.items():
+            metric, _, filt = key.partition(",")
+            if not filt or "stderr" in metric or not isinstance(value, (int, float)):
+                continue
+            if metric == "acc":
+                out[short] = float(value)
+            elif metric == "perplexity":
+                out[f"{short}_ppl"] = float(value)
+            else:
+                out[f"{short}_{metric}"] = float(value)
+    return out
+
+
+# --------------------------------------------------------------------------- native BLiMP
+
+
+def _pair(item: tuple[str, str] | Mapping[str, str]) -> tuple[str, str]:
+    if isinstance(item, Mapping):
+        return item["sentence_good"], item["sentence_bad"]
+    good, bad = item
+    return good, bad
+
+
+def blimp_logprobs(
+    lm: LoadedModel, pairs: Sequence[tuple[str, str] | Mapping[str, str]], batch_size: int = 64
+) -> np.ndarray:
+    """``[n, 2]`` summed log-probabilities of (good, bad) sentences, each scored after BOS."""
+    bos = bos_id(lm.tokenizer)
+    rows = []
+    for item in pairs:
+        for sentence in _pair(item):
+            ids = encode_text(lm.tokenizer, sentence)
+            if not ids:
+                raise SaedetoxError("A BLiMP pair holds an empty sentence.")
+            rows.append(([bos, *ids], 1))
+    if not rows:
+        raise SaedetoxError("No BLiMP pairs given.")
+    return -sequence_nll(lm, rows, batch_size)[:, 0].reshape(-1, 2)
+
+
+def blimp_accuracy(
+    lm: LoadedModel, pairs: Sequence[tuple[str, str] | Mapping[str, str]], batch_size: int = 64
+) -> float:
+    """Share of pairs whose good sentence has the higher log-probability (BOS prepended), as the lm-eval task."""
+    lp = blimp_logprobs(lm, pairs, batch_size)
+    return float((lp[:, 0] > lp[:, 1]).mean())

@@ -1,0 +1,78 @@
+"""Assemble the committed reference world from trained artifacts and write its card.
+
+    python -m saedetox.train.reference --lm .work/ref-lm --sae .work/ref-sae/width_1024 \
+        --sae .work/ref-sae/width_2048 --sae .work/ref-sae/width_4096 --main 2048
+
+copies the HF model folder (weights, config, tokenizer, ``train_info.json``; no checkpoints
+or caches) and each SAE folder into ``src/saedetox/assets/reference/``, marks the main SAE,
+measures the world (``saedetox.train.card``) and writes ``MODEL_CARD.md`` + ``card.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from saedetox.errors import SaedetoxError
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "reference"
+LM_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "train_info.json",
+)
+SAE_FILES = ("cfg.json", "sae_weights.safetensors", "training.json")
+
+
+def assemble(lm_dir: str, sae_dirs: list[str], main: int, out: Path = ASSETS, measure: bool = True) -> Path:
+    from saedetox.io import atomic_write_text
+
+    lm_src = Path(lm_dir)
+    if not (lm_src / "model.safetensors").exists():
+        raise SaedetoxError(f"{lm_src} has no model.safetensors; run `saedetox train-lm` first.")
+    (out / "lm").mkdir(parents=True, exist_ok=True)
+    for name in LM_FILES:
+        if (lm_src / name).exists():
+            shutil.copy2(lm_src / name, out / "lm" / name)
+    widths = []
+    for d in sae_dirs:
+        src = Path(d)
+        import json
+
+        width = json.loads((src / "cfg.json").read_text())["d_sae"]
+        dst = out / "sae" / f"width_{width}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in SAE_FILES:
+            shutil.copy2(src / name, dst / name)
+        widths.append(width)
+    if main not in widths:
+        raise SaedetoxError(f"--main {main} is not one of the SAE widths {widths}.")
+    atomic_write_text(out / "sae" / "MAIN", f"width_{main}\n")
+    if measure:
+        from saedetox.train.card import measure as measure_card
+        from saedetox.train.card import write_card
+
+        card = measure_card(str(out / "lm"), [str(out / "sae" / f"width_{w}") for w in sorted(widths)])
+        card["main_sae"] = f"width_{main}"
+        write_card(out, card)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lm", required=True)
+    ap.add_argument("--sae", action="append", default=[])
+    ap.add_argument("--main", type=int, required=True)
+    ap.add_argument("--out", default=str(ASSETS))
+    ap.add_argument("--no-measure", action="store_true")
+    args = ap.parse_args()
+    assemble(args.lm, args.sae, args.main, Path(args.out), measure=not args.no_measure)
+
+
+if __name__ == "__main__":
+    main()

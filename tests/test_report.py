@@ -1,0 +1,228 @@
+"""The HTML report and markdown summary: self-contained, escaped, robust to missing sections."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from saedetox.errors import SaedetoxError
+from saedetox.report import load_runs, markdown_summary, pareto_front, write_markdown, write_report
+
+JUDGES = ("profanity", "tiny-judge")
+
+
+def _run(method: str, tp: float, ppl: float, mode: str | None = None, tier: str | None = None, **extra: Any) -> dict:
+    tox = {
+        j: {
+            "emt": tp * 0.8 + k * 0.01,
+            "emt_std": 0.1,
+            "emt_ci": [tp * 0.8 - 0.02, tp * 0.8 + 0.02],
+            "tox_prob": round(tp + k * 0.05, 4),
+            "tox_prob_ci": [tp - 0.05, tp + 0.05],
+            "mean": tp / 3,
+            "by_prompt_toxicity": {
+                "toxic": {"emt": 0.7, "tox_prob": tp + 0.1},
+                "nontoxic": {"emt": 0.2, "tox_prob": tp - 0.1},
+            },
+        }
+        for k, j in enumerate(JUDGES)
+    }
+    m = {
+        "config": {"method": method, "mode": mode, "tier": tier, "alpha": 2.5 if tier else None, "model": "ref-lm"},
+        "versions": {"saedetox": "0.1.0"},
+        "n_prompts": 100,
+        "samples_per_prompt": 5,
+        "toxicity": tox,
+        "fluency": {"ppl_conditional": ppl, "ppl_ci": [ppl - 0.5, ppl + 0.6], "ppl_clean": ppl * 2, "n_dropped": 0},
+        "diversity": {"dist1": 0.5, "dist2": 0.8, "dist3": 0.9},
+        "capability": {"arc_easy": 0.40, "hellaswag": 0.30},
+        "judge_agreement": {"profanity~tiny-judge": {"pearson": 0.7, "spearman": 0.6, "cohen_kappa": 0.5, "n": 500}},
+        "wall_seconds": 12.0,
+    }
+    m.update(extra)
+    return m
+
+
+def _runs() -> dict[str, dict]:
+    runs = {
+        "none": _run("none", 0.80, 12.0),
+        "sae-constant-medium": _run("sae", 0.40, 14.0, "constant", "medium"),
+        "sae-token-low": _run("sae", 0.70, 12.5, "token", "low"),
+        "prompt": _run("prompt", 0.78, 12.2),
+        "meandiff-high": _run("meandiff", 0.45, 19.0, tier="high"),  # dominated by sae-constant-medium
+        "aura": _run("aura", 0.60, 13.0),
+    }
+    runs["aura"]["capability"] = {"arc_easy": 0.38, "hellaswag": 0.31}
+    del runs["prompt"]["diversity"]  # a missing section
+    del runs["prompt"]["capability"]
+    return runs
+
+
+FEATURES = {
+    "model": "ref-lm",
+    "sae": "saes/w1024",
+    "hook": "blocks.3.hook_resid_pre",
+    "method": "paired",
+    "selected": [17, 42],
+    "features": [
+        {
+            "index": 17,
+            "scores": {"paired": 1.5, "meandiff": 0.9},
+            "heldout_auroc": 0.91,
+            "top_tokens": [{"token": " idiot", "context": "you <script>alert(1)</script> idiot", "act": 3.2}],
+            "neuronpedia": "https://neuronpedia.org/x/17",
+        },
+        {"index": 42, "scores": {}, "heldout_auroc": None, "top_tokens": [], "neuronpedia": None},
+    ],
+}
+
+SPLITTING = {
+    "judge": "profanity",
+    "rows": [
+        {
+            "width": w,
+            "sae": f"w{w}",
+            "mode": "constant",
+            "tier": "medium",
+            "tox_prob": tp,
+            "tox_prob_none": 0.8,
+            "ppl": 14.0,
+            "ppl_none": 12.0,
+            "latents_for_coverage": c,
+            "coverage_target": 0.8,
+            "heldout_auroc": 0.9,
+        }
+        for w, tp, c in ((1024, 0.4, 5), (2048, 0.5, 9), (4096, 0.6, 15))
+    ],
+    "conclusion": "The cut weakens as the SAE widens <b>.",
+}
+
+
+def _pngs(html: str, section: str) -> int:
+    m = re.search(rf'<section id="{section}">(.*?)</section>', html, re.S)
+    return 0 if m is None else m.group(1).count('src="data:image/png;base64,')
+
+
+def test_report_full(tmp_path: Path) -> None:
+    runs = _runs()
+    manifest = {"seed": 0, "data": {"rtp.jsonl": "ab" * 32}}
+    out = write_report(runs, tmp_path / "r.html", features=FEATURES, splitting=SPLITTING, manifest=manifest)
+    html = out.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # atomic write leaves no temp file
+    assert 'src="http' not in html and "<link" not in html and "<script" not in html
+    assert _pngs(html, "tradeoff") == 2  # primary judge large, the other judge below
+    for sec in ("capability", "splitting"):
+        assert _pngs(html, sec) == 1, sec
+    for name in runs:
+        assert name in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;." in html  # splitting conclusion escaped
+    assert 'href="https://neuronpedia.org/x/17"' in html
+    assert "<details" in html and "&quot;seed&quot;: 0" in html
+    # Pareto-optimal rows: none, prompt, sae-token-low, aura, sae-constant-medium; meandiff-high is dominated
+    metrics = re.search(r'<section id="metrics">(.*?)<h3>', html, re.S).group(1)
+    rows = {n: c for c, n in re.findall(r'<tr class="(\w*)"><td class="l">(?:★ )?([\w-]+)</td>', metrics)}
+    assert rows["sae-constant-medium"] == "pareto" and rows["none"] == "base" and rows["meandiff-high"] == ""
+    # headline: within 1.25 × 12 = 15 PPL the best run is sae-constant-medium, 50% cut on the first judge
+    head = re.search(r'<section id="headline">(.*?)</section>', html, re.S).group(1)
+    assert "sae-constant-medium" in head and "50%" in head
+    assert "By prompt toxicity" in html
+
+
+def test_report_omits_missing_sections(tmp_path: Path) -> None:
+    runs = {
+        "none": {"toxicity": {"j": {"tox_prob": 0.5}}, "fluency": {"ppl_conditional": 10.0}},
+        "sae-constant-high": {"toxicity": {"j": {"tox_prob": 0.2, "emt": None}}, "fluency": {"ppl_conditional": None}},
+        "w2048-sae-constant-high": {"toxicity": {"j": {}}, "fluency": {}, "capability": None, "diversity": []},
+    }
+    html = write_report(runs, tmp_path / "r.html").read_text()
+    for sec in ("capability", "agreement", "features", "splitting", "manifest"):
+        assert f'id="{sec}"' not in html, sec
+    assert _pngs(html, "tradeoff") == 1
+    assert "w2048-sae-constant-high" in html and "–" in html
+    assert "By prompt toxicity" not in html
+
+
+def test_report_without_baseline_and_bad_judge(tmp_path: Path) -> None:
+    runs = {"aura": _run("aura", 0.6, 13.0)}
+    html = write_report(runs, tmp_path / "r.html", baseline="none", primary_judge="tiny-judge").read_text()
+    assert "lacks toxicity or perplexity" in html
+    with pytest.raises(SaedetoxError, match="Judge 'nope'"):
+        write_report(runs, tmp_path / "r2.html", primary_judge="nope")
+    with pytest.raises(SaedetoxError):
+        write_report({}, tmp_path / "r3.html")
+
+
+def test_pareto_front() -> None:
+    pts = [(1.0, 5.0), (2.0, 3.0), (3.0, 3.0), (4.0, 1.0), (2.5, 4.0), (None, 0.0), (float("nan"), 0.0), (1.0, 5.0)]
+    # (3,3) is dominated by (2,3); (2.5,4) by (2,3); exact duplicates (1,5) both stay
+    assert pareto_front(pts) == [0, 7, 1, 3]
+    assert pareto_front([]) == []
+    assert pareto_front([(1, 1)]) == [0]
+
+
+def test_markdown_summary() -> None:
+    runs = _runs()
+    md = markdown_summary(runs, splitting=SPLITTING)
+    lines = md.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[:8] == [
+        "run",
+        "method",
+        "mode",
+        "tier",
+        "α",
+        "tox. prob (profanity)",
+        "Δ% (profanity)",
+        "EMT (profanity)",
+    ]
+    rows = {r[0].rstrip(" ★"): r for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:8])}
+    assert set(rows) == set(runs)
+    col = {h: i for i, h in enumerate(header)}
+    r = rows["sae-constant-medium"]
+    assert r[col["method"]] == "sae" and r[col["mode"]] == "constant" and r[col["tier"]] == "medium"
+    assert r[col["α"]] == "2.5"
+    assert r[col["tox. prob (profanity)"]] == "0.400"
+    assert r[col["Δ% (profanity)"]] == "-50.0%"  # 0.40 / 0.80 - 1
+    assert r[col["Δ% (tiny-judge)"]] == "-47.1%"  # 0.45 / 0.85 - 1 = -0.4706
+    assert r[col["cond. PPL"]] == "14.00" and r[col["Δ% PPL"]] == "+16.7%"  # 14 / 12 - 1
+    assert r[col["dist-2"]] == "0.800" and r[col["capability"]] == "0.350"
+    assert rows["none"][col["Δ% PPL"]] == "–"
+    assert rows["prompt"][col["dist-2"]] == "–" and rows["prompt"][col["capability"]] == "–"
+    assert rows["meandiff-high"][0] == "meandiff-high"  # not starred: dominated
+    assert rows["sae-constant-medium"][0].endswith("★")
+    assert "50% cut" in md and "Feature splitting: The cut weakens" in md
+
+
+def test_write_markdown(tmp_path: Path) -> None:
+    p = write_markdown(_runs(), tmp_path / "r.md", baseline="none")
+    assert p.read_text().startswith("| run |")
+
+
+def test_load_runs(tmp_path: Path) -> None:
+    single = _run("sae", 0.4, 14.0, "constant", "medium")
+    (tmp_path / "sae-constant-medium").mkdir()
+    (tmp_path / "sae-constant-medium" / "metrics.json").write_text(json.dumps(single))
+    named = _run("none", 0.8, 12.0)
+    named["config"]["run"] = "none"
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "metrics.json").write_text(json.dumps(named))
+    sweep = {"aura": _run("aura", 0.6, 13.0), "none": named, "note": "not a run"}
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    runs = load_runs([tmp_path / "sae-constant-medium" / "metrics.json", tmp_path / "x", tmp_path / "sweep.json"])
+    assert list(runs) == ["sae-constant-medium", "none", "aura", f"{tmp_path.name}/none"]
+    assert runs["aura"]["config"]["method"] == "aura"
+
+
+@pytest.mark.parametrize("content", [None, "{not json", "[1, 2]", '{"note": "no runs"}'])
+def test_load_runs_bad_file(tmp_path: Path, content: str | None) -> None:
+    p = tmp_path / "metrics.json"
+    if content is not None:
+        p.write_text(content)
+    with pytest.raises(SaedetoxError) as e:
+        load_runs([p])
+    assert "\n" not in str(e.value) and "metrics" in str(e.value)
