@@ -245,3 +245,26 @@ def test_nan_strength_rejected(sae_dir):
         SteeringSpec([Intervention(sae=str(sae_dir), latents=[1], strength=float("nan"))]).validate()
     with pytest.raises(SaedetoxError, match="finite"):
         SteeringSpec([Intervention(sae=str(sae_dir), latents=[1], strength=float("inf"))]).validate()
+
+
+@pytest.mark.parametrize("mode", ["conditional", "token"])
+@torch.no_grad()
+def test_per_latent_gates(gpt2, sae_dir, mode):
+    enc = tokenize_batch(gpt2.tokenizer, PROMPTS, padding_side="left")
+    base = gpt2.model(**enc).logits
+    closed = SteeringSpec(
+        [Intervention(sae=str(sae_dir), latents=LATENTS, mode=mode, strength=3.0, thresholds=[1e9] * 4)]
+    )
+    with Steerer(gpt2, closed):
+        assert torch.equal(gpt2.model(**enc).logits, base)  # no gate ever opens
+    same = SteeringSpec(
+        [Intervention(sae=str(sae_dir), latents=LATENTS, mode=mode, strength=3.0, thresholds=[0.05] * 4)]
+    )
+    scalar = spec_for(sae_dir, mode, strength=3.0, threshold=0.05)
+    with Steerer(gpt2, same):
+        a = gpt2.model(**enc).logits
+    with Steerer(gpt2, scalar):
+        b = gpt2.model(**enc).logits
+    assert torch.equal(a, b) and not torch.allclose(a, base)
+    with pytest.raises(SaedetoxError, match="thresholds"):
+        Intervention(sae="s", latents=[1, 2], thresholds=[0.1]).validate()

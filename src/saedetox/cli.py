@@ -32,7 +32,9 @@ ModeOpt = Annotated[str, typer.Option("--mode", help="constant | conditional | t
 StrengthOpt = Annotated[float | None, typer.Option("--strength", help="Raw strength alpha.")]
 TierOpt = Annotated[str | None, typer.Option("--tier", help="low | medium | high (calibrated to the residual norm).")]
 HookOpt = Annotated[str | None, typer.Option("--hook", help="TL hook name (default: the SAE's own).")]
-ThresholdOpt = Annotated[float, typer.Option("--threshold", help="Gate threshold tau (conditional/token).")]
+ThresholdOpt = Annotated[
+    str, typer.Option("--threshold", help="Gate tau (conditional/token): a number, or auto = features.json gates.")
+]
 ClampOpt = Annotated[float, typer.Option("--clamp-value", help="Value c for clamp mode.")]
 PositionsOpt = Annotated[str, typer.Option("--positions", help="all | generated.")]
 SpecOpt = Annotated[str | None, typer.Option("--spec", help="A steering spec file (YAML/JSON) instead of the flags.")]
@@ -50,13 +52,13 @@ def _build_spec(
     strength: float | None,
     tier: str | None,
     hook: str | None,
-    threshold: float,
+    threshold: str | float,
     clamp_value: float,
     positions: str,
     spec_file: str | None,
     required: bool = True,
 ):
-    from saedetox.spec import Intervention, SteeringSpec, parse_features
+    from saedetox.spec import Intervention, SteeringSpec, parse_features, parse_threshold
 
     if spec_file:
         return SteeringSpec.load(spec_file)
@@ -68,6 +70,7 @@ def _build_spec(
         return None
     if not features:
         raise SaedetoxError("--sae needs --features (indices like 3,17 or a features.json file).")
+    tau, taus = parse_threshold(threshold, features, mode)
     iv = Intervention(
         sae=sae,
         latents=parse_features(features),
@@ -75,7 +78,8 @@ def _build_spec(
         mode=mode,
         strength=strength,
         tier=tier,
-        threshold=threshold,
+        threshold=tau,
+        thresholds=taus,
         clamp_value=clamp_value,
         positions=positions,
     )
@@ -147,7 +151,7 @@ def generate_cmd(
     strength: StrengthOpt = None,
     tier: TierOpt = None,
     hook: HookOpt = None,
-    threshold: ThresholdOpt = 0.0,
+    threshold: ThresholdOpt = "auto",
     clamp_value: ClampOpt = 0.0,
     positions: PositionsOpt = "all",
     spec: SpecOpt = None,
@@ -214,7 +218,7 @@ def export_cmd(
     strength: StrengthOpt = None,
     tier: TierOpt = None,
     hook: HookOpt = None,
-    threshold: ThresholdOpt = 0.0,
+    threshold: ThresholdOpt = "auto",
     clamp_value: ClampOpt = 0.0,
     positions: PositionsOpt = "all",
     spec: SpecOpt = None,
@@ -244,10 +248,10 @@ def discover_cmd(
     model: ModelOpt = "reference",
     sae: Annotated[str, typer.Option("--sae", help="SAE (release/id, local dir, 'reference').")] = "reference",
     method: Annotated[
-        str, typer.Option("--method", help="auroc|paired|meandiff|freqratio|paper-max|paper-freq")
-    ] = "paired",
+        str, typer.Option("--method", help="attribution|auroc|paired|meandiff|freqratio|paper-max|paper-freq")
+    ] = "attribution",
     k: Annotated[int, typer.Option("--k", help="How many latents to select.")] = 10,
-    min_auroc: Annotated[float, typer.Option("--min-auroc", help="Minimum held-out AUROC per latent.")] = 0.8,
+    min_auroc: Annotated[float, typer.Option("--min-auroc", help="Minimum held-out AUROC per latent.")] = 0.6,
     pairs: Annotated[str | None, typer.Option("--pairs", help="ParaDetox-style TSV (toxic, neutral1).")] = None,
     toxic: Annotated[str | None, typer.Option("--toxic", help="Toxic texts (txt/jsonl/csv).")] = None,
     clean: Annotated[str | None, typer.Option("--clean", help="Clean texts (txt/jsonl/csv).")] = None,
@@ -301,7 +305,7 @@ def evaluate_cmd(
     strength: StrengthOpt = None,
     tier: TierOpt = None,
     hook: HookOpt = None,
-    threshold: ThresholdOpt = 0.0,
+    threshold: ThresholdOpt = "auto",
     clamp_value: ClampOpt = 0.0,
     positions: PositionsOpt = "all",
     spec: SpecOpt = None,

@@ -11,6 +11,8 @@ share of tokens where it fires (BOS and padding excluded). Ranking methods:
 | ``freqratio`` | (firing freq. toxic + ε) / (firing freq. clean + ε), ε = 1e-4 |
 | ``auroc`` | AUROC of the per-text max activation, toxic vs clean |
 | ``paired`` | paired t-statistic of max activation, toxic − neutral, over ParaDetox pairs |
+| ``attribution`` | first-order drop in toxic-token log-prob when steering against û_f, minus the clean-text |
+| | log-prob drop (:mod:`saedetox.attribution`); only latents with AUROC ≥ 0.55 are ranked |
 
 Selection takes the top ``k`` by the score whose AUROC on a held-out split (never used for
 ranking) is at least ``min_auroc``. ``features.json`` records the model, SAE, hook, method,
@@ -34,7 +36,9 @@ from saedetox.io import atomic_write_json
 from saedetox.models import LoadedModel, iter_activations
 from saedetox.saes import LoadedSAE
 
-METHODS: tuple[str, ...] = ("auroc", "paired", "meandiff", "freqratio", "paper-max", "paper-freq")
+METHODS: tuple[str, ...] = ("auroc", "paired", "meandiff", "freqratio", "paper-max", "paper-freq", "attribution")
+ATTRIBUTION_TEXTS = 1000  # texts per side for the attribution gradients
+ATTRIBUTION_MIN_AUROC = 0.55  # attribution ranks only latents that fire more on toxic text
 
 
 @dataclass
@@ -122,6 +126,8 @@ def rank_scores(method: str, tox: TextStats, clean: TextStats, paired: bool) -> 
         return tox.max_act.max(0)
     if method == "paper-freq":
         return tox.fire_count / max(tox.n_tokens, 1)
+    if method == "attribution":
+        raise SaedetoxError("Method 'attribution' needs the model: call discover().")
     raise SaedetoxError(f"Unknown discovery method '{method}': use one of {', '.join(METHODS)}.")
 
 
@@ -140,13 +146,14 @@ def discover(
     clean: Sequence[str],
     heldout_toxic: Sequence[str],
     heldout_clean: Sequence[str],
-    method: str = "auroc",
+    method: str = "attribution",
     k: int = 10,
-    min_auroc: float = 0.8,
+    min_auroc: float = 0.6,
     paired: bool = False,
     hook: str | None = None,
     data: dict[str, Any] | None = None,
     batch_size: int = 32,
+    gate_quantile: float = 0.95,
 ) -> dict[str, Any]:
     """Rank latents and select up to ``k``; return the features.json object."""
     if method not in METHODS:
@@ -165,9 +172,17 @@ def discover(
     hook = hook or sae.hook_name
     tox = text_stats(lm, sae, toxic, hook, batch_size)
     cln = text_stats(lm, sae, clean, hook, batch_size)
-    scores = rank_scores(method, tox, cln, paired)
+    if method == "attribution":
+        from saedetox.attribution import gradients, latent_scores
+
+        grads = gradients(lm, hook, list(toxic[:ATTRIBUTION_TEXTS]), list(clean[:ATTRIBUTION_TEXTS]))
+        attr = latent_scores(sae.unit_directions(torch.arange(sae.d_sae)).cpu(), grads).numpy()
+        auc = auroc_per_latent(tox.max_act, cln.max_act)
+        scores = np.where(auc >= ATTRIBUTION_MIN_AUROC, attr, -np.inf)
+    else:
+        scores = rank_scores(method, tox, cln, paired)
     # rank by score; ignore latents that never fire on toxic text
-    alive = tox.max_act.max(0) > 0
+    alive = (tox.max_act.max(0) > 0) & np.isfinite(scores)
     order = [int(i) for i in np.argsort(-np.where(alive, scores, -np.inf)) if alive[i]]
     pool = order[: max(4 * k, 50)]
     h_tox = text_stats(lm, sae, heldout_toxic, hook, batch_size, track=pool)
@@ -175,7 +190,14 @@ def discover(
     held = auroc_per_latent(h_tox.max_act[:, pool], h_cln.max_act[:, pool])
     held_by = {idx: float(a) for idx, a in zip(pool, held, strict=True)}
     selected = [idx for idx in pool if held_by[idx] >= min_auroc][:k]
-    all_scores = {m: rank_scores(m, tox, cln, paired) for m in METHODS if m != "paired" or paired}
+    # gate thresholds for conditional/token steering: the latent's per-text maximum on clean text at
+    # ``gate_quantile``, so a gate opens on few clean texts but on toxic ones
+    gates = {idx: float(np.quantile(cln.max_act[:, idx], gate_quantile)) for idx in selected}
+    all_scores = {
+        m: rank_scores(m, tox, cln, paired) for m in METHODS if m != "attribution" and (m != "paired" or paired)
+    }
+    if method == "attribution":
+        all_scores["attribution"] = scores
     feats = []
     for idx in selected:
         j = pool.index(idx)
@@ -216,6 +238,8 @@ def discover(
             "heldout_clean": len(heldout_clean),
         },
         "selected": selected,
+        "thresholds": [gates[i] for i in selected],
+        "gate_quantile": gate_quantile,
         "set_heldout_auroc": set_auroc,
         "candidates": [{"index": i, "score": float(scores[i]), "heldout_auroc": held_by[i]} for i in pool],
         "features": feats,

@@ -121,12 +121,22 @@ class LoadedModel:
         self._sites[hook] = site
         return site
 
+    @property
+    def max_positions(self) -> int | None:
+        cfg = self.model.config
+        return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+
     def encode_prompts(
-        self, texts: Sequence[str], prepend_bos: bool = True, padding_side: str = "left"
+        self, texts: Sequence[str], prepend_bos: bool = True, padding_side: str = "left", max_length: int | None = None
     ) -> dict[str, torch.Tensor]:
         """Tokenise a batch with padding (left by default) and optional BOS, on the model's device."""
         return tokenize_batch(
-            self.tokenizer, texts, prepend_bos=prepend_bos, padding_side=padding_side, device=self.device
+            self.tokenizer,
+            texts,
+            prepend_bos=prepend_bos,
+            padding_side=padding_side,
+            device=self.device,
+            max_length=max_length,
         )
 
 

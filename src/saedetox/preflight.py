@@ -68,7 +68,12 @@ def check_fit(lm: LoadedModel, sae: LoadedSAE, hook: str | None = None) -> list[
 
 @torch.no_grad()
 def preflight(
-    lm: LoadedModel, sae: LoadedSAE, texts: Sequence[str] | None = None, hook: str | None = None, batch_size: int = 16
+    lm: LoadedModel,
+    sae: LoadedSAE,
+    texts: Sequence[str] | None = None,
+    hook: str | None = None,
+    batch_size: int = 16,
+    max_length: int = 128,
 ) -> PreflightReport:
     hook = hook or sae.hook_name
     warnings = check_fit(lm, sae, hook)
@@ -110,7 +115,10 @@ def preflight(
     try:
         for start in range(0, len(texts), batch_size):
             batch = lm.encode_prompts(
-                texts[start : start + batch_size], prepend_bos=sae.prepend_bos, padding_side="right"
+                texts[start : start + batch_size],
+                prepend_bos=sae.prepend_bos,
+                padding_side="right",
+                max_length=max_length,
             )
             mask = batch["attention_mask"].bool()
             stats_mask = mask.clone()

@@ -41,6 +41,7 @@ class Intervention:
     strength: float | None = None
     tier: str | None = None
     threshold: float = 0.0
+    thresholds: list[float] | None = None  # per-latent gate thresholds (override ``threshold``)
     clamp_value: float = 0.0
     positions: str = "all"
     vector: list[float] | None = None  # a raw direction (baselines) instead of SAE latents
@@ -59,6 +60,11 @@ class Intervention:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
                 raise SaedetoxError(f"{name} must be a finite number, got {value!r}.")
+        if self.thresholds is not None:
+            if len(self.thresholds) != len(self.latents):
+                raise SaedetoxError(f"{len(self.thresholds)} thresholds for {len(self.latents)} latents.")
+            if not all(isinstance(t, (int, float)) and math.isfinite(t) for t in self.thresholds):
+                raise SaedetoxError("Per-latent thresholds must be finite numbers.")
         if self.vector is None:
             if not self.sae:
                 raise SaedetoxError("An intervention needs an SAE (--sae) or a steering vector.")
@@ -130,6 +136,34 @@ class SteeringSpec:
         except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise SaedetoxError(f"{p} is not valid YAML/JSON ({type(err).__name__}).") from None
         return cls.from_dict(data)
+
+
+def feature_thresholds(value: str | None) -> list[float] | None:
+    """Per-latent gate thresholds stored in a features.json (``thresholds``), if any."""
+    if not value or not Path(value).is_file():
+        return None
+    try:
+        data = json.loads(Path(value).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    th = data.get("thresholds") if isinstance(data, dict) else None
+    return [float(t) for t in th] if isinstance(th, list) else None
+
+
+def parse_threshold(
+    value: str | float, features: str | None = None, mode: str = "conditional"
+) -> tuple[float, list[float] | None]:
+    """``--threshold``: a number, or ``auto``: for ``conditional`` the per-latent gates that discovery
+    stored in features.json (a latent's 95th-percentile per-text maximum on clean text), for ``token``
+    0 (steer wherever a latent is active)."""
+    if isinstance(value, (int, float)):
+        return float(value), None
+    if str(value).strip().lower() == "auto":
+        return 0.0, feature_thresholds(features) if mode == "conditional" else None
+    try:
+        return float(value), None
+    except ValueError:
+        raise SaedetoxError(f"--threshold must be a number or 'auto', got '{value}'.") from None
 
 
 def parse_features(value: str) -> list[int]:

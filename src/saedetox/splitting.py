@@ -104,7 +104,16 @@ def run_splitting(cfg: Any, lm: Any, ecfg: Any, out: Path, results: dict[str, An
         }
         if feats["selected"]:
             spec = SteeringSpec(
-                [Intervention(sae=name, latents=feats["selected"], hook=cfg.hook, mode=sp.mode, tier=sp.tier)]
+                [
+                    Intervention(
+                        sae=name,
+                        latents=feats["selected"],
+                        hook=cfg.hook,
+                        mode=sp.mode,
+                        tier=sp.tier,
+                        thresholds=feats.get("thresholds") if sp.mode in ("conditional", "token") else None,
+                    )
+                ]
             ).validate()
             run_name = f"{tag}-sae-{sp.mode}-{sp.tier}"
             res = evaluate(

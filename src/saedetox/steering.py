@@ -59,6 +59,7 @@ class ResolvedIntervention:
     directions: torch.Tensor | None  # û_F, [|F|, d]
     decoder_rows: torch.Tensor | None  # d_F, [|F|, d]
     median_norm: float | None = None
+    gate: torch.Tensor | float = 0.0  # τ, scalar or per latent [|F|]
 
     @property
     def vector(self) -> torch.Tensor:
@@ -72,7 +73,7 @@ class ResolvedIntervention:
             "alpha": self.alpha,
             "tier": self.spec.tier,
             "latents": self.spec.latents,
-            "threshold": self.spec.threshold,
+            "threshold": self.spec.thresholds if self.spec.thresholds is not None else self.spec.threshold,
             "positions": self.spec.positions,
             "median_norm": self.median_norm,
         }
@@ -173,6 +174,9 @@ class Steerer:
             directions=None if directions is None else directions.to(dev, dt),
             decoder_rows=None if rows is None else rows.to(dev),
             median_norm=median,
+            gate=torch.tensor(iv.thresholds, dtype=torch.float32, device=dev)
+            if iv.thresholds is not None
+            else float(iv.threshold),
         )
 
     def describe(self) -> list[dict[str, Any]]:
@@ -228,7 +232,7 @@ class Steerer:
         if mode == "clamp":
             change = (r.spec.clamp_value - acts) * r.sae.output_scale(x.to(acts.dtype))
             return x + where * (change @ r.decoder_rows.to(acts.dtype)).to(x.dtype)
-        fires = acts > r.spec.threshold
+        fires = acts > r.gate
         if mode == "token":
             push = fires.to(x.dtype) @ r.directions  # [B, T, d]
             return x - r.alpha * where * push

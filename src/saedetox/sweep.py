@@ -26,9 +26,9 @@ from saedetox.spec import MODES, TIERS
 
 @dataclass
 class DiscoveryCfg:
-    method: str = "paired"
+    method: str = "attribution"
     k: int = 10
-    min_auroc: float = 0.8
+    min_auroc: float = 0.6
     max_pairs: int | None = None
 
 
@@ -55,7 +55,7 @@ class RunGroup:
     modes: list[str] = field(default_factory=lambda: ["constant"])
     tiers: list[str] = field(default_factory=list)
     strengths: list[float] = field(default_factory=list)
-    threshold: float = 0.0
+    threshold: float | str = "auto"  # auto = discovery's per-latent gates
     clamp_value: float = 0.0
     positions: str = "all"
     capability: bool = False
@@ -140,7 +140,7 @@ class PlannedRun:
     mode: str | None = None
     tier: str | None = None
     strength: float | None = None
-    threshold: float = 0.0
+    threshold: float | str = "auto"
     positions: str = "all"
     capability: bool = False
     sae: str | None = None
@@ -228,7 +228,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
         capability_limit=ev.capability_limit,
         data_dir=cfg.data_dir,
     )
-    features = resolve_features(cfg, lm, out)
+    features, gates = resolve_features(cfg, lm, out)
     results: dict[str, Any] = {}
     planned = plan(cfg)
     for i, r in enumerate(planned):
@@ -242,7 +242,8 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
                 mode=r.mode or "constant",
                 tier=r.tier,
                 strength=r.strength,
-                threshold=r.threshold,
+                threshold=0.0 if r.threshold == "auto" else float(r.threshold),
+                thresholds=gates if r.threshold == "auto" and r.mode == "conditional" else None,
                 positions=r.positions,
                 clamp_value=r.clamp_value,
             )
@@ -312,28 +313,28 @@ def _sae_hook(cfg: SweepConfig, lm: Any) -> str | None:
     return load_sae(cfg.sae, model_uses_layernorm=lm.uses_layernorm).hook_name
 
 
-def resolve_features(cfg: SweepConfig, lm: Any, out: Path) -> list[int]:
-    """The latents SAE runs steer: given in the config, read from a file, or discovered (cached)."""
+def resolve_features(cfg: SweepConfig, lm: Any, out: Path) -> tuple[list[int], list[float] | None]:
+    """The latents SAE runs steer and their gates: from the config, a file, or discovery (cached)."""
     if isinstance(cfg.features, list):
-        return [int(i) for i in cfg.features]
+        return [int(i) for i in cfg.features], None
     if isinstance(cfg.features, str):
-        from saedetox.spec import parse_features
+        from saedetox.spec import feature_thresholds, parse_features
 
-        return parse_features(cfg.features)
+        return parse_features(cfg.features), feature_thresholds(cfg.features)
     if cfg.discovery is None or cfg.sae is None:
-        return []
+        return [], None
     path = out / "features.json"
     key = {"sae": cfg.sae, "hook": cfg.hook, **asdict(cfg.discovery)}
     if path.exists():
         cached = json.loads(path.read_text())
         if cached.get("sweep_key") == key:
-            return [int(i) for i in cached["selected"]]
+            return [int(i) for i in cached["selected"]], cached.get("thresholds")
     obj = run_discovery(cfg.discovery, lm, cfg.sae, cfg.hook, cfg.data_dir)
     obj["sweep_key"] = key
     atomic_write_json(path, obj)
     if not obj["selected"]:
         raise SaedetoxError("Discovery selected no latent (none reached min_auroc); lower it or change the method.")
-    return [int(i) for i in obj["selected"]]
+    return [int(i) for i in obj["selected"]], obj.get("thresholds")
 
 
 def run_discovery(d: DiscoveryCfg, lm: Any, sae_name: str, hook: str | None, data_dir: str | None) -> dict[str, Any]:

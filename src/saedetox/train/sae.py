@@ -126,7 +126,7 @@ class BatchTopKSAE(torch.nn.Module):
         n = min(self.k * pre.shape[0], flat.numel())
         vals, idx = torch.topk(flat, n, sorted=False)
         acts = torch.zeros_like(flat).scatter_(0, idx, vals).view_as(pre)
-        return acts, float(vals.min())
+        return acts, float(vals.min().detach())
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
         return acts @ self.W_dec + self.b_dec
