@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.saedetox-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench clean reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,16 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache
+
+# Rebuild the committed reference world from ../shared/data (hours on a 2-core CPU, minutes on a GPU).
+REF_HOOK := blocks.3.hook_resid_pre
+reference: $(STAMP)
+	$(BIN)/saedetox train-lm --out .work/ref-lm
+	$(BIN)/saedetox train-lm --out .work/ref-lm2 --init-from .work/ref-lm --max-tokens 12000000 --lr 1e-3 \
+		--warmup-steps 100 --min-lr-frac 0.05 --seed 1
+	for w in 1024 2048 4096; do \
+		$(BIN)/saedetox train-sae --model .work/ref-lm2 --hook $(REF_HOOK) --width $$w --tokens 3000000 \
+			--out .work/ref-sae/width_$$w || exit 1; done
+	$(BIN)/saedetox train-judge --out src/saedetox/assets/judge/probe
+	$(BIN)/python -m saedetox.train.reference --lm .work/ref-lm2 --sae .work/ref-sae/width_1024 \
+		--sae .work/ref-sae/width_2048 --sae .work/ref-sae/width_4096 --main 2048

@@ -103,14 +103,16 @@ class GenerationLog:
         self.rows: dict[int, dict[str, Any]] = {}
         if path.exists():
             good = []
-            for line in path.read_text(encoding="utf-8").splitlines():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            for line in lines:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     break  # a torn last line from an interruption
                 self.rows[int(row["i"])] = row
                 good.append(line)
-            atomic_write_text(path, "".join(x + "\n" for x in good))
+            if len(good) < len(lines) or not path.read_text(encoding="utf-8").endswith("\n"):
+                atomic_write_text(path, "".join(x + "\n" for x in good))
 
     def done_batches(self, bounds: list[tuple[int, int]]) -> set[int]:
         return {b for b, (s, e) in enumerate(bounds) if all(i in self.rows for i in range(s, e))}
@@ -212,6 +214,13 @@ def evaluate(
         old = json.loads(cfg_path.read_text())
         if old.get("fingerprint") != fp:
             raise SaedetoxError(f"{run} holds a different run (its config differs); use a new --out folder.")
+        done = run / "metrics.json"
+        if done.exists():  # finished before: nothing to redo
+            prev = json.loads(done.read_text())
+            if prev.get("config", {}).get("judges") == list(cfg.judges) and bool(prev.get("capability")) == bool(
+                cfg.capability
+            ):
+                return prev
     atomic_write_json(cfg_path, {"fingerprint": fp, **config})
     conts = generate_all(lm, prompts, method, cfg, run)
     gen_seconds = time.time() - t0

@@ -270,8 +270,13 @@ def tokenize_batch(
     padding_side: str = "left",
     device: torch.device | str = "cpu",
     max_length: int | None = None,
+    truncation_side: str = "right",
 ) -> dict[str, torch.Tensor]:
-    """Token ids + attention mask for a batch, BOS prepended once when asked, padded."""
+    """Token ids + attention mask for a batch, BOS prepended once when asked, padded.
+
+    Longer rows are cut to ``max_length``: at the end (``right``) or, for prompts, at the start
+    (``left``, keeping a prepended BOS first).
+    """
     if isinstance(texts, str):
         texts = [texts]
     if not texts:
@@ -286,8 +291,12 @@ def tokenize_batch(
         ids = list(ids)
         if prepend_bos and bos is not None and (not ids or ids[0] != bos):
             ids = [bos] + ids
-        if max_length is not None:
-            ids = ids[:max_length]
+        if max_length is not None and len(ids) > max_length:
+            if truncation_side == "left":
+                head = ids[:1] if prepend_bos and bos is not None and ids[0] == bos else []
+                ids = head + ids[len(ids) - (max_length - len(head)) :]
+            else:
+                ids = ids[:max_length]
         rows.append(ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     width = max(len(r) for r in rows)

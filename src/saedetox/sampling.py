@@ -66,7 +66,16 @@ def _generate_batch(
     lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig, seed: int, steerer: Steerer | None
 ) -> list[list[int]]:
     expanded = [p for p in prompts for _ in range(cfg.n_samples)]
-    enc = tokenize_batch(lm.tokenizer, expanded, prepend_bos=cfg.prepend_bos, padding_side="left", device=lm.device)
+    room = lm.max_positions - cfg.max_new_tokens if lm.max_positions else None
+    enc = tokenize_batch(
+        lm.tokenizer,
+        expanded,
+        prepend_bos=cfg.prepend_bos,
+        padding_side="left",
+        device=lm.device,
+        max_length=room,
+        truncation_side="left",
+    )
     width = enc["input_ids"].shape[1]
     eos = lm.tokenizer.eos_token_id
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else eos

@@ -96,6 +96,24 @@ def measure(
     return card
 
 
+def _phases(tr: dict[str, Any]) -> list[str]:
+    prev = tr.get("previous_phase")
+    cfg = tr.get("config", {})
+    if not prev:
+        return [f"- One phase: `saedetox train-lm --out DIR --max-tokens {cfg.get('max_tokens')}`."]
+    pc = prev.get("config", {})
+    return [
+        f"- Phase 1: `saedetox train-lm --out .work/ref-lm` "
+        f"({pc.get('max_tokens', 0) / 1e6:.0f} M tokens, lr "
+        f"{pc.get('lr')}, {prev.get('train_seconds', 0) / 60:.0f} min, "
+        f"held-out loss {prev.get('heldout_loss', 0):.3f}).",
+        f"- Phase 2 (a second cosine cycle from the phase-1 weights, new batch order): `saedetox train-lm --out "
+        f".work/ref-lm2 --init-from .work/ref-lm --max-tokens {cfg.get('max_tokens')} --lr {cfg.get('lr')} "
+        f"--warmup-steps {cfg.get('warmup_steps')} --min-lr-frac {cfg.get('min_lr_frac')} --seed {cfg.get('seed')}` "
+        f"({tr.get('train_seconds_this_phase', 0) / 60:.0f} min, held-out loss {tr.get('heldout_loss', 0):.3f}).",
+    ]
+
+
 def render(card: dict[str, Any]) -> str:
     tr = card.get("training", {})
     cfg = tr.get("config", {})
@@ -117,8 +135,10 @@ def render(card: dict[str, Any]) -> str:
         f"≈{tr.get('tokens_seen', 0) / max(corpus.get('train_tokens', 1), 1):.2f} epochs), AdamW lr {cfg.get('lr')} "
         f"cosine to {cfg.get('min_lr_frac')}×, warm-up {cfg.get('warmup_steps')}, seed {cfg.get('seed')}.",
         f"- Wall time: {tr.get('train_seconds', 0) / 60:.0f} min on {tr.get('hardware', {}).get('device')} "
-        f"({tr.get('hardware', {}).get('threads')} threads, torch {tr.get('hardware', {}).get('torch')}).",
-        "- Command: `saedetox train-lm --out .work/ref-lm` (defaults), then `make reference` copies it here.",
+        f"({tr.get('hardware', {}).get('threads')} threads, torch {tr.get('hardware', {}).get('torch')}); "
+        "the 2-core CPU machine this project runs on, shared with other work.",
+        *_phases(tr),
+        "- Reproduce everything (LM, SAEs, judge, this card): `make reference` (see the Makefile for the commands).",
         "",
         "### Data recipe (`saedetox.train.corpus.RECIPE`, splits in `saedetox.splits`)",
         "",

@@ -1,0 +1,94 @@
+"""The RTP protocol end to end on a tiny model: contract keys, resumption, sweeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import tiny_gpt2, write_sae
+
+from saedetox.errors import SaedetoxError
+from saedetox.evaluate import EvalConfig, evaluate
+from saedetox.methods import build_method
+from saedetox.sampling import SamplingConfig
+from saedetox.spec import Intervention, SteeringSpec
+
+
+def cfg(**kw):
+    base = dict(
+        n_prompts=6,
+        sampling=SamplingConfig(n_samples=2, max_new_tokens=4, batch_size=4, seed=0),
+        judges=("profanity", "probe"),
+        clean_texts=3,
+        n_boot=50,
+    )
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+def test_metrics_contract_keys(tmp_path, gpt2):
+    res = evaluate(gpt2, tmp_path / "run", cfg())
+    assert set(res) >= {"config", "versions", "n_prompts", "samples_per_prompt", "toxicity", "fluency",
+                        "diversity", "capability", "wall_seconds"}
+    for j in ("profanity", "probe"):
+        assert set(res["toxicity"][j]) >= {"emt", "emt_std", "tox_prob", "mean"}
+    assert set(res["fluency"]) >= {"ppl_conditional", "ppl_clean"}
+    assert set(res["diversity"]) == {"dist1", "dist2", "dist3"}
+    assert res["n_prompts"] == 6 and res["samples_per_prompt"] == 2
+    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert on_disk["toxicity"] == res["toxicity"]
+    rows = [json.loads(x) for x in (tmp_path / "run" / "generations.jsonl").read_text().splitlines()]
+    assert [r["i"] for r in rows] == list(range(6)) and all(len(r["continuations"]) == 2 for r in rows)
+
+
+def test_interrupted_run_resumes_without_redoing(tmp_path, gpt2):
+    run = tmp_path / "run"
+    full = evaluate(gpt2, run, cfg())
+    gen = run / "generations.jsonl"
+    lines = gen.read_text().splitlines()
+    # simulate a crash after the first batch (2 prompts), mid-way through writing the next line
+    gen.write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])
+    (run / "metrics.json").unlink()
+    (run / "scores.npz").unlink()
+    again = evaluate(gpt2, run, cfg())
+    assert gen.read_text().splitlines() == lines  # same samples, nothing duplicated
+    assert again["toxicity"] == full["toxicity"]
+
+
+def test_changed_config_is_refused(tmp_path, gpt2):
+    evaluate(gpt2, tmp_path / "run", cfg())
+    with pytest.raises(SaedetoxError, match="different run"):
+        evaluate(gpt2, tmp_path / "run", cfg(n_prompts=5))
+
+
+def test_steered_run_records_method(tmp_path, gpt2, sae_dir):
+    spec = SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 2], mode="conditional", tier="high")])
+    res = evaluate(gpt2, tmp_path / "s", cfg(), build_method(gpt2, "sae", spec))
+    c = res["config"]
+    assert c["method"] == "sae" and c["mode"] == "conditional" and c["tier"] == "high" and c["alpha"] > 0
+    assert "unsteered" in res["fluency"]["reference_model"]
+
+
+def test_sweep_resumes_and_writes_report(tmp_path):
+    from saedetox.sweep import parse_config, run_sweep
+
+    lm = tiny_gpt2()
+    lm.model.save_pretrained(tmp_path / "m")
+    lm.tokenizer.save_pretrained(tmp_path / "m")
+    sae = write_sae(tmp_path / "sae", lm.d_model)
+    raw = {
+        "model": str(tmp_path / "m"), "sae": str(sae), "features": [1, 2, 3],
+        "evaluation": {"n_prompts": 4, "samples": 2, "max_new_tokens": 3, "batch_size": 4, "clean_texts": 2},
+        "runs": [{"method": "none"}, {"method": "sae", "modes": ["constant"], "tiers": ["low"]}, {"method": "prompt"}],
+    }
+    out = tmp_path / "sweep"
+    first = run_sweep(parse_config(raw), out)
+    assert set(first) == {"none", "sae-constant-low", "prompt"}
+    stamp = (out / "runs" / "none" / "generations.jsonl").stat().st_mtime_ns
+    (out / "runs" / "prompt" / "metrics.json").unlink()
+    second = run_sweep(parse_config(raw), out)
+    assert (out / "runs" / "none" / "generations.jsonl").stat().st_mtime_ns == stamp
+    assert second["prompt"]["toxicity"] == first["prompt"]["toxicity"]
+    html = (out / "report.html").read_text()
+    assert "sae-constant-low" in html and "<img" in html
+    assert json.loads((out / "metrics.json").read_text()).keys() == first.keys()
