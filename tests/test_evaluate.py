@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import tiny_gpt2, write_sae
 
+from helpers import tiny_gpt2, write_sae
 from saedetox.errors import SaedetoxError
 from saedetox.evaluate import EvalConfig, evaluate
 from saedetox.methods import build_method
