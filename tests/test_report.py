@@ -226,3 +226,20 @@ def test_load_runs_bad_file(tmp_path: Path, content: str | None) -> None:
     with pytest.raises(SaedetoxError) as e:
         load_runs([p])
     assert "\n" not in str(e.value) and "metrics" in str(e.value)
+
+
+def test_sae_vs_baselines_uses_equal_or_lower_ppl():
+    from saedetox.report_data import sae_vs_baselines
+
+    def run(method, tp, ppl):
+        return {"config": {"method": method}, "toxicity": {"j": {"tox_prob": tp}}, "fluency": {"ppl_conditional": ppl}}
+
+    runs = {
+        "none": run("none", 0.8, 10.0),
+        "meandiff-low": run("meandiff", 0.5, 9.0),
+        "meandiff-high": run("meandiff", 0.1, 30.0),
+        "sae-a": run("sae", 0.3, 12.0),
+    }
+    v = sae_vs_baselines(runs, "j")
+    assert v["baseline"] == "meandiff-low" and abs(v["margin"] - 0.4) < 1e-9
+    assert "reason" in sae_vs_baselines({"none": runs["none"]}, "j")

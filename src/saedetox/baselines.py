@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,14 +40,21 @@ SURGERY_STRENGTH = {"low": 0.5, "medium": 1.0, "high": 2.0}
 class ContrastData:
     toxic: list[str]
     clean: list[str]
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # directions/factors computed from it
 
 
-def default_contrast(data_dir: str | None = None) -> ContrastData:
+def default_contrast(data_dir: str | None = None, max_pairs: int | None = None) -> ContrastData:
     """The discovery split (ParaDetox role ``discovery``): toxic sides vs neutral paraphrases."""
     from saedetox.data import paradetox_by_role
 
-    pairs = paradetox_by_role(data_dir)["discovery"]
+    pairs = paradetox_by_role(data_dir)["discovery"][:max_pairs]
     return ContrastData([p.toxic for p in pairs], [p.neutral for p in pairs])
+
+
+def _cached(data: ContrastData, key: tuple[Any, ...], fn: Any) -> Any:
+    if key not in data.cache:
+        data.cache[key] = fn()
+    return data.cache[key]
 
 
 @torch.no_grad()
@@ -260,11 +268,12 @@ def build_baseline(
     if name == "meandiff":
         from saedetox.methods import steering_method
 
-        m = steering_method(lm, meandiff_spec(meandiff_direction(lm, hook, data), hook, tier, strength), "meandiff")
+        direction = _cached(data, ("meandiff", id(lm.model), hook), lambda: meandiff_direction(lm, hook, data))
+        m = steering_method(lm, meandiff_spec(direction, hook, tier, strength), "meandiff")
         m.details["sae"] = None
         return m
     if name == "aura":
-        factors = aura_factors(lm, data)
+        factors = _cached(data, ("aura", id(lm.model)), lambda: aura_factors(lm, data))
         damped = sum(int((f < 1).sum()) for f in factors)
         total = sum(f.numel() for f in factors)
         return Method(
@@ -273,7 +282,7 @@ def build_baseline(
             details={"dampened_neurons": damped, "neurons": total, "min_factor": float(min(f.min() for f in factors))},
         )
     if name == "surgery":
-        direction, acc = surgery_probe(lm, hook, data)
+        direction, acc = _cached(data, ("surgery", id(lm.model), hook), lambda: surgery_probe(lm, hook, data))
         alpha = strength if strength is not None else SURGERY_STRENGTH[tier or "medium"]
         edits = surgery_edits(lm, direction, alpha)
         return Method(

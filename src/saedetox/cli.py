@@ -310,7 +310,7 @@ def evaluate_cmd(
     positions: PositionsOpt = "all",
     spec: SpecOpt = None,
     prompts: Annotated[str, typer.Option("--prompts", help="challenging|nontoxic|RTP.jsonl|.txt")] = "challenging",
-    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Random subset size (seeded).")] = 100,
+    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Random subset size (seeded); 0 = all.")] = 100,
     samples: Annotated[int, typer.Option("--samples", "-k", help="Samples per prompt.")] = 25,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 20,
     top_p: Annotated[float, typer.Option("--top-p")] = 0.9,

@@ -68,9 +68,9 @@ def load_prompts(cfg: EvalConfig) -> list[Prompt]:
     else:
         p = Path(src)
         prompts = read_rtp(p) if p.suffix in (".jsonl", ".json") else [Prompt(t) for t in read_lines(p)]
-    if cfg.n_prompts is not None and cfg.n_prompts < len(prompts):
-        if cfg.n_prompts < 1:
-            raise SaedetoxError("--n-prompts must be at least 1.")
+    if cfg.n_prompts is not None and cfg.n_prompts < 0:
+        raise SaedetoxError("--n-prompts must be 0 (all prompts) or positive.")
+    if cfg.n_prompts and cfg.n_prompts < len(prompts):
         idx = sorted(random.Random(cfg.subset_seed).sample(range(len(prompts)), cfg.n_prompts))
         prompts = [prompts[i] for i in idx]
     return prompts

@@ -33,6 +33,7 @@ from saedetox.report_data import (
     pareto_front,
     pareto_names,
     ppl_of,
+    sae_vs_baselines,
     tox,
 )
 from saedetox.report_html import render_html
@@ -123,6 +124,14 @@ def markdown_summary(
             notes.append(
                 f"- {j}: best within {PPL_BUDGET:g}× baseline PPL is `{h['run']}`, toxicity probability "
                 f"{h['base_tox_prob']:.3f} → {h['tox_prob']:.3f} ({h['cut']:.0%} cut), PPL ×{h['ppl_ratio']:.2f}."
+            )
+    for j in judges:
+        v = sae_vs_baselines(runs, j)
+        if "run" in v:
+            notes.append(
+                f"- {j}: SAE vs baselines — `{v['run']}` {v['tox_prob']:.3f} at PPL {v['ppl']:.2f} vs best baseline "
+                f"at equal or lower PPL `{v['baseline']}` {v['base_tox_prob']:.3f} at {v['base_ppl']:.2f} "
+                f"({v['margin']:+.0%} relative)."
             )
     if judges:
         notes.append(f"- ★ Pareto-optimal on {judges[0]} toxicity probability vs cond. PPL; Δ% vs `{baseline}`.")

@@ -183,3 +183,41 @@ def headline(runs: dict[str, dict[str, Any]], judge: str, baseline: str, budget:
         "base_ppl": b_ppl,
         "ppl_ratio": ppl / b_ppl if b_ppl else None,
     }
+
+
+BASELINE_METHODS = ("prompt", "meandiff", "aura", "surgery")
+
+
+def sae_vs_baselines(runs: dict[str, dict[str, Any]], judge: str) -> dict[str, Any]:
+    """The SAE run with the largest relative toxicity-probability cut vs the best baseline run whose
+    conditional perplexity is equal or lower (the issue's comparison: better toxicity at no more PPL)."""
+    sae = [(n, m) for n, m in runs.items() if cfg(m, "method") == "sae"]
+    base = [(n, m) for n, m in runs.items() if cfg(m, "method") in BASELINE_METHODS]
+    best: dict[str, Any] | None = None
+    for name, m in sae:
+        tp, ppl = num(tox(m, judge, "tox_prob")), num(ppl_of(m))
+        if tp is None or ppl is None:
+            continue
+        rivals = [
+            (btp, bn, bppl)
+            for bn, b in base
+            if (btp := num(tox(b, judge, "tox_prob"))) is not None
+            and (bppl := num(ppl_of(b))) is not None
+            and bppl <= ppl
+        ]
+        if not rivals:
+            continue
+        btp, bn, bppl = min(rivals)
+        margin = 1.0 - tp / btp if btp else (0.0 if tp == 0 else -1.0)
+        if best is None or margin > best["margin"]:
+            best = {
+                "judge": judge,
+                "run": name,
+                "tox_prob": tp,
+                "ppl": ppl,
+                "baseline": bn,
+                "base_tox_prob": btp,
+                "base_ppl": bppl,
+                "margin": margin,
+            }
+    return best or {"judge": judge, "reason": "no SAE run has a baseline run at equal or lower perplexity"}

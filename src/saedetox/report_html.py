@@ -27,6 +27,7 @@ from saedetox.report_data import (
     num,
     pareto_front,
     ppl_of,
+    sae_vs_baselines,
     section,
     tox,
 )
@@ -105,6 +106,15 @@ def _section_headline(runs: dict[str, dict[str, Any]], judges: list[str], baseli
             f"({h['base_tox_prob']:.3f} → {h['tox_prob']:.3f}) at cond. PPL {h['ppl']:.2f} "
             f"(×{h['ppl_ratio']:.2f} of baseline {h['base_ppl']:.2f}).</div>"
         )
+    for j in judges:
+        v = sae_vs_baselines(runs, j)
+        if "run" in v:
+            lines.append(
+                f"<div>judge <b>{esc(j)}</b>, SAE vs baselines: <b>{esc(v['run'])}</b> has toxicity probability "
+                f"{v['tox_prob']:.3f} at cond. PPL {v['ppl']:.2f}; the best baseline at equal or lower PPL, "
+                f"<b>{esc(v['baseline'])}</b>, has {v['base_tox_prob']:.3f} at {v['base_ppl']:.2f} "
+                f"(<b>{v['margin']:+.0%}</b> relative).</div>"
+            )
     intro = (
         f"Best run whose conditional perplexity stays within {PPL_BUDGET:g}× the baseline "
         f"(<code>{esc(baseline)}</code>), per judge:"

@@ -231,6 +231,11 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
     features, gates = resolve_features(cfg, lm, out)
     results: dict[str, Any] = {}
     planned = plan(cfg)
+    contrast = None
+    if any(r.method in ("meandiff", "aura", "surgery") for r in planned):
+        from saedetox.baselines import default_contrast
+
+        contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)
     for i, r in enumerate(planned):
         print(f"[{i + 1}/{len(planned)}] {r.name}", flush=True)
         spec = None
@@ -251,6 +256,8 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
         options: dict[str, Any] = {"data_dir": cfg.data_dir}
         if r.method in ("meandiff", "surgery"):
             options.update(tier=r.tier, strength=r.strength, hook=cfg.hook or _sae_hook(cfg, lm))
+        if r.method in ("meandiff", "aura", "surgery"):
+            options["data"] = contrast
         method = build_method(lm, r.method, spec, **options)
         ecfg.capability = tuple(ev.capability) if r.capability else ()
         results[r.name] = evaluate(lm, out / "runs" / r.name, ecfg, method, run_name=r.name, ref_lm=ref)

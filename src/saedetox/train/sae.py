@@ -229,9 +229,9 @@ def train_sae(cfg: SAETrainConfig, texts: list[str] | None = None, eval_texts: l
                 thresholds.append(thr)
             if step % 50 == 0 or step == steps - 1:
                 log.append(
-                    {"step": step, "fvu": round(float(mse), 4), "aux": round(float(aux), 4), "dead": int(dead.sum())}
+                    {"step": step, "fvu": round(mse.item(), 4), "aux": round(aux.item(), 4), "dead": int(dead.sum())}
                 )
-            bar.advance(1, description=f"train-sae w={cfg.width} fvu {float(mse):.3f}")
+            bar.advance(1, description=f"train-sae w={cfg.width} fvu {mse.item():.3f}")
     threshold = float(np.mean(thresholds)) if thresholds else 0.0
     train_seconds = time.time() - t0
     out = Path(cfg.out)
