@@ -268,3 +268,18 @@ def test_per_latent_gates(gpt2, sae_dir, mode):
     assert torch.equal(a, b) and not torch.allclose(a, base)
     with pytest.raises(SaedetoxError, match="thresholds"):
         Intervention(sae="s", latents=[1, 2], thresholds=[0.1]).validate()
+
+
+def test_past_length_reads_every_transformers_convention():
+    from transformers import DynamicCache
+
+    from saedetox.steering import _past_length
+
+    mask = torch.ones(2, 9, dtype=torch.long)
+    assert _past_length({"cache_position": torch.tensor([7])}, 1, mask) == 7
+    cache = DynamicCache()
+    cache.update(torch.zeros(2, 1, 5, 4), torch.zeros(2, 1, 5, 4), 0)
+    assert _past_length({"past_key_values": cache}, 1, None) == 5
+    assert _past_length({"cache": cache}, 1, None) == 5  # transformers >= 5.24
+    assert _past_length({}, 1, mask) == 8  # attention-mask fallback
+    assert _past_length({}, 9, mask) == 0

@@ -191,14 +191,8 @@ class Steerer:
         if ref is None:
             return
         bsz, seq = ref.shape[0], ref.shape[1]
-        past = 0
-        cache_pos = kwargs.get("cache_position")
-        pkv = kwargs.get("past_key_values")
-        if cache_pos is not None and cache_pos.numel() > 0:
-            past = int(cache_pos[0])
-        elif pkv is not None and hasattr(pkv, "get_seq_length"):
-            past = int(pkv.get_seq_length())
         mask = kwargs.get("attention_mask")
+        past = _past_length(kwargs, seq, mask)
         if mask is not None and mask.dim() == 2:
             cur = mask[:, -seq:].bool()
         else:
@@ -300,6 +294,25 @@ class Steerer:
             yield
         finally:
             self.state.fixed_prompt_len = None
+
+
+def _past_length(kwargs: dict, seq: int, mask: torch.Tensor | None) -> int:
+    """How many positions the KV cache already holds when the model is called.
+
+    Transformers has moved this between releases (``cache_position``, ``past_key_values``, and
+    from 5.24 a ``cache`` kwarg with no ``cache_position``), so every form is read, and a 2-D
+    attention mask longer than the input is the fallback that all of them agree with.
+    """
+    cache_pos = kwargs.get("cache_position")
+    if cache_pos is not None and cache_pos.numel() > 0:
+        return int(cache_pos.reshape(-1)[0])
+    for key in ("past_key_values", "cache", "past_key_value"):
+        pkv = kwargs.get(key)
+        if pkv is not None and hasattr(pkv, "get_seq_length"):
+            return int(pkv.get_seq_length())
+    if mask is not None and mask.dim() == 2 and mask.shape[1] > seq:
+        return int(mask.shape[1] - seq)
+    return 0
 
 
 def constant_shift(
