@@ -84,3 +84,27 @@ def test_topk_sae_discovery(tmp_path, gpt2):
     sae = load_sae(str(d), model_uses_layernorm=True)
     obj = discover(gpt2, sae, TOXIC, CLEAN, TOXIC, CLEAN, method="meandiff", k=2, min_auroc=0.0)
     assert len(obj["selected"]) <= 2
+
+
+def test_set_detector_auroc_is_fitted_on_train_and_scored_on_heldout():
+    import numpy as np
+
+    from saedetox.discover import set_detector_auroc
+
+    rng = np.random.default_rng(0)
+
+    # latent 0 separates, latent 1 is noise with a large scale that swamps the plain sum
+    def draw(n, y):
+        return np.c_[rng.normal(y * 1.0, 0.5, n), rng.normal(0, 20, n)]
+
+    tx = np.r_[draw(400, 1), draw(400, 0)]
+    ty = np.r_[np.ones(400), np.zeros(400)]
+    hx = np.r_[draw(300, 1), draw(300, 0)]
+    hy = np.r_[np.ones(300), np.zeros(300)]
+    fitted, summed = set_detector_auroc(tx, ty, hx, hy)
+    # hand computation of the sum's AUROC: share of (pos, neg) pairs ranked correctly
+    s = hx.sum(1)
+    pos, neg = s[hy == 1], s[hy == 0]
+    by_hand = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
+    assert abs(summed - by_hand) < 1e-9
+    assert fitted > 0.9 > summed

@@ -288,7 +288,9 @@ def discover_cmd(
         data=sets.description,
     )
     write_features(obj, out)
-    typer.echo(f"selected {obj['selected']} (set held-out AUROC {obj['set_heldout_auroc']}); wrote {out}")
+    auc = obj["set_heldout_auroc"]
+    shown = "n/a" if auc is None else f"{auc:.3f}"
+    typer.echo(f"selected {obj['selected']} (set held-out AUROC {shown}); wrote {out}")
 
 
 # ----------------------------------------------------------------------------- evaluate

@@ -214,14 +214,17 @@ def discover(
                 "neuronpedia": sae.neuronpedia_url(idx),
             }
         )
-    set_auroc = None
+    set_auroc = set_auroc_sum = None
     if selected:
         cols = [pool.index(i) for i in selected]
-        from sklearn.metrics import roc_auc_score
-
-        y = np.r_[np.ones(len(heldout_toxic)), np.zeros(len(heldout_clean))]
-        s = np.r_[h_tox.max_act[:, pool][:, cols].sum(1), h_cln.max_act[:, pool][:, cols].sum(1)]
-        set_auroc = float(roc_auc_score(y, s))
+        held_x = np.r_[h_tox.max_act[:, pool][:, cols], h_cln.max_act[:, pool][:, cols]]
+        held_y = np.r_[np.ones(len(heldout_toxic)), np.zeros(len(heldout_clean))]
+        set_auroc, set_auroc_sum = set_detector_auroc(
+            np.r_[tox.max_act[:, selected], cln.max_act[:, selected]],
+            np.r_[np.ones(len(toxic)), np.zeros(len(clean))],
+            held_x,
+            held_y,
+        )
     return {
         "model": lm.name,
         "sae": sae.source,
@@ -241,10 +244,31 @@ def discover(
         "thresholds": [gates[i] for i in selected],
         "gate_quantile": gate_quantile,
         "set_heldout_auroc": set_auroc,
+        "set_heldout_auroc_sum": set_auroc_sum,
         "candidates": [{"index": i, "score": float(scores[i]), "heldout_auroc": held_by[i]} for i in pool],
         "features": feats,
         "wall_seconds": round(time.time() - t0, 2),
     }
+
+
+def set_detector_auroc(
+    train_x: np.ndarray, train_y: np.ndarray, held_x: np.ndarray, held_y: np.ndarray
+) -> tuple[float, float]:
+    """Held-out AUROC of the selected latents taken together, as a toxicity detector.
+
+    Features are the per-text maximum activation of each selected latent. The first number is a
+    logistic regression fitted on the ranking split only (so the held-out split stays unseen); the
+    second needs no fitting: the plain sum of the maxima.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    summed = float(roc_auc_score(held_y, held_x.sum(1)))
+    if len(np.unique(train_y)) < 2:
+        return summed, summed
+    scale = train_x.std(0) + 1e-6
+    clf = LogisticRegression(max_iter=2000).fit(train_x / scale, train_y)
+    return float(roc_auc_score(held_y, clf.decision_function(held_x / scale))), summed
 
 
 def write_features(obj: dict[str, Any], path: str | Path) -> Path:

@@ -276,7 +276,10 @@ def _section_features(features: dict[str, Any], limit: int = 40) -> str:
     sel = _list(features.get("selected"))
     meta += f"<br>selected latents: <code>{esc(', '.join(map(str, sel))) or DASH}</code>"
     if num(features.get("set_heldout_auroc")) is not None:
-        meta += f" · set held-out AUROC: {fmt(features['set_heldout_auroc'])}"
+        meta += f" · held-out AUROC of the selected set: {fmt(features['set_heldout_auroc'])} (logistic detector"
+        if num(features.get("set_heldout_auroc_sum")) is not None:
+            meta += f"; plain sum of maxima {fmt(features['set_heldout_auroc_sum'])}"
+        meta += ")"
     rows = []
     feats = [f for f in _list(features.get("features")) if isinstance(f, dict)]
     for f in feats[:limit]:
