@@ -10,6 +10,7 @@ clean and toxic text alike. Roles and held-out chunks come from :mod:`saedetox.s
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import json
 import re
@@ -214,5 +215,10 @@ def weighted(docs: list[str], weight: float, name: str) -> list[str]:
 
 
 def heldout_texts(root: Path) -> list[str]:
-    """The clean held-out chunks (for held-out perplexity)."""
-    return [d for s in RECIPE if s.kind == "clean" for d in source_docs(root, s, "lm_heldout")]
+    """The clean held-out chunks (for held-out perplexity); read once per process and folder."""
+    return list(_heldout_texts(Path(root).resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _heldout_texts(root: Path) -> tuple[str, ...]:
+    return tuple(d for s in RECIPE if s.kind == "clean" for d in source_docs(root, s, "lm_heldout"))
