@@ -135,3 +135,26 @@ def test_preflight_width_and_hook_checks(tmp_path):
         preflight(lm, load_sae(str(write_sae(tmp_path / "a", lm.d_model + 1))))
     with pytest.raises(SaedetoxError, match="layers"):
         preflight(lm, load_sae(str(write_sae(tmp_path / "b", lm.d_model, hook="blocks.5.hook_resid_post"))))
+
+
+@pytest.mark.parametrize("arch", ["standard", "jumprelu"])
+@pytest.mark.parametrize("center", [True, False])
+@pytest.mark.parametrize("apply_b_dec", [True, False])
+def test_latent_reader_folds_centring_and_bias_exactly(tmp_path, arch, center, apply_b_dec):
+    import json
+
+    d = write_sae(tmp_path / "s", 32, d_sae=64, arch=arch, center=center)
+    cfg = json.loads((d / "cfg.json").read_text())
+    cfg["apply_b_dec_to_input"] = apply_b_dec
+    (d / "cfg.json").write_text(json.dumps(cfg))
+    sae = load_sae(str(d), model_uses_layernorm=center)
+    with torch.no_grad():
+        sae.sae.b_dec.normal_()
+        sae.sae.b_enc.normal_(0, 0.5)
+    assert sae.center == center
+    lat = torch.tensor([0, 5, 9, 33])
+    x = torch.randn(3, 7, 32) * 2 + 0.5
+    want = sae.encode(x)[..., lat]  # SAE-Lens' own full encode
+    got = sae.latent_reader(lat)(x)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert (want > 0).any()

@@ -37,8 +37,7 @@ def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
             return cand.resolve()
     raise SaedetoxError(
         "No dataset directory found: pass --data-dir DIR or set $SAEDETOX_DATA to a folder in "
-        "the shared/data layout, or run `saedetox data download` (needs network) to fill "
-        f"{user_cache_dir()}."
+        f"the shared/data layout (README, Data), or place one at {user_cache_dir()}."
     )
 
 
@@ -48,7 +47,6 @@ def data_file(rel: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
     path = root / rel
     if not path.exists():
         raise SaedetoxError(
-            f"Dataset file {rel} is missing from {root}: point --data-dir at a complete copy "
-            "or run `saedetox data download`."
+            f"Dataset file {rel} is missing from {root}: point --data-dir at a complete copy in the shared/data layout."
         )
     return path

@@ -19,6 +19,7 @@ import difflib
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,34 @@ class LoadedSAE:
         return sae.encode(x)[..., latents]
 
     @torch.no_grad()
+    def latent_reader(self, latents: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``x -> latent_acts(x, latents)`` as one affine map where that is exact.
+
+        For ReLU / JumpReLU SAEs without activation normalisation, centring (x − mean x) and the
+        decoder-bias subtraction are linear, so they fold into the selected encoder columns:
+        ``(c(x) − b_dec) W = x (W − colmean W) − b_dec W``. Other SAEs use ``latent_acts``.
+        """
+        sae, cfg = self.sae, self.sae.cfg
+        simple = (
+            self.architecture in ("standard", "jumprelu")
+            and getattr(cfg, "normalize_activations", "none") == "none"
+            and getattr(cfg, "reshape_activations", "none") == "none"
+        )
+        if not simple:
+            return lambda x: self.latent_acts(x, latents)
+        w_raw = sae.W_enc[:, latents]
+        w = w_raw - w_raw.mean(0, keepdim=True) if self.center else w_raw
+        b = sae.b_enc[latents] - (sae.b_dec @ w_raw if cfg.apply_b_dec_to_input else 0.0)
+        thr = sae.threshold[latents] if self.architecture == "jumprelu" else None
+
+        def read(x: torch.Tensor) -> torch.Tensor:
+            pre = torch.addmm(b, x.reshape(-1, x.shape[-1]).to(w.dtype), w).reshape(*x.shape[:-1], -1)
+            acts = torch.relu(pre)
+            return acts if thr is None else acts * (pre > thr)
+
+        return read
+
+    @torch.no_grad()
     def decoder_rows(self, latents: list[int] | torch.Tensor) -> torch.Tensor:
         """Effective decoder rows d_f (what one unit of a_f adds before output normalisation)."""
         w = self.sae.W_dec[latents]
@@ -132,6 +161,8 @@ class LoadedSAE:
     def output_scale(self, x: torch.Tensor) -> torch.Tensor | float:
         """Factor that maps a latent-space change to input space for normalising SAEs."""
         mode = self.sae.cfg.normalize_activations
+        if mode not in ("constant_norm_rescale", "layer_norm"):
+            return 1.0
         xc = self.prepare(x)
         if mode == "constant_norm_rescale":
             return xc.norm(dim=-1, keepdim=True) / math.sqrt(self.d_in)

@@ -16,7 +16,8 @@ conditional gate resets). Hooks do no host-device synchronisation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -60,8 +61,9 @@ class ResolvedIntervention:
     decoder_rows: torch.Tensor | None  # d_F, [|F|, d]
     median_norm: float | None = None
     gate: torch.Tensor | float = 0.0  # τ, scalar or per latent [|F|]
+    read: Callable[[torch.Tensor], torch.Tensor] | None = None  # x -> a_F(x)
 
-    @property
+    @functools.cached_property
     def vector(self) -> torch.Tensor:
         """The constant shift −α Σ û_f."""
         return -self.alpha * self.direction_sum
@@ -174,6 +176,7 @@ class Steerer:
             directions=None if directions is None else directions.to(dev, dt),
             decoder_rows=None if rows is None else rows.to(dev),
             median_norm=median,
+            read=None if sae is None or latents is None else sae.latent_reader(latents),
             gate=torch.tensor(iv.thresholds, dtype=torch.float32, device=dev)
             if iv.thresholds is not None
             else float(iv.threshold),
@@ -222,7 +225,7 @@ class Steerer:
         if mode == "constant":
             return x + where * r.vector
         assert r.sae is not None and r.latents is not None
-        acts = r.sae.latent_acts(x, r.latents)  # [B, T, |F|] in the SAE's dtype
+        acts = r.read(x) if r.read is not None else r.sae.latent_acts(x, r.latents)  # [B, T, |F|], SAE dtype
         if mode == "clamp":
             change = (r.spec.clamp_value - acts) * r.sae.output_scale(x.to(acts.dtype))
             return x + where * (change @ r.decoder_rows.to(acts.dtype)).to(x.dtype)

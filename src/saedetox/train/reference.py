@@ -49,6 +49,9 @@ def assemble(lm_dir: str, sae_dirs: list[str], main: int, out: Path = ASSETS, me
         dst.mkdir(parents=True, exist_ok=True)
         for name in SAE_FILES:
             shutil.copy2(src / name, dst / name)
+        cfg = json.loads((dst / "cfg.json").read_text())
+        cfg.setdefault("metadata", {})["model_name"] = "reference"  # the name load_model gives it
+        atomic_write_text(dst / "cfg.json", json.dumps(cfg))
         widths.append(width)
     if main not in widths:
         raise SaedetoxError(f"--main {main} is not one of the SAE widths {widths}.")
