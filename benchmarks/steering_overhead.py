@@ -24,8 +24,8 @@ import torch
 
 def build(device: torch.device, d: int, layers: int, vocab: int = 8192):
     import sae_lens
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     from saedetox.models import wrap_model
 
@@ -34,8 +34,16 @@ def build(device: torch.device, d: int, layers: int, vocab: int = 8192):
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="w0", eos_token="w1", pad_token="w0", unk_token="w0")
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=vocab, n_positions=256, n_embd=d, n_layer=layers, n_head=max(4, d // 64),
-                     bos_token_id=0, eos_token_id=1, pad_token_id=0)
+    cfg = GPT2Config(
+        vocab_size=vocab,
+        n_positions=256,
+        n_embd=d,
+        n_layer=layers,
+        n_head=max(4, d // 64),
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
     lm = wrap_model(GPT2LMHeadModel(cfg).to(device).eval(), tok, "bench-gpt2")
     hook = f"blocks.{layers // 2}.hook_resid_pre"
     conf = sae_lens.JumpReLUSAEConfig(d_in=d, d_sae=16 * d)
@@ -62,8 +70,16 @@ def time_generate(lm, ids, mask, new_tokens: int, steerer) -> float:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     with ctx, torch.no_grad():
-        lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                          do_sample=True, top_p=0.9, top_k=0, pad_token_id=0)
+        lm.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=True,
+            top_p=0.9,
+            top_k=0,
+            pad_token_id=0,
+        )
     if lm.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -102,7 +118,9 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     tokens = batch * args.new_tokens
     out = {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "model": f"random GPT-2 d={d} layers={layers}",
         "sae": f"JumpReLU {16 * d} latents, 10 steered, hook blocks.{layers // 2}.hook_resid_pre",
         "batch": batch,

@@ -28,8 +28,17 @@ def cfg(**kw):
 
 def test_metrics_contract_keys(tmp_path, gpt2):
     res = evaluate(gpt2, tmp_path / "run", cfg())
-    assert set(res) >= {"config", "versions", "n_prompts", "samples_per_prompt", "toxicity", "fluency",
-                        "diversity", "capability", "wall_seconds"}
+    assert set(res) >= {
+        "config",
+        "versions",
+        "n_prompts",
+        "samples_per_prompt",
+        "toxicity",
+        "fluency",
+        "diversity",
+        "capability",
+        "wall_seconds",
+    }
     for j in ("profanity", "probe"):
         assert set(res["toxicity"][j]) >= {"emt", "emt_std", "tox_prob", "mean"}
     assert set(res["fluency"]) >= {"ppl_conditional", "ppl_clean"}
@@ -77,7 +86,9 @@ def test_sweep_resumes_and_writes_report(tmp_path):
     lm.tokenizer.save_pretrained(tmp_path / "m")
     sae = write_sae(tmp_path / "sae", lm.d_model)
     raw = {
-        "model": str(tmp_path / "m"), "sae": str(sae), "features": [1, 2, 3],
+        "model": str(tmp_path / "m"),
+        "sae": str(sae),
+        "features": [1, 2, 3],
         "evaluation": {"n_prompts": 4, "samples": 2, "max_new_tokens": 3, "batch_size": 4, "clean_texts": 2},
         "runs": [{"method": "none"}, {"method": "sae", "modes": ["constant"], "tiers": ["low"]}, {"method": "prompt"}],
     }

@@ -1,0 +1,77 @@
+"""The committed reference world loads offline through the normal model/SAE paths and is what its card says."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from saedetox.models import load_model, reference_model_dir
+from saedetox.preflight import preflight
+from saedetox.saes import load_sae, reference_sae_dir, reference_sae_widths
+
+ASSETS = reference_model_dir().parent
+MAX_BYTES = 25 * 2**20
+
+
+@pytest.fixture(scope="module")
+def ref_lm():
+    return load_model("reference")
+
+
+def test_assets_fit_the_size_budget():
+    total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
+    judge = reference_model_dir().parents[1] / "judge"
+    total += sum(p.stat().st_size for p in judge.rglob("*") if p.is_file())
+    assert 0 < total <= MAX_BYTES
+
+
+def test_reference_model_loads_and_writes_english(ref_lm):
+    assert ref_lm.name == "reference"
+    assert ref_lm.d_model == 256
+    ids = ref_lm.tokenizer("The weather today is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = ref_lm.model(ids).logits
+    assert torch.isfinite(logits).all()
+    # the model prefers a grammatical sentence over a scrambled one
+    good = ref_lm.tokenizer("The children are playing in the garden.", return_tensors="pt")["input_ids"]
+    bad = ref_lm.tokenizer("garden the in playing are children The.", return_tensors="pt")["input_ids"]
+
+    def nll(x):
+        with torch.no_grad():
+            return float(ref_lm.model(x, labels=x).loss) * (x.shape[1] - 1)
+
+    assert nll(good) < nll(bad)
+
+
+def test_at_least_three_sae_widths_at_one_hook():
+    widths = reference_sae_widths()
+    assert len(widths) >= 3
+    hooks = {json.loads((reference_sae_dir(w) / "cfg.json").read_text())["metadata"]["hook_name"] for w in widths}
+    assert len(hooks) == 1
+
+
+@pytest.mark.parametrize("width", reference_sae_widths())
+def test_each_sae_loads_and_fits_the_model(ref_lm, width):
+    sae = load_sae(f"reference/width_{width}", model_uses_layernorm=ref_lm.uses_layernorm)
+    assert sae.d_sae == width and sae.d_in == ref_lm.d_model
+    rep = preflight(ref_lm, sae)
+    assert not rep.warnings, rep.warnings
+    assert rep.explained_variance > 0.7
+    assert 4 <= rep.mean_l0 <= 80
+    assert rep.ce_delta < 0.5
+
+
+def test_main_sae_meets_the_quality_bar_on_its_card():
+    card = json.loads((ASSETS / "card.json").read_text())
+    main = card["main_sae"]
+    row = next(r for r in card["saes"] if f"width_{r['width']}" == main)
+    assert row["explained_variance"] >= 0.8
+    assert row["dead_share"] <= 0.10
+    assert 8 <= row["mean_l0"] <= 64
+    assert load_sae("reference").d_sae == row["width"]
+    assert card["blimp_accuracy"] >= 0.60
+    tox = card["toxicity"]
+    assert tox["challenging"]["flagged_share"] >= 0.10
+    assert tox["challenging"]["flagged_share"] > tox["nontoxic"]["flagged_share"]
