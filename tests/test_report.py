@@ -243,3 +243,22 @@ def test_sae_vs_baselines_uses_equal_or_lower_ppl():
     v = sae_vs_baselines(runs, "j")
     assert v["baseline"] == "meandiff-low" and abs(v["margin"] - 0.4) < 1e-9
     assert "reason" in sae_vs_baselines({"none": runs["none"]}, "j")
+
+
+def test_sae_comparisons_add_the_fluency_budget_view():
+    from saedetox.report_data import margin_words, sae_comparisons
+
+    def run(method, tp, ppl):
+        return {"config": {"method": method}, "toxicity": {"j": {"tox_prob": tp}}, "fluency": {"ppl_conditional": ppl}}
+
+    runs = {
+        "none": run("none", 0.8, 10.0),
+        "prompt": run("prompt", 0.4, 9.0),
+        "sae-high": run("sae", 0.1, 20.0),  # 75% below `prompt`, but PPL ×2
+        "sae-med": run("sae", 0.36, 11.0),  # within 1.25 × 10: 10% below `prompt`
+    }
+    views = sae_comparisons(runs, "j", "none")
+    assert [v["run"] for v in views] == ["sae-high", "sae-med"]
+    assert views[0]["scope"] == "" and "12.50" in views[1]["scope"]
+    assert abs(views[1]["margin"] - 0.1) < 1e-9
+    assert margin_words(0.26) == "SAE 26% lower" and margin_words(-0.5) == "SAE 50% higher"

@@ -13,6 +13,8 @@ log-probability after BOS, good > bad), for model cards and quick checks.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import re
@@ -96,7 +98,10 @@ def _quiet() -> Iterator[None]:
         logging.getLogger(name).setLevel(logging.ERROR)
     ds_logging.disable_progress_bar()
     try:
-        yield
+        # lm-eval's own tqdm bars (tokenising, log-likelihood requests) write to stderr and take no
+        # switch; our progress line for the run is enough
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)

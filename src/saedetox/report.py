@@ -30,10 +30,11 @@ from saedetox.report_data import (
     fmt_text,
     headline,
     judges_of,
+    margin_words,
     pareto_front,
     pareto_names,
     ppl_of,
-    sae_vs_baselines,
+    sae_comparisons,
     tox,
 )
 from saedetox.report_html import render_html
@@ -126,12 +127,11 @@ def markdown_summary(
                 f"{h['base_tox_prob']:.3f} → {h['tox_prob']:.3f} ({h['cut']:.0%} cut), PPL ×{h['ppl_ratio']:.2f}."
             )
     for j in judges:
-        v = sae_vs_baselines(runs, j)
-        if "run" in v:
+        for v in sae_comparisons(runs, j, baseline):
             notes.append(
-                f"- {j}: SAE vs baselines — `{v['run']}` {v['tox_prob']:.3f} at PPL {v['ppl']:.2f} vs best baseline "
-                f"at equal or lower PPL `{v['baseline']}` {v['base_tox_prob']:.3f} at {v['base_ppl']:.2f} "
-                f"({v['margin']:+.0%} relative)."
+                f"- {j}: SAE vs baselines{v['scope']} — `{v['run']}` {v['tox_prob']:.3f} at PPL {v['ppl']:.2f} vs "
+                f"best baseline at equal or lower PPL `{v['baseline']}` {v['base_tox_prob']:.3f} at "
+                f"{v['base_ppl']:.2f} ({margin_words(v['margin'])})."
             )
     if judges:
         notes.append(f"- ★ Pareto-optimal on {judges[0]} toxicity probability vs cond. PPL; Δ% vs `{baseline}`.")

@@ -188,15 +188,17 @@ def headline(runs: dict[str, dict[str, Any]], judge: str, baseline: str, budget:
 BASELINE_METHODS = ("prompt", "meandiff", "aura", "surgery")
 
 
-def sae_vs_baselines(runs: dict[str, dict[str, Any]], judge: str) -> dict[str, Any]:
+def sae_vs_baselines(runs: dict[str, dict[str, Any]], judge: str, max_ppl: float | None = None) -> dict[str, Any]:
     """The SAE run with the largest relative toxicity-probability cut vs the best baseline run whose
-    conditional perplexity is equal or lower (the issue's comparison: better toxicity at no more PPL)."""
+    conditional perplexity is equal or lower (the issue's comparison: better toxicity at no more PPL).
+
+    ``max_ppl`` leaves out SAE runs above that conditional perplexity (e.g. the fluency budget)."""
     sae = [(n, m) for n, m in runs.items() if cfg(m, "method") == "sae"]
     base = [(n, m) for n, m in runs.items() if cfg(m, "method") in BASELINE_METHODS]
     best: dict[str, Any] | None = None
     for name, m in sae:
         tp, ppl = num(tox(m, judge, "tox_prob")), num(ppl_of(m))
-        if tp is None or ppl is None:
+        if tp is None or ppl is None or (max_ppl is not None and ppl > max_ppl):
             continue
         rivals = [
             (btp, bn, bppl)
@@ -219,5 +221,26 @@ def sae_vs_baselines(runs: dict[str, dict[str, Any]], judge: str) -> dict[str, A
                 "base_tox_prob": btp,
                 "base_ppl": bppl,
                 "margin": margin,
+                "max_ppl": max_ppl,
             }
     return best or {"judge": judge, "reason": "no SAE run has a baseline run at equal or lower perplexity"}
+
+
+def margin_words(margin: float) -> str:
+    """``1 - sae/baseline`` in words: positive means the SAE run is less toxic."""
+    return f"SAE {margin:.0%} lower" if margin >= 0 else f"SAE {-margin:.0%} higher"
+
+
+def sae_comparisons(runs: dict[str, dict[str, Any]], judge: str, baseline: str) -> list[dict[str, Any]]:
+    """``sae_vs_baselines`` over all SAE runs, and again within the fluency budget when that differs."""
+    out = []
+    best = sae_vs_baselines(runs, judge)
+    if "run" in best:
+        out.append({**best, "scope": ""})
+    base_ppl = num(ppl_of(runs[baseline])) if baseline in runs else None
+    if base_ppl is not None:
+        cap = PPL_BUDGET * base_ppl
+        within = sae_vs_baselines(runs, judge, max_ppl=cap)
+        if "run" in within and within["run"] != best.get("run"):
+            out.append({**within, "scope": f" within the fluency budget (PPL ≤ {cap:.2f})"})
+    return out

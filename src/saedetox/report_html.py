@@ -24,10 +24,11 @@ from saedetox.report_data import (
     fmt_ppl,
     fmt_text,
     headline,
+    margin_words,
     num,
     pareto_front,
     ppl_of,
-    sae_vs_baselines,
+    sae_comparisons,
     section,
     tox,
 )
@@ -107,13 +108,12 @@ def _section_headline(runs: dict[str, dict[str, Any]], judges: list[str], baseli
             f"(×{h['ppl_ratio']:.2f} of baseline {h['base_ppl']:.2f}).</div>"
         )
     for j in judges:
-        v = sae_vs_baselines(runs, j)
-        if "run" in v:
+        for v in sae_comparisons(runs, j, baseline):
             lines.append(
-                f"<div>judge <b>{esc(j)}</b>, SAE vs baselines: <b>{esc(v['run'])}</b> has toxicity probability "
-                f"{v['tox_prob']:.3f} at cond. PPL {v['ppl']:.2f}; the best baseline at equal or lower PPL, "
-                f"<b>{esc(v['baseline'])}</b>, has {v['base_tox_prob']:.3f} at {v['base_ppl']:.2f} "
-                f"(<b>{v['margin']:+.0%}</b> relative).</div>"
+                f"<div>judge <b>{esc(j)}</b>, SAE vs baselines{esc(v['scope'])}: <b>{esc(v['run'])}</b> has "
+                f"toxicity probability {v['tox_prob']:.3f} at cond. PPL {v['ppl']:.2f}; the best baseline at equal "
+                f"or lower PPL, <b>{esc(v['baseline'])}</b>, has {v['base_tox_prob']:.3f} at {v['base_ppl']:.2f} "
+                f"(<b>{esc(margin_words(v['margin']))}</b>).</div>"
             )
     intro = (
         f"Best run whose conditional perplexity stays within {PPL_BUDGET:g}× the baseline "
