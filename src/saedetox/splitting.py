@@ -57,12 +57,19 @@ def conclusion(rows: list[dict[str, Any]]) -> str:
     cov_slope = float(np.polyfit(w, cov, 1)[0])
     trend = "weakens" if slope < -0.02 else "strengthens" if slope > 0.02 else "barely changes"
     spread = "more" if cov_slope > 0 else "fewer" if cov_slope < 0 else "the same number of"
-    return (
+    text = (
         f"With the same discovery and steering budget, the toxicity cut {trend} as the SAE widens "
         f"({cut[0]:.0%} at {rows[0]['width']} latents → {cut[-1]:.0%} at {rows[-1]['width']}; "
         f"{slope:+.3f} per doubling), and covering {rows[0]['coverage_target']:.0%} of the toxic mean-difference "
         f"direction takes {spread} latents ({int(cov[0])} → {int(cov[-1])})."
     )
+    if all(r.get("ppl") and r.get("ppl_none") for r in rows):
+        costs = ", ".join(f"{r['ppl'] / r['ppl_none'] - 1:+.0%}" for r in rows)
+        text += f" Conditional-perplexity change by width: {costs}."
+    halves = [(r["tox_prob_ci"][1] - r["tox_prob_ci"][0]) / 2 for r in rows if r.get("tox_prob_ci")]
+    if halves:
+        text += f" One run per width; toxicity-probability 95% CIs are about ±{float(np.mean(halves)):.2f}."
+    return text
 
 
 def run_splitting(cfg: Any, lm: Any, ecfg: Any, out: Path, results: dict[str, Any], ref: Any) -> dict[str, Any]:
@@ -120,7 +127,11 @@ def run_splitting(cfg: Any, lm: Any, ecfg: Any, out: Path, results: dict[str, An
                 lm, out / "runs" / run_name, ecfg, build_method(lm, "sae", spec), run_name=run_name, ref_lm=ref
             )
             results[run_name] = res
-            row.update(tox_prob=res["toxicity"][judge]["tox_prob"], ppl=res["fluency"]["ppl_conditional"])
+            row.update(
+                tox_prob=res["toxicity"][judge]["tox_prob"],
+                tox_prob_ci=res["toxicity"][judge].get("tox_prob_ci"),
+                ppl=res["fluency"]["ppl_conditional"],
+            )
         if none is not None:
             row.update(tox_prob_none=none["toxicity"][judge]["tox_prob"], ppl_none=none["fluency"]["ppl_conditional"])
         rows.append(row)
