@@ -65,3 +65,31 @@ def test_parse_features(tmp_path):
         parse_features("a,b")
     with pytest.raises(SaedetoxError, match="not found"):
         parse_features(str(tmp_path / "missing.json"))
+
+
+def test_numeric_tiers_are_fractions_of_the_median_norm():
+    from saedetox.spec import TIER_FACTORS, parse_tier, tier_factor, tier_label
+
+    assert parse_tier("medium") == "medium" and tier_factor("medium") == TIER_FACTORS["medium"]
+    assert parse_tier("0.375") == 0.375 and tier_factor(0.375) == 0.375 and tier_label(0.375) == "n0.375"
+    iv = Intervention(sae="x", latents=[1], tier="0.3").validate()
+    assert iv.tier == 0.3
+    for bad in ("extreme", "nan", "-1", 0, 9, True):
+        with pytest.raises(SaedetoxError):
+            parse_tier(bad)
+
+
+def test_numeric_tier_scales_the_shift_exactly(gpt2, sae_dir):
+    import torch
+
+    from saedetox.steering import Steerer
+
+    def shift(tier):
+        st = Steerer(gpt2, SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 5], tier=tier)]))
+        r = st._resolve(st.spec.interventions[0])
+        return r.vector, r.median_norm
+
+    v_med, median = shift("medium")
+    v_num, _ = shift(0.375)
+    assert torch.allclose(v_num, v_med * 1.5, atol=1e-6)
+    assert abs(float(v_num.norm()) / median - 0.375) < 1e-5

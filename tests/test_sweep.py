@@ -80,3 +80,14 @@ def test_conclusion_states_the_trend():
     ]
     text = conclusion(rows)
     assert "weakens" in text and "more latents" in text
+
+
+def test_numeric_tiers_in_a_sweep():
+    cfg = parse_config(
+        BASE | {"runs": [{"method": "sae", "tiers": ["medium", 0.375]}, {"method": "meandiff", "tiers": [0.375]}]}
+    )
+    assert [r.name for r in plan(cfg)] == ["sae-constant-medium", "sae-constant-n0.375", "meandiff-n0.375"]
+    with pytest.raises(SaedetoxError, match="named tiers"):
+        parse_config(BASE | {"runs": [{"method": "surgery", "tiers": [0.375]}]})
+    with pytest.raises(SaedetoxError, match="Unknown tier"):
+        parse_config(BASE | {"runs": [{"method": "sae", "tiers": ["huge"]}]})

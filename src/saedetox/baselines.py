@@ -93,7 +93,7 @@ def meandiff_direction(lm: LoadedModel, hook: str, data: ContrastData) -> torch.
     return v / v.norm()
 
 
-def meandiff_spec(direction: torch.Tensor, hook: str, tier: str | None, strength: float | None) -> SteeringSpec:
+def meandiff_spec(direction: torch.Tensor, hook: str, tier: str | float | None, strength: float | None) -> SteeringSpec:
     iv = Intervention(vector=direction.tolist(), hook=hook, tier=tier, strength=strength, label="meandiff")
     return SteeringSpec([iv]).validate()
 
@@ -249,7 +249,7 @@ def build_baseline(
     name: str,
     spec: SteeringSpec | None = None,
     hook: str | None = None,
-    tier: str | None = "medium",
+    tier: str | float | None = "medium",
     strength: float | None = None,
     data: ContrastData | None = None,
     data_dir: str | None = None,
@@ -283,6 +283,8 @@ def build_baseline(
         )
     if name == "surgery":
         direction, acc = _cached(data, ("surgery", id(lm.model), hook), lambda: surgery_probe(lm, hook, data))
+        if strength is None and tier is not None and tier not in SURGERY_STRENGTH:
+            raise SaedetoxError("Surgery takes a named tier (low, medium, high) or --strength, not a numeric tier.")
         alpha = strength if strength is not None else SURGERY_STRENGTH[tier or "medium"]
         edits = surgery_edits(lm, direction, alpha)
         return Method(

@@ -30,7 +30,9 @@ SaeOpt = Annotated[
 FeaturesOpt = Annotated[str | None, typer.Option("--features", help="Latents: 3,17,42 or a features.json file.")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="constant | conditional | token | clamp.")]
 StrengthOpt = Annotated[float | None, typer.Option("--strength", help="Raw strength alpha.")]
-TierOpt = Annotated[str | None, typer.Option("--tier", help="low | medium | high (calibrated to the residual norm).")]
+TierOpt = Annotated[
+    str | None, typer.Option("--tier", help="low | medium | high, or a fraction of the median residual norm.")
+]
 HookOpt = Annotated[str | None, typer.Option("--hook", help="TL hook name (default: the SAE's own).")]
 ThresholdOpt = Annotated[
     str, typer.Option("--threshold", help="Gate tau (conditional/token): a number, or auto = features.json gates.")

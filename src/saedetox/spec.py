@@ -30,6 +30,31 @@ POSITIONS: tuple[str, ...] = ("all", "generated")
 TIER_FACTORS: dict[str, float] = {"low": 0.125, "medium": 0.25, "high": 0.5}
 
 
+def parse_tier(tier: str | float) -> str | float:
+    """A named tier, or a number: that fraction of the median residual norm (e.g. 0.375)."""
+    if isinstance(tier, str) and tier in TIERS:
+        return tier
+    try:
+        value = float(tier)
+    except (TypeError, ValueError):
+        raise SaedetoxError(
+            f"Unknown tier '{tier}': use low, medium, high or a fraction of the median residual norm (e.g. 0.375)."
+        ) from None
+    if isinstance(tier, bool) or not math.isfinite(value) or not 0 < value <= 8:
+        raise SaedetoxError(f"A numeric tier is a fraction of the median residual norm in (0, 8], got {tier!r}.")
+    return value
+
+
+def tier_factor(tier: str | float) -> float:
+    """‖α Σ û_f‖ / median ‖x‖ for a tier (named or numeric)."""
+    return TIER_FACTORS[tier] if isinstance(tier, str) else float(tier)
+
+
+def tier_label(tier: str | float) -> str:
+    """Run-name fragment: the tier's name, or ``n0.375`` for a numeric tier."""
+    return tier if isinstance(tier, str) else f"n{tier:g}"
+
+
 @dataclass
 class Intervention:
     """One steering intervention at one hook point."""
@@ -39,7 +64,7 @@ class Intervention:
     hook: str | None = None
     mode: str = "constant"
     strength: float | None = None
-    tier: str | None = None
+    tier: str | float | None = None  # low | medium | high, or a fraction of the median residual norm
     threshold: float = 0.0
     thresholds: list[float] | None = None  # per-latent gate thresholds (override ``threshold``)
     clamp_value: float = 0.0
@@ -52,8 +77,8 @@ class Intervention:
             raise SaedetoxError(f"Unknown steering mode '{self.mode}': use one of {', '.join(MODES)}.")
         if self.positions not in POSITIONS:
             raise SaedetoxError(f"Unknown position policy '{self.positions}': use all or generated.")
-        if self.tier is not None and self.tier not in TIERS:
-            raise SaedetoxError(f"Unknown tier '{self.tier}': use low, medium or high.")
+        if self.tier is not None:
+            self.tier = parse_tier(self.tier)
         if self.strength is not None and self.tier is not None:
             raise SaedetoxError("Give either --strength or --tier, not both.")
         for name in ("strength", "threshold", "clamp_value"):

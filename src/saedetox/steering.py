@@ -33,7 +33,7 @@ from saedetox.models import (
     replace_output,
 )
 from saedetox.saes import LoadedSAE, load_sae
-from saedetox.spec import TIER_FACTORS, Intervention, SteeringSpec
+from saedetox.spec import Intervention, SteeringSpec, tier_factor
 
 
 @dataclass
@@ -163,7 +163,7 @@ class Steerer:
             total = float(direction_sum.norm())
             if total < 1e-12:
                 raise SaedetoxError("The steering directions cancel out (their sum has zero norm).")
-            alpha = TIER_FACTORS[iv.tier] * median / total
+            alpha = tier_factor(iv.tier) * median / total
         else:
             alpha = float(iv.strength or 0.0)
         return ResolvedIntervention(

@@ -21,7 +21,7 @@ import yaml
 
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_json, atomic_write_text
-from saedetox.spec import MODES, TIERS
+from saedetox.spec import MODES, parse_tier, tier_label
 
 
 @dataclass
@@ -53,7 +53,7 @@ class EvalCfg:
 class RunGroup:
     method: str
     modes: list[str] = field(default_factory=lambda: ["constant"])
-    tiers: list[str] = field(default_factory=list)
+    tiers: list[str | float] = field(default_factory=list)  # named, or fractions of the median residual norm
     strengths: list[float] = field(default_factory=list)
     threshold: float | str = "auto"  # auto = discovery's per-latent gates
     clamp_value: float = 0.0
@@ -113,9 +113,9 @@ def parse_config(raw: dict[str, Any]) -> SweepConfig:
         for m in g.modes:
             if m not in MODES:
                 raise SaedetoxError(f"Unknown mode '{m}' in runs ({', '.join(MODES)}).")
-        for t in g.tiers:
-            if t not in TIERS:
-                raise SaedetoxError(f"Unknown tier '{t}' in runs ({', '.join(TIERS)}).")
+        g.tiers = [parse_tier(t) for t in g.tiers]
+        if g.method == "surgery" and any(not isinstance(t, str) for t in g.tiers):
+            raise SaedetoxError("Surgery takes named tiers (low, medium, high) or raw strengths, not numeric tiers.")
     needs_sae = any(g.method == "sae" for g in cfg.runs)
     if needs_sae and cfg.features is None and cfg.discovery is None:
         raise SaedetoxError("SAE runs need 'features' or a 'discovery' section.")
@@ -138,7 +138,7 @@ class PlannedRun:
     name: str
     method: str
     mode: str | None = None
-    tier: str | None = None
+    tier: str | float | None = None
     strength: float | None = None
     threshold: float | str = "auto"
     positions: str = "all"
@@ -175,7 +175,7 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
                 )
                 continue
             for tier, strength in levels:
-                level = tier if tier is not None else f"a{strength:g}"
+                level = tier_label(tier) if tier is not None else f"a{strength:g}"
                 name = f"sae-{mode}-{level}" if g.method == "sae" else f"{g.method}-{level}"
                 out.append(
                     PlannedRun(
