@@ -228,11 +228,13 @@ def test_load_runs_bad_file(tmp_path: Path, content: str | None) -> None:
     assert "\n" not in str(e.value) and "metrics" in str(e.value)
 
 
+def run(method, tp, ppl):
+    """A minimal metrics object: one judge ``j``, a toxicity probability and a conditional PPL."""
+    return {"config": {"method": method}, "toxicity": {"j": {"tox_prob": tp}}, "fluency": {"ppl_conditional": ppl}}
+
+
 def test_sae_vs_baselines_uses_equal_or_lower_ppl():
     from saedetox.report_data import sae_vs_baselines
-
-    def run(method, tp, ppl):
-        return {"config": {"method": method}, "toxicity": {"j": {"tox_prob": tp}}, "fluency": {"ppl_conditional": ppl}}
 
     runs = {
         "none": run("none", 0.8, 10.0),
@@ -247,9 +249,6 @@ def test_sae_vs_baselines_uses_equal_or_lower_ppl():
 
 def test_sae_comparisons_add_the_fluency_budget_view():
     from saedetox.report_data import margin_words, sae_comparisons
-
-    def run(method, tp, ppl):
-        return {"config": {"method": method}, "toxicity": {"j": {"tox_prob": tp}}, "fluency": {"ppl_conditional": ppl}}
 
     runs = {
         "none": run("none", 0.8, 10.0),
