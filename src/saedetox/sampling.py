@@ -56,6 +56,47 @@ class Sample:
     token_ids: list[int]
 
 
+class NucleusWarper:
+    """Temperature, then nucleus (top-p) filtering: transformers' rule, on a partial sort.
+
+    transformers' ``TopPLogitsWarper`` sorts the whole vocabulary at every step (a third of
+    generation time for an 8k vocabulary on CPU; far more for Gemma's 256k). A token is dropped
+    when the mass of it and every smaller token is ≤ 1 − p, i.e. when the mass strictly above it
+    is ≥ p, so only the top-``k`` logits need sorting when they already hold more than p of the
+    mass; the rows where they do not get the full sort. The kept set equals transformers'
+    except where float rounding puts a token within ~1e-6 of the boundary. Temperature is applied
+    here because ``generate`` runs user processors before its own warpers.
+    """
+
+    def __init__(self, top_p: float, temperature: float = 1.0, k: int = 1024) -> None:
+        self.top_p, self.temperature, self.k = float(top_p), float(temperature), int(k)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.temperature != 1.0:
+            scores = scores / self.temperature
+        if self.top_p >= 1.0:
+            return scores
+        k = min(self.k, scores.shape[-1])
+        top, idx = scores.float().topk(k, dim=-1)  # descending
+        probs = (top - scores.float().logsumexp(-1, keepdim=True)).exp()
+        head = probs.cumsum(-1)
+        if k == scores.shape[-1]:
+            return self._full(scores)
+        keep_top = (head - probs) < self.top_p  # mass strictly above the token < p; the top token always
+        keep_top[:, 0] = True
+        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, keep_top)
+        out = scores.masked_fill(~keep, float("-inf"))
+        flat = head[:, -1] <= self.top_p + 1e-4  # rows whose nucleus reaches past the top k
+        if bool(flat.any()):
+            out[flat] = self._full(scores[flat])
+        return out
+
+    def _full(self, scores: torch.Tensor) -> torch.Tensor:
+        from transformers.generation.logits_process import TopPLogitsWarper
+
+        return TopPLogitsWarper(self.top_p)(None, scores)  # type: ignore[arg-type]
+
+
 def batch_bounds(n_prompts: int, cfg: SamplingConfig) -> list[tuple[int, int]]:
     ppb = cfg.prompts_per_batch
     return [(s, min(s + ppb, n_prompts)) for s in range(0, n_prompts, ppb)]
@@ -90,7 +131,10 @@ def _generate_batch(
         use_cache=cfg.use_cache,
     )
     if cfg.do_sample:
-        kwargs.update(top_p=cfg.top_p, temperature=cfg.temperature, top_k=0)
+        from transformers import LogitsProcessorList
+
+        warp = NucleusWarper(cfg.top_p, cfg.temperature)
+        kwargs.update(top_p=1.0, temperature=1.0, top_k=0, logits_processor=LogitsProcessorList([warp]))
     if steerer is not None:
         with steerer.prompt_length(width):
             out = lm.model.generate(**enc, **kwargs)
