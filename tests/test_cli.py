@@ -144,3 +144,26 @@ def test_entry_point_subprocess_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_demo_without_datasets_gives_one_line(tmp_path, capsys, monkeypatch):
+    import saedetox.datadir as dd
+
+    monkeypatch.setattr(dd, "PROJECT_ROOT", tmp_path / "nowhere" / "project")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SAEDETOX_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code, out, err = run(["demo", "--out", str(tmp_path / "demo")], capsys)
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: No dataset directory found"), err
+    assert "Traceback" not in err + out
+
+
+def test_data_env_var_must_be_a_directory(tmp_path, monkeypatch):
+    from saedetox.datadir import resolve_data_dir
+    from saedetox.errors import SaedetoxError
+
+    monkeypatch.setenv("SAEDETOX_DATA", str(tmp_path / "missing"))
+    with pytest.raises(SaedetoxError, match="SAEDETOX_DATA"):
+        resolve_data_dir()

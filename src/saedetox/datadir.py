@@ -32,6 +32,9 @@ def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Return the first existing data directory, or raise one clear error."""
     if explicit is not None and not Path(explicit).is_dir():
         raise SaedetoxError(f"--data-dir {explicit} is not a directory.")
+    env = os.environ.get(ENV_VAR)
+    if explicit is None and env and not Path(env).is_dir():
+        raise SaedetoxError(f"${ENV_VAR} is {env}, which is not a directory.")
     for cand in candidate_dirs(explicit):
         if cand.is_dir() and any(cand.iterdir()):
             return cand.resolve()
