@@ -76,12 +76,12 @@ class NucleusWarper:
             scores = scores / self.temperature
         if self.top_p >= 1.0:
             return scores
-        k = min(self.k, scores.shape[-1])
-        top, idx = scores.float().topk(k, dim=-1)  # descending
-        probs = (top - scores.float().logsumexp(-1, keepdim=True)).exp()
-        head = probs.cumsum(-1)
-        if k == scores.shape[-1]:
+        if self.k >= scores.shape[-1]:
             return self._full(scores)
+        logits = scores.float()
+        top, idx = logits.topk(self.k, dim=-1)  # descending
+        probs = (top - logits.logsumexp(-1, keepdim=True)).exp()
+        head = probs.cumsum(-1)
         keep_top = (head - probs) < self.top_p  # mass strictly above the token < p; the top token always
         keep_top[:, 0] = True
         keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, keep_top)
