@@ -3,8 +3,9 @@
     python -m saedetox.train.reference --lm .work/ref-lm --sae .work/ref-sae/width_1024 \
         --sae .work/ref-sae/width_2048 --sae .work/ref-sae/width_4096 --main 2048
 
-copies the HF model folder (weights, config, tokenizer, ``train_info.json``; no checkpoints
-or caches) and each SAE folder into ``src/saedetox/assets/reference/``, marks the main SAE,
+re-saves the HF model into ``src/saedetox/assets/reference/lm`` in fp16 shards of at most 6 MB
+(with tokenizer and ``train_info.json``; no checkpoints or caches), copies each SAE folder next to
+it, marks the main SAE,
 measures the world (``saedetox.train.card``) and writes ``MODEL_CARD.md`` + ``card.json``.
 """
 
@@ -18,15 +19,28 @@ from saedetox.errors import SaedetoxError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "reference"
 LM_FILES = (
-    "config.json",
     "generation_config.json",
-    "model.safetensors",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
     "train_info.json",
 )
 SAE_FILES = ("cfg.json", "sae_weights.safetensors", "training.json")
+SHARD_SIZE = "6MB"  # keeps every committed file small; from_pretrained reads the shards as one model
+
+
+def write_lm(lm_src: Path, dst: Path) -> None:
+    """The HF model folder in fp16, weights sharded below ``SHARD_SIZE``, plus tokenizer and training info."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(lm_src, dtype=torch.float16, local_files_only=True)
+    for old in list(dst.glob("model*.safetensors")) + list(dst.glob("model.safetensors.index.json")):
+        old.unlink()
+    model.save_pretrained(dst, max_shard_size=SHARD_SIZE)
+    for name in LM_FILES:
+        if (lm_src / name).exists():
+            shutil.copy2(lm_src / name, dst / name)
 
 
 def assemble(lm_dir: str, sae_dirs: list[str], main: int, out: Path = ASSETS, measure: bool = True) -> Path:
@@ -36,9 +50,7 @@ def assemble(lm_dir: str, sae_dirs: list[str], main: int, out: Path = ASSETS, me
     if not (lm_src / "model.safetensors").exists():
         raise SaedetoxError(f"{lm_src} has no model.safetensors; run `saedetox train-lm` first.")
     (out / "lm").mkdir(parents=True, exist_ok=True)
-    for name in LM_FILES:
-        if (lm_src / name).exists():
-            shutil.copy2(lm_src / name, out / "lm" / name)
+    write_lm(lm_src, out / "lm")
     widths = []
     for d in sae_dirs:
         src = Path(d)
