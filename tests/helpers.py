@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from saedetox.calibration import CALIBRATION_TEXTS
+from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.models import LoadedModel, wrap_model
 
 EOS = "<|endoftext|>"

@@ -29,7 +29,7 @@ HOOK = "blocks.1.hook_resid_pre"
 
 
 def test_prompt_prefix_conditions_generation_only(tmp_path, gpt2):
-    from saedetox.data import Prompt
+    from saedetox.data.readers import Prompt
     from saedetox.evaluate import EvalConfig, generate_all
     from saedetox.sampling import SamplingConfig
 

@@ -18,7 +18,7 @@ from saedetox.capability import (
     render_tasks,
     run_capability,
 )
-from saedetox.datadir import data_file
+from saedetox.data.location import data_file
 from saedetox.errors import SaedetoxError
 from saedetox.spec import Intervention, SteeringSpec
 from saedetox.steering import Steerer

@@ -147,7 +147,7 @@ def test_entry_point_subprocess_has_no_traceback(tmp_path):
 
 
 def test_demo_without_datasets_gives_one_line(tmp_path, capsys, monkeypatch):
-    import saedetox.datadir as dd
+    import saedetox.data.location as dd
 
     monkeypatch.setattr(dd, "PROJECT_ROOT", tmp_path / "nowhere" / "project")
     monkeypatch.chdir(tmp_path)
@@ -161,7 +161,7 @@ def test_demo_without_datasets_gives_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_data_env_var_must_be_a_directory(tmp_path, monkeypatch):
-    from saedetox.datadir import resolve_data_dir
+    from saedetox.data.location import resolve_data_dir
     from saedetox.errors import SaedetoxError
 
     monkeypatch.setenv("SAEDETOX_DATA", str(tmp_path / "missing"))

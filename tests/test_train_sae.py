@@ -7,7 +7,7 @@ import json
 import torch
 
 from helpers import tiny_gpt2
-from saedetox.calibration import CALIBRATION_TEXTS
+from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.saes import load_sae
 from saedetox.train.sae import BatchTopKSAE, SAETrainConfig, train_sae
 

@@ -45,7 +45,7 @@ class ContrastData:
 
 def default_contrast(data_dir: str | None = None, max_pairs: int | None = None) -> ContrastData:
     """The discovery split (ParaDetox role ``discovery``): toxic sides vs neutral paraphrases."""
-    from saedetox.data import paradetox_by_role
+    from saedetox.data.roles import paradetox_by_role
 
     pairs = paradetox_by_role(data_dir)["discovery"][:max_pairs]
     return ContrastData([p.toxic for p in pairs], [p.neutral for p in pairs])

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from saedetox.datadir import data_file
+from saedetox.data.location import data_file
 from saedetox.errors import SaedetoxError
 from saedetox.metrics import bos_id, encode_text, sequence_nll
 from saedetox.models import LoadedModel

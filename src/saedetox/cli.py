@@ -168,7 +168,7 @@ def generate_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Sample continuations, steered or not."""
-    from saedetox.data import read_texts
+    from saedetox.data.readers import read_texts
     from saedetox.sampling import SamplingConfig, sample
     from saedetox.steering import Steerer
 
@@ -420,7 +420,7 @@ def train_sae_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a BatchTopK SAE on a model's activations; saves a JumpReLU SAE-Lens folder."""
-    from saedetox.data import read_texts
+    from saedetox.data.readers import read_texts
     from saedetox.train.sae import SAETrainConfig, train_sae
 
     cfg = SAETrainConfig(

@@ -24,7 +24,7 @@ def engine_demo(out: Path) -> dict[str, Any]:
     import sae_lens
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from saedetox.calibration import CALIBRATION_TEXTS
+    from saedetox.data.calibration import CALIBRATION_TEXTS
     from saedetox.models import tokenize_batch, wrap_model
     from saedetox.spec import MODES, Intervention, SteeringSpec
     from saedetox.steering import Steerer

@@ -287,7 +287,7 @@ class DiscoverySets:
 
 
 def _hash_split(items: list[Any], key, share: float = 0.2) -> tuple[list[Any], list[Any]]:
-    from saedetox.splits import stable_unit
+    from saedetox.data.roles import stable_unit
 
     train = [x for x in items if stable_unit(key(x), "discovery-user") >= share]
     held = [x for x in items if stable_unit(key(x), "discovery-user") < share]
@@ -309,12 +309,16 @@ def discovery_sets(
     ``pairs``: a ParaDetox-style TSV, split 80/20 by a stable hash. ``toxic`` + ``clean``: two
     text files, split the same way unless held-out files are given.
     """
-    from saedetox.data import paradetox_by_role, read_paradetox_pairs, read_texts
+    from saedetox.data.readers import read_paradetox_pairs, read_texts
+    from saedetox.data.roles import paradetox_by_role
 
     if pairs is None and toxic is None and clean is None:
         roles = paradetox_by_role(data_dir)
         tr, ho = roles["discovery"], roles["discovery_heldout"]
-        desc = {"source": "paradetox/paradetox.tsv", "split": "roles discovery / discovery_heldout (saedetox.splits)"}
+        desc = {
+            "source": "paradetox/paradetox.tsv",
+            "split": "roles discovery / discovery_heldout (saedetox.data.roles)",
+        }
         return DiscoverySets(
             [p.toxic for p in tr], [p.neutral for p in tr], [p.toxic for p in ho], [p.neutral for p in ho], True, desc
         )

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from saedetox.data import Prompt, read_lines, read_rtp, reference_prompts
+from saedetox.data.readers import Prompt, read_lines, read_rtp
+from saedetox.data.roles import reference_prompts
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_json, atomic_write_text
 from saedetox.models import LoadedModel
@@ -243,8 +244,8 @@ def evaluate(
     }
     with method.context():
         if cfg.clean_texts:
-            from saedetox.datadir import resolve_data_dir
-            from saedetox.train.corpus import heldout_texts
+            from saedetox.data.corpus import heldout_texts
+            from saedetox.data.location import resolve_data_dir
 
             clean = heldout_texts(resolve_data_dir(cfg.data_dir))[: cfg.clean_texts]
             fluency["ppl_clean"] = M.clean_perplexity(lm, clean, prepend_bos=cfg.sampling.prepend_bos)

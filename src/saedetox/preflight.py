@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from saedetox.calibration import CALIBRATION_TEXTS
+from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.errors import SaedetoxError
 from saedetox.models import LoadedModel, hidden_from_inputs, hidden_from_output, replace_inputs, replace_output
 from saedetox.saes import LoadedSAE

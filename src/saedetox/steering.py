@@ -86,7 +86,7 @@ def median_residual_norm(
     lm: LoadedModel, hook: str, texts: Sequence[str] | None = None, center: bool | None = None
 ) -> float:
     """Median ‖x‖ over non-BOS tokens of calibration text at ``hook`` (centred on LayerNorm models)."""
-    from saedetox.calibration import CALIBRATION_TEXTS
+    from saedetox.data.calibration import CALIBRATION_TEXTS
     from saedetox.models import capture
 
     acts = capture(lm, list(texts or CALIBRATION_TEXTS), hook, prepend_bos=True)

@@ -51,11 +51,11 @@ def measure(
     seed: int = 0,
 ) -> dict[str, Any]:
     from saedetox.capability import blimp_accuracy
-    from saedetox.datadir import data_file, resolve_data_dir
+    from saedetox.data.corpus import heldout_texts
+    from saedetox.data.location import data_file, resolve_data_dir
     from saedetox.metrics import clean_perplexity
     from saedetox.models import load_model
     from saedetox.sampling import SamplingConfig, sample
-    from saedetox.train.corpus import heldout_texts
 
     t0 = time.time()
     lm = load_model(model_dir, dtype="float32", device="cpu")
@@ -140,7 +140,8 @@ def render(card: dict[str, Any]) -> str:
         *_phases(tr),
         "- Reproduce everything (LM, SAEs, judge, this card): `make reference` (see the Makefile for the commands).",
         "",
-        "### Data recipe (`saedetox.train.corpus.RECIPE`, splits in `saedetox.splits`)",
+        "### Data recipe (`saedetox.train.corpus.WEIGHTS` over `saedetox.data.corpus.SOURCES`, "
+        "splits in `saedetox.data.roles`)",
         "",
         "| source | weight | documents (weighted) |",
         "| --- | --- | --- |",

@@ -153,8 +153,8 @@ def save_probe(model: ProbeModel, out: str | os.PathLike[str], extra: dict[str, 
 
 def judge_train_set(data_dir: str | None = None) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """The ``judge_train`` split: Jigsaw ``test_10k_*``, deduplicated, conflicting duplicates dropped."""
-    from saedetox.data import read_lines
-    from saedetox.datadir import data_file
+    from saedetox.data.location import data_file
+    from saedetox.data.readers import read_lines
 
     seen: dict[str, tuple[str, int]] = {}
     conflicts: set[str] = set()
@@ -174,8 +174,8 @@ def judge_train_set(data_dir: str | None = None) -> tuple[list[str], np.ndarray,
 
 def judge_test_sets(data_dir: str | None = None) -> dict[str, tuple[list[str], np.ndarray]]:
     """Held-out sets: Davidson (class 0/1 = toxic), ToxiGen (``toxic``), RTP continuations (toxicity ≥ 0.5)."""
-    from saedetox.data import iter_jsonl
-    from saedetox.datadir import data_file
+    from saedetox.data.location import data_file
+    from saedetox.data.readers import iter_jsonl
 
     def need(row: dict[str, Any], key: str, path: Path, lineno: int) -> Any:
         if key not in row:
@@ -327,7 +327,7 @@ Output: P(toxic) in [0, 1]; a text is flagged at ≥ 0.5.
 
 ## Data recipe
 
-Trained on the `judge_train` split only (see `saedetox.splits`): the Jigsaw-derived sentences of `s-nlp/detox`
+Trained on the `judge_train` split only (see `saedetox.data.roles`): the Jigsaw-derived sentences of `s-nlp/detox`
 (lower-cased, space-tokenised, one per line). No text from these files is committed here.
 
 | file | lines | label |

@@ -1,6 +1,7 @@
 """``saedetox train-lm``: a byte-level BPE tokenizer and a GPT-2 model trained from scratch.
 
-Recipe: the documents of :data:`saedetox.train.corpus.RECIPE` (role ``lm``) are weighted,
+Recipe: the documents of :data:`saedetox.data.corpus.SOURCES` (role ``lm``) are weighted by
+:data:`saedetox.train.corpus.WEIGHTS`,
 shuffled with the seed, joined with ``<|endoftext|>`` and tokenised once into a uint16 stream
 (cached in ``OUT/cache``). Training draws random windows of ``n_ctx`` tokens; the windows of
 step *s* come from ``numpy.random.default_rng([seed, s])``, so a resumed run sees exactly the
@@ -22,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saedetox.datadir import resolve_data_dir
+from saedetox.data.corpus import SOURCES, heldout_texts, source_docs
+from saedetox.data.location import resolve_data_dir
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_save_torch, atomic_write_text
 from saedetox.progress import progress_bar
-from saedetox.train import corpus
+from saedetox.train.corpus import WEIGHTS, weighted
 
 EOS = "<|endoftext|>"
 
@@ -71,12 +73,12 @@ def pick_device(name: str = "auto") -> torch.device:
 def _gather(cfg: LMTrainConfig, root: Path) -> tuple[list[str], list[str], dict[str, int]]:
     """(weighted training docs, unweighted docs for the tokenizer, doc counts per source)."""
     train, unique, counts = [], [], {}
-    for src in corpus.RECIPE:
-        docs = list(corpus.source_docs(root, src, "lm"))
+    for src in SOURCES:
+        docs = list(source_docs(root, src, "lm"))
         if cfg.max_docs_per_source is not None:
             docs = docs[: cfg.max_docs_per_source]
         unique += docs
-        w = corpus.weighted(docs, src.weight, src.name)
+        w = weighted(docs, WEIGHTS[src.name], src.name)
         counts[src.name] = len(w)
         train += w
     return train, unique, counts
@@ -127,7 +129,7 @@ def build_corpus(cfg: LMTrainConfig) -> tuple[Path, dict]:
     cache.mkdir(parents=True, exist_ok=True)
     root = resolve_data_dir(cfg.data_dir)
     train_docs, unique, counts = _gather(cfg, root)
-    heldout = corpus.heldout_texts(root)
+    heldout = heldout_texts(root)
     if cfg.max_docs_per_source is not None:
         heldout = heldout[: cfg.max_docs_per_source]
     tok = train_tokenizer(unique, cfg.vocab_size)
@@ -149,7 +151,7 @@ def build_corpus(cfg: LMTrainConfig) -> tuple[Path, dict]:
     meta = {
         "data_dir": str(root),
         "docs_per_source_weighted": counts,
-        "weights": {s.name: s.weight for s in corpus.RECIPE},
+        "weights": {s.name: WEIGHTS[s.name] for s in SOURCES},
         "train_tokens": int(train_ids.size),
         "heldout_tokens": int(held_ids.size),
         "heldout_docs": len(heldout),

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from saedetox.data.corpus import SOURCES, heldout_texts, source_docs
+from saedetox.data.location import resolve_data_dir
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
 from saedetox.models import LoadedModel, load_model, run_to_hooks
@@ -61,14 +63,11 @@ class SAETrainConfig:
 
 def corpus_texts(data_dir: str | None, seed: int, role: str = "lm") -> list[str]:
     """Unweighted documents of a corpus role, shuffled with ``seed``."""
-    from saedetox.datadir import resolve_data_dir
-    from saedetox.train import corpus
-
     root = resolve_data_dir(data_dir)
     if role == "lm":
-        docs = [d for s in corpus.RECIPE for d in corpus.source_docs(root, s, "lm")]
+        docs = [d for s in SOURCES for d in source_docs(root, s, "lm")]
     else:
-        docs = corpus.heldout_texts(root)
+        docs = heldout_texts(root)
     random.Random(seed).shuffle(docs)
     return docs
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from saedetox.errors import SaedetoxError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 ENV_VAR = "SAEDETOX_DATA"
 
 

@@ -14,7 +14,7 @@ Python's hash seed or the machine):
 | ``judge_test`` | Davidson tweets, ToxiGen sentences | judge ROC-AUC on the card |
 | ``eval`` | RealToxicityPrompts (DecodingTrust challenging / non-toxic) | ``evaluate`` prompts |
 
-No evaluation prompt appears in any other role: ``tests/test_splits.py`` checks every
+No evaluation prompt appears in any other role: ``tests/data/test_roles.py`` checks every
 RealToxicityPrompts prompt against all LM, discovery and judge texts (8-word shingles) and
 that the roles are disjoint.
 """
@@ -22,7 +22,12 @@ that the roles are disjoint.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+
+from saedetox.data.location import data_file
+from saedetox.data.readers import Pair, Prompt, detokenise, read_paradetox_pairs, read_rtp
+from saedetox.errors import SaedetoxError
 
 LM_SHARE = 0.3
 DISCOVERY_END = 0.8
@@ -56,3 +61,28 @@ _WS = re.compile(r"\s+")
 def normalise_key(text: str) -> str:
     """Key used for hashing and overlap checks: lower case, single spaces."""
     return _WS.sub(" ", text.strip().lower())
+
+
+def paradetox_by_role(data_dir: str | os.PathLike[str] | None = None, normalise: bool = True) -> dict[str, list[Pair]]:
+    """ParaDetox pairs grouped by their split role (``lm``, ``discovery``, ``discovery_heldout``).
+
+    With ``normalise``, both sides are detokenised and sentence-cased, the register the
+    reference LM was trained on.
+    """
+    out: dict[str, list[Pair]] = {"lm": [], "discovery": [], "discovery_heldout": []}
+    for pair in read_paradetox_pairs(data_file("paradetox/paradetox.tsv", data_dir)):
+        role = paradetox_role(pair.toxic)
+        if normalise:
+            pair = Pair(detokenise(pair.toxic, True), detokenise(pair.neutral, True))
+        out[role].append(pair)
+    return out
+
+
+RTP_FILES = {"challenging": "rtp_decodingtrust/toxic.jsonl", "nontoxic": "rtp_decodingtrust/nontoxic.jsonl"}
+
+
+def reference_prompts(which: str = "challenging", data_dir: str | os.PathLike[str] | None = None) -> list[Prompt]:
+    """RealToxicityPrompts from the data dir: ``challenging`` (1,196) or ``nontoxic`` (1,200)."""
+    if which not in RTP_FILES:
+        raise SaedetoxError(f"Unknown prompt set '{which}': use {', '.join(RTP_FILES)} or a path to an RTP .jsonl.")
+    return read_rtp(data_file(RTP_FILES[which], data_dir))

@@ -6,10 +6,11 @@ import re
 
 import pytest
 
-from saedetox import splits
-from saedetox.data import paradetox_by_role, read_lines, read_rtp, read_table
-from saedetox.datadir import data_file, resolve_data_dir
-from saedetox.train import corpus
+from saedetox.data.corpus import SOURCES, source_docs
+from saedetox.data.location import data_file, resolve_data_dir
+from saedetox.data.readers import read_lines, read_rtp, read_table
+from saedetox.data.roles import normalise_key, paradetox_by_role, paradetox_role, stable_unit
+from saedetox.train.corpus import WEIGHTS
 
 WORD = re.compile(r"[a-z0-9']+")
 N = 8
@@ -31,9 +32,9 @@ def eval_prompts(root):
 
 
 def test_stable_hash_is_deterministic():
-    assert splits.stable_unit("hello") == splits.stable_unit("hello")
-    assert 0 <= splits.stable_unit("x") < 1 and splits.stable_unit("x") != splits.stable_unit("y")
-    assert splits.paradetox_role("You Suck!") == splits.paradetox_role("  you suck! ")
+    assert stable_unit("hello") == stable_unit("hello")
+    assert 0 <= stable_unit("x") < 1 and stable_unit("x") != stable_unit("y")
+    assert paradetox_role("You Suck!") == paradetox_role("  you suck! ")
 
 
 def test_no_evaluation_prompt_appears_in_any_training_text(root, eval_prompts):
@@ -54,7 +55,7 @@ def test_no_evaluation_prompt_appears_in_any_training_text(root, eval_prompts):
                     keys.add(key)
         return keys
 
-    lm_texts = [d for s in corpus.RECIPE for d in corpus.source_docs(root, s, "lm")]
+    lm_texts = [d for s in SOURCES for d in source_docs(root, s, "lm")]
     roles = paradetox_by_role()
     discovery = [x for r in ("discovery", "discovery_heldout") for p in roles[r] for x in (p.toxic, p.neutral)]
     judge = read_lines(data_file("jigsaw_detox_sentences/test_10k_toxic.txt")) + read_lines(
@@ -71,22 +72,24 @@ def test_no_evaluation_prompt_appears_in_any_training_text(root, eval_prompts):
 
 def test_roles_are_disjoint(root):
     roles = paradetox_by_role(normalise=False)
-    keys = {r: {splits.normalise_key(p.toxic) for p in ps} for r, ps in roles.items()}
+    keys = {r: {normalise_key(p.toxic) for p in ps} for r, ps in roles.items()}
     assert not keys["lm"] & keys["discovery"]
     assert not keys["lm"] & keys["discovery_heldout"]
     assert not keys["discovery"] & keys["discovery_heldout"]
     assert sum(map(len, roles.values())) > 11_000
-    judge_train = {splits.normalise_key(t) for t in read_lines(root / "jigsaw_detox_sentences/test_10k_toxic.txt")}
-    judge_test = {
-        splits.normalise_key(t) for t in read_table(root / "davidson_hate_offensive/labeled_data.csv", "tweet")
-    }
+    judge_train = {normalise_key(t) for t in read_lines(root / "jigsaw_detox_sentences/test_10k_toxic.txt")}
+    judge_test = {normalise_key(t) for t in read_table(root / "davidson_hate_offensive/labeled_data.csv", "tweet")}
     assert len(judge_train & judge_test) <= 5
-    lm_jigsaw = {splits.normalise_key(t) for t in read_lines(root / "jigsaw_detox_sentences/dev_toxic.txt")}
+    lm_jigsaw = {normalise_key(t) for t in read_lines(root / "jigsaw_detox_sentences/dev_toxic.txt")}
     assert len(lm_jigsaw & judge_train) <= 0.01 * len(judge_train)
 
 
 def test_heldout_chunks_are_not_trained_on(root):
-    src = corpus.RECIPE[0]
-    train = set(corpus.source_docs(root, src, "lm"))
-    held = set(corpus.source_docs(root, src, "lm_heldout"))
+    src = SOURCES[0]
+    train = set(source_docs(root, src, "lm"))
+    held = set(source_docs(root, src, "lm_heldout"))
     assert held and train and not train & held
+
+
+def test_training_mix_weighs_every_source_once():
+    assert list(WEIGHTS) == [s.name for s in SOURCES]

@@ -173,7 +173,7 @@ def read_paradetox_pairs(path: str | os.PathLike[str]) -> list[Pair]:
 def read_hf_dataset(name: str, field: str = "text", split: str = "train", limit: int | None = None) -> list[str]:
     """A Hugging Face dataset column (needs network or a filled HF cache)."""
     try:
-        import datasets
+        import datasets  # deferred: optional (it ships with lm-eval) and needed only for ``hf:`` sources
     except ImportError:  # pragma: no cover - datasets ships with lm-eval
         raise SaedetoxError("Reading a hub dataset needs the 'datasets' package: pip install datasets.") from None
     try:
@@ -201,36 +201,3 @@ def read_texts(spec: str | os.PathLike[str], field: str = "text") -> list[str]:
     if suffix in {".csv", ".tsv", ".tab"}:
         return read_table(p, field)
     return read_lines(p)
-
-
-# --------------------------------------------------------------------------- reference-world sets
-
-
-def paradetox_by_role(data_dir: str | os.PathLike[str] | None = None, normalise: bool = True) -> dict[str, list[Pair]]:
-    """ParaDetox pairs grouped by their split role (``lm``, ``discovery``, ``discovery_heldout``).
-
-    With ``normalise``, both sides are detokenised and sentence-cased, the register the
-    reference LM was trained on.
-    """
-    from saedetox.datadir import data_file
-    from saedetox.splits import paradetox_role
-
-    out: dict[str, list[Pair]] = {"lm": [], "discovery": [], "discovery_heldout": []}
-    for pair in read_paradetox_pairs(data_file("paradetox/paradetox.tsv", data_dir)):
-        role = paradetox_role(pair.toxic)
-        if normalise:
-            pair = Pair(detokenise(pair.toxic, True), detokenise(pair.neutral, True))
-        out[role].append(pair)
-    return out
-
-
-RTP_FILES = {"challenging": "rtp_decodingtrust/toxic.jsonl", "nontoxic": "rtp_decodingtrust/nontoxic.jsonl"}
-
-
-def reference_prompts(which: str = "challenging", data_dir: str | os.PathLike[str] | None = None) -> list[Prompt]:
-    """RealToxicityPrompts from the data dir: ``challenging`` (1,196) or ``nontoxic`` (1,200)."""
-    from saedetox.datadir import data_file
-
-    if which not in RTP_FILES:
-        raise SaedetoxError(f"Unknown prompt set '{which}': use {', '.join(RTP_FILES)} or a path to an RTP .jsonl.")
-    return read_rtp(data_file(RTP_FILES[which], data_dir))
