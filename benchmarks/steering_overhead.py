@@ -27,7 +27,7 @@ def build(device: torch.device, d: int, layers: int, vocab: int = 8192):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    from saedetox.models import wrap_model
+    from saedetox.model.load import wrap_model
 
     vocab_map = {f"w{i}": i for i in range(vocab)}
     tk = Tokenizer(models.WordLevel(vocab_map, unk_token="w0"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from saedetox.data.calibration import CALIBRATION_TEXTS
-from saedetox.models import LoadedModel, wrap_model
+from saedetox.model.load import LoadedModel, wrap_model
 
 EOS = "<|endoftext|>"
 

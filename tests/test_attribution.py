@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from saedetox.attribution import _grad_at_hook, toxic_token_ids
-from saedetox.models import tokenize_batch
+from saedetox.model.tokens import tokenize_batch
 from saedetox.spec import Intervention, SteeringSpec
 from saedetox.steering import Steerer
 

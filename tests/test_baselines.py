@@ -14,11 +14,11 @@ from saedetox.baselines import (
     aura_hooks,
     build_baseline,
     meandiff_direction,
-    mlp_in_weights,
-    mlp_out_projection,
     neuron_pooled,
 )
-from saedetox.models import capture, tokenize_batch
+from saedetox.model.arch import mlp_in_weights, mlp_out_projection
+from saedetox.model.capture import capture
+from saedetox.model.tokens import tokenize_batch
 from saedetox.spec import TIER_FACTORS
 from saedetox.steering import median_residual_norm
 

@@ -29,7 +29,7 @@ def test_auroc_per_latent_matches_sklearn():
 def test_text_stats_against_direct_encoding(gpt2, sae_dir):
     sae = load_sae(str(sae_dir), model_uses_layernorm=True)
     st = text_stats(gpt2, sae, TOXIC, track=[3])
-    from saedetox.models import capture
+    from saedetox.model.capture import capture
 
     acts = capture(gpt2, TOXIC, sae.hook_name)
     z = [sae.encode(a)[1:] for a in acts]  # BOS excluded

@@ -8,7 +8,7 @@ import torch
 from helpers import tiny_gemma2, tiny_gpt2, tiny_llama, tiny_neox, write_sae
 from saedetox.errors import SaedetoxError
 from saedetox.export import export
-from saedetox.models import tokenize_batch
+from saedetox.model.tokens import tokenize_batch
 from saedetox.spec import Intervention, SteeringSpec
 from saedetox.steering import Steerer
 

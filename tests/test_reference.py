@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from saedetox.models import load_model, reference_model_dir
+from saedetox.model.load import load_model, reference_model_dir
 from saedetox.preflight import preflight
 from saedetox.saes import load_sae, reference_sae_dir, reference_sae_widths
 

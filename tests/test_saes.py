@@ -7,7 +7,7 @@ import torch
 
 from helpers import tiny_llama, write_sae
 from saedetox.errors import SaedetoxError
-from saedetox.models import capture
+from saedetox.model.capture import capture
 from saedetox.preflight import preflight
 from saedetox.saes import fold_expected_average_norm, load_sae, split_registry_name, wants_centring
 

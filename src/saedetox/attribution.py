@@ -17,20 +17,16 @@ second, so it selects the latents whose removal most suppresses toxic words at l
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from saedetox.models import (
-    LoadedModel,
-    hidden_from_inputs,
-    hidden_from_output,
-    replace_inputs,
-    replace_output,
-    tokenize_batch,
-)
+from saedetox.model.load import LoadedModel
+from saedetox.model.sites import edit_at
+from saedetox.model.tokens import tokenize_batch
 
 
 @dataclass
@@ -46,8 +42,6 @@ def toxic_token_ids(
     lm: LoadedModel, toxic: Sequence[str], clean: Sequence[str], top: int = 200, min_count: int = 5
 ) -> list[int]:
     """Token ids most over-represented in toxic vs clean text (smoothed log-odds)."""
-    import math
-
     tok = lm.tokenizer
     ct: Counter[int] = Counter()
     cc: Counter[int] = Counter()
@@ -80,12 +74,7 @@ def _grad_at_hook(
         holder["x"] = x
         return x
 
-    if site.when == "pre":
-        handle = site.module.register_forward_pre_hook(
-            lambda m, a, k: replace_inputs(a, k, grab(hidden_from_inputs(a, k))), with_kwargs=True
-        )
-    else:
-        handle = site.module.register_forward_hook(lambda m, a, o: replace_output(o, grab(hidden_from_output(o))))
+    handle = edit_at(site, grab)
     try:
         for s in range(0, len(texts), batch_size):
             batch = tokenize_batch(lm.tokenizer, texts[s : s + batch_size], True, "right", lm.device, 128)

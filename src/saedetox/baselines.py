@@ -25,11 +25,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from saedetox.errors import SaedetoxError
 from saedetox.evaluate import Method
-from saedetox.models import LoadedModel, iter_activations
+from saedetox.model.arch import mlp_in_weights
+from saedetox.model.capture import iter_activations
+from saedetox.model.load import LoadedModel
+from saedetox.model.sites import edit_at, mlp_neuron_site, read_at
+from saedetox.model.tokens import tokenize_batch
 from saedetox.spec import Intervention, SteeringSpec
 
 POLITE_PREFIX = "The following is a polite, respectful and kind comment, free of insults, profanity and hate:\n"
@@ -101,33 +104,21 @@ def meandiff_spec(direction: torch.Tensor, hook: str, tier: str | float | None, 
 # --------------------------------------------------------------------------- MLP neurons
 
 
-def mlp_out_projection(block: nn.Module) -> nn.Module:
-    """The module whose *input* is the MLP's neuron activations (c_proj / down_proj / dense_4h_to_h)."""
-    from saedetox.export import _mlp_out_linear
-
-    return _mlp_out_linear(block, "")
-
-
 @torch.no_grad()
 def neuron_pooled(lm: LoadedModel, texts: Sequence[str], batch_size: int = 32) -> list[torch.Tensor]:
     """Per layer, per text: mean over real tokens of each MLP neuron's activation, [n, d_mlp]."""
-    from saedetox.models import hidden_from_inputs, tokenize_batch
-
     per_layer: list[list[torch.Tensor]] = [[] for _ in lm.layers]
     state: dict[str, torch.Tensor] = {}
 
     def make(i: int):
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        def read(hidden: torch.Tensor) -> None:
             m = state["mask"]
-            a = hidden_from_inputs(args, kwargs).float() * m.unsqueeze(-1)
+            a = hidden.float() * m.unsqueeze(-1)
             per_layer[i].append((a.sum(1) / m.sum(1, keepdim=True).clamp_min(1)).cpu())
 
-        return hook
+        return read
 
-    handles = [
-        mlp_out_projection(block).register_forward_pre_hook(make(i), with_kwargs=True)
-        for i, block in enumerate(lm.layers)
-    ]
+    handles = [read_at(mlp_neuron_site(lm.layers, i), make(i)) for i in range(lm.n_layers)]
     try:
         for s in range(0, len(texts), batch_size):
             batch = tokenize_batch(lm.tokenizer, texts[s : s + batch_size], True, "right", lm.device, 128)
@@ -157,16 +148,10 @@ def aura_factors(lm: LoadedModel, data: ContrastData) -> list[torch.Tensor]:
 @contextmanager
 def aura_hooks(lm: LoadedModel, factors: list[torch.Tensor]) -> Iterator[None]:
     """Multiply each MLP neuron's activation by its factor while active."""
-    from saedetox.models import hidden_from_inputs, replace_inputs
-
     handles = []
-    for block, f in zip(lm.layers, factors, strict=True):
+    for i, (_, f) in enumerate(zip(lm.layers, factors, strict=True)):
         f = f.to(lm.device, lm.dtype)
-
-        def hook(module: nn.Module, args: tuple, kwargs: dict, f: torch.Tensor = f):
-            return replace_inputs(args, kwargs, hidden_from_inputs(args, kwargs) * f)
-
-        handles.append(mlp_out_projection(block).register_forward_pre_hook(hook, with_kwargs=True))
+        handles.append(edit_at(mlp_neuron_site(lm.layers, i), lambda x, f=f: x * f))
     try:
         yield
     finally:
@@ -175,17 +160,6 @@ def aura_hooks(lm: LoadedModel, factors: list[torch.Tensor]) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- surgery
-
-
-def mlp_in_weights(block: nn.Module) -> tuple[nn.Parameter, int]:
-    """The MLP's input weights and the axis that indexes neurons (each neuron reads a d_model vector)."""
-    mlp = block.mlp
-    if hasattr(mlp, "c_fc"):  # GPT-2 Conv1D: weight [d_model, d_mlp]
-        return mlp.c_fc.weight, 1
-    for name in ("gate_proj", "dense_h_to_4h", "fc1", "fc_in", "up_proj"):
-        if hasattr(mlp, name):  # nn.Linear: weight [d_mlp, d_model]
-            return getattr(mlp, name).weight, 0
-    raise SaedetoxError(f"Could not find the MLP input weights in {type(block).__name__}.")
 
 
 def surgery_probe(lm: LoadedModel, hook: str, data: ContrastData, seed: int = 0) -> tuple[torch.Tensor, float]:

@@ -29,8 +29,9 @@ import numpy as np
 
 from saedetox.data.location import data_file
 from saedetox.errors import SaedetoxError
-from saedetox.metrics import bos_id, encode_text, sequence_nll
-from saedetox.models import LoadedModel
+from saedetox.metrics import sequence_nll
+from saedetox.model.load import LoadedModel
+from saedetox.model.tokens import bos_id, encode_text
 
 if TYPE_CHECKING:
     from saedetox.steering import Steerer

@@ -89,7 +89,7 @@ def _build_spec(
 
 
 def _load(model: str, dtype: str, device: str):
-    from saedetox.models import load_model
+    from saedetox.model.load import load_model
 
     return load_model(model, dtype=dtype, device=device)
 
@@ -232,11 +232,11 @@ def export_cmd(
 ) -> None:
     """Fold constant steering into the weights: a plain HF checkpoint, no saedetox needed to serve it."""
     from saedetox.export import export
-    from saedetox.models import _dtype
+    from saedetox.model.load import parse_dtype
 
     steering = _build_spec(sae, features, mode, strength, tier, hook, threshold, clamp_value, positions, spec)
     lm = _load(model, dtype, device)
-    save = None if save_dtype == "auto" else _dtype(save_dtype, lm.device)
+    save = None if save_dtype == "auto" else parse_dtype(save_dtype, lm.device)
     path = export(lm, steering, out, dtype=save)
     typer.echo(f"wrote {path}")
 

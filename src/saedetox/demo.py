@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from saedetox.io import atomic_write_json
-from saedetox.models import reference_model_dir
+from saedetox.model.load import reference_model_dir
 
 
 def engine_demo(out: Path) -> dict[str, Any]:
@@ -25,7 +25,8 @@ def engine_demo(out: Path) -> dict[str, Any]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from saedetox.data.calibration import CALIBRATION_TEXTS
-    from saedetox.models import tokenize_batch, wrap_model
+    from saedetox.model.load import wrap_model
+    from saedetox.model.tokens import tokenize_batch
     from saedetox.spec import MODES, Intervention, SteeringSpec
     from saedetox.steering import Steerer
     from saedetox.train.lm import train_tokenizer

@@ -33,7 +33,8 @@ import torch
 
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_json
-from saedetox.models import LoadedModel, iter_activations
+from saedetox.model.capture import iter_activations
+from saedetox.model.load import LoadedModel
 from saedetox.saes import LoadedSAE
 
 METHODS: tuple[str, ...] = ("auroc", "paired", "meandiff", "freqratio", "paper-max", "paper-freq", "attribution")

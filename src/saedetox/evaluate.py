@@ -31,7 +31,7 @@ from saedetox.data.readers import Prompt, read_lines, read_rtp
 from saedetox.data.roles import reference_prompts
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_json, atomic_write_text
-from saedetox.models import LoadedModel
+from saedetox.model.load import LoadedModel
 from saedetox.progress import progress_bar
 from saedetox.sampling import SamplingConfig, batch_bounds, iter_samples
 

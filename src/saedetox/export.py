@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from transformers import AutoModelForCausalLM
 
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
-from saedetox.models import HOOK_RE, LoadedModel, wrap_model
+from saedetox.model import arch
+from saedetox.model.load import LoadedModel, wrap_model
+from saedetox.model.sites import HOOK_RE
 from saedetox.saes import LoadedSAE
 from saedetox.spec import SteeringSpec
 from saedetox.steering import constant_shift
@@ -48,29 +50,8 @@ def _target(hook: str) -> tuple[int, str]:
     return layer, "mlp"
 
 
-def _mlp_out_linear(block: nn.Module, family: str) -> nn.Linear:
-    mlp = getattr(block, "mlp", None)
-    for name in ("c_proj", "dense_4h_to_h", "down_proj", "fc2", "fc_out"):
-        if mlp is not None and hasattr(mlp, name):
-            return getattr(mlp, name)
-    raise SaedetoxError(f"Could not find the MLP output projection in {type(block).__name__}.")
-
-
-def _attn_out_linear(block: nn.Module) -> nn.Module:
-    for attn_name in ("attn", "self_attn", "attention"):
-        attn = getattr(block, attn_name, None)
-        if attn is None:
-            continue
-        for name in ("c_proj", "o_proj", "dense", "out_proj"):
-            if hasattr(attn, name):
-                return getattr(attn, name)
-    raise SaedetoxError(f"Could not find the attention output projection in {type(block).__name__}.")
-
-
 def _with_biases(lm: LoadedModel, need_mlp: bool, need_attn: bool) -> nn.Module:
     """Llama: a copy of the model rebuilt with mlp_bias / attention_bias on, biases zero."""
-    from transformers import AutoModelForCausalLM
-
     cfg = copy.deepcopy(lm.model.config)
     if need_mlp:
         cfg.mlp_bias = True
@@ -94,13 +75,6 @@ def _untie(model: nn.Module) -> None:
         model.config.tie_word_embeddings = False
         if hasattr(model.config, "get_text_config"):
             model.config.get_text_config().tie_word_embeddings = False
-
-
-def _embedding_scale(model: nn.Module) -> float:
-    cfg = model.config
-    if getattr(cfg, "model_type", "").startswith("gemma"):
-        return math.sqrt(cfg.hidden_size)
-    return 1.0
 
 
 def fold(lm: LoadedModel, spec: SteeringSpec, saes: dict[str, LoadedSAE] | None = None) -> LoadedModel:
@@ -128,15 +102,16 @@ def fold(lm: LoadedModel, spec: SteeringSpec, saes: dict[str, LoadedSAE] | None 
             layer, kind = targets[hook]
             v = vec.to(next(model.parameters()).dtype)
             if kind == "embed":
-                if family == "gpt2":
-                    model.transformer.wpe.weight.add_(v)
+                positions = arch.absolute_position_embeddings(model)
+                if positions is not None:
+                    positions.weight.add_(v)
                 else:
                     _untie(model)
                     emb = model.get_input_embeddings()
-                    emb.weight.add_(v / _embedding_scale(model))
+                    emb.weight.add_(v / arch.embedding_scale(model))
             else:
                 block = wrapped.layers[layer]
-                lin = _mlp_out_linear(block, family) if kind == "mlp" else _attn_out_linear(block)
+                lin = arch.mlp_out_projection(block) if kind == "mlp" else arch.attn_out_projection(block)
                 if getattr(lin, "bias", None) is None:
                     raise SaedetoxError(f"{type(lin).__name__} in block {layer} has no bias to fold into.")
                 lin.bias.add_(v)

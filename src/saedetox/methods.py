@@ -6,7 +6,7 @@ from typing import Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.evaluate import Method
-from saedetox.models import LoadedModel
+from saedetox.model.load import LoadedModel
 from saedetox.spec import SteeringSpec
 from saedetox.steering import Steerer
 

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from saedetox.errors import SaedetoxError
-from saedetox.models import LoadedModel
+from saedetox.model.load import LoadedModel
+from saedetox.model.tokens import DEFAULT_CONTEXT, bos_id, encode_text
 
 ScoreArray = np.ndarray | Sequence[Sequence[float]]
 
@@ -202,24 +203,6 @@ def diversity(generations_per_prompt: Sequence[Sequence[str]]) -> dict[str, floa
 # --------------------------------------------------------------------------- perplexity
 
 
-def bos_id(tokenizer: Any) -> int:
-    """The token prepended as BOS: the tokenizer's BOS, else its EOS (lm-eval's prefix-token rule)."""
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if bos is None:
-        raise SaedetoxError("The tokenizer has neither a BOS nor an EOS token; pass prepend_bos=False.")
-    return int(bos)
-
-
-def _max_positions(lm: LoadedModel) -> int:
-    cfg = lm.model.config
-    return int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 1024)
-
-
-def encode_text(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of ``text`` without special tokens (empty for an empty string)."""
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
-
-
 @torch.no_grad()
 def sequence_nll(lm: LoadedModel, rows: Sequence[tuple[Sequence[int], int]], batch_size: int = 32) -> np.ndarray:
     """``[n, 2]`` = (summed NLL, token count) of ``ids[start:]`` given ``ids[:start]`` for each ``(ids, start)``.
@@ -272,7 +255,7 @@ def continuation_nll(
     """
     if len(prompts) != len(continuations):
         raise SaedetoxError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations.")
-    limit = _max_positions(lm)
+    limit = int(lm.max_positions or DEFAULT_CONTEXT)
     rows: list[tuple[list[int], int]] = []
     where: list[tuple[int, int]] = []
     result: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(c) for c in continuations]
@@ -347,7 +330,7 @@ def clean_perplexity(
     (BOS included, capped at the model's context); every chunk token after the first input
     position is scored (with BOS: every text token).
     """
-    width = min(max_length, _max_positions(lm))
+    width = min(max_length, int(lm.max_positions or DEFAULT_CONTEXT))
     bos = [bos_id(lm.tokenizer)] if prepend_bos else []
     step = width - len(bos)
     if width < 2:

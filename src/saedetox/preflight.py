@@ -17,7 +17,8 @@ import torch
 
 from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.errors import SaedetoxError
-from saedetox.models import LoadedModel, hidden_from_inputs, hidden_from_output, replace_inputs, replace_output
+from saedetox.model.load import LoadedModel
+from saedetox.model.sites import edit_at
 from saedetox.saes import LoadedSAE
 
 
@@ -106,12 +107,7 @@ def preflight(
             return x
         return (x.float() - (xc - recon)).to(x.dtype)
 
-    if site.when == "pre":
-        handle = site.module.register_forward_pre_hook(
-            lambda m, a, k: replace_inputs(a, k, edit(hidden_from_inputs(a, k))), with_kwargs=True
-        )
-    else:
-        handle = site.module.register_forward_hook(lambda m, a, o: replace_output(o, edit(hidden_from_output(o))))
+    handle = edit_at(site, edit)
     try:
         for start in range(0, len(texts), batch_size):
             batch = lm.encode_prompts(

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from saedetox.errors import SaedetoxError
-from saedetox.models import LoadedModel, tokenize_batch
+from saedetox.model.load import LoadedModel
+from saedetox.model.tokens import tokenize_batch
 from saedetox.steering import Steerer
 
 

@@ -25,13 +25,8 @@ from typing import Any
 import torch
 
 from saedetox.errors import SaedetoxError
-from saedetox.models import (
-    LoadedModel,
-    hidden_from_inputs,
-    hidden_from_output,
-    replace_inputs,
-    replace_output,
-)
+from saedetox.model.load import LoadedModel
+from saedetox.model.sites import edit_at, observe_calls
 from saedetox.saes import LoadedSAE, load_sae
 from saedetox.spec import Intervention, SteeringSpec, tier_factor
 
@@ -87,7 +82,7 @@ def median_residual_norm(
 ) -> float:
     """Median ‖x‖ over non-BOS tokens of calibration text at ``hook`` (centred on LayerNorm models)."""
     from saedetox.data.calibration import CALIBRATION_TEXTS
-    from saedetox.models import capture
+    from saedetox.model.capture import capture
 
     acts = capture(lm, list(texts or CALIBRATION_TEXTS), hook, prepend_bos=True)
     x = torch.cat([a[1:] for a in acts if a.shape[0] > 1])
@@ -187,7 +182,7 @@ class Steerer:
 
     # ------------------------------------------------------------------ hooks
 
-    def _model_pre_hook(self, module: Any, args: tuple, kwargs: dict) -> None:
+    def _observe(self, args: tuple, kwargs: dict) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
         embeds = kwargs.get("inputs_embeds")
         ref = ids if ids is not None else embeds
@@ -245,31 +240,12 @@ class Steerer:
         self._gates[idx] = gate[:, -1]
         return x + where * gate.unsqueeze(-1).to(x.dtype) * r.vector
 
-    def _make_hook(self, idx: int, r: ResolvedIntervention, when: str):
-        if when == "pre":
-
-            def pre(module: Any, args: tuple, kwargs: dict):
-                x = hidden_from_inputs(args, kwargs)
-                return replace_inputs(args, kwargs, self._apply(idx, r, x))
-
-            return pre
-
-        def post(module: Any, args: tuple, output: Any):
-            return replace_output(output, self._apply(idx, r, hidden_from_output(output)))
-
-        return post
-
     def attach(self) -> Steerer:
         if self._handles:
             return self
-        self._handles.append(self.lm.model.register_forward_pre_hook(self._model_pre_hook, with_kwargs=True))
+        self._handles.append(observe_calls(self.lm.model, self._observe))
         for idx, r in enumerate(self.resolved):
-            site = self.lm.site(r.hook)
-            fn = self._make_hook(idx, r, site.when)
-            if site.when == "pre":
-                self._handles.append(site.module.register_forward_pre_hook(fn, with_kwargs=True))
-            else:
-                self._handles.append(site.module.register_forward_hook(fn))
+            self._handles.append(edit_at(self.lm.site(r.hook), functools.partial(self._apply, idx, r)))
         return self
 
     @property

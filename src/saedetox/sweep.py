@@ -201,7 +201,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
     """Run (or resume) every planned run; write metrics.json, manifest.json and the report."""
     from saedetox.evaluate import EvalConfig, evaluate, versions
     from saedetox.methods import build_method
-    from saedetox.models import load_model
+    from saedetox.model.load import load_model
     from saedetox.sampling import SamplingConfig
     from saedetox.spec import Intervention, SteeringSpec
 

@@ -54,7 +54,7 @@ def measure(
     from saedetox.data.corpus import heldout_texts
     from saedetox.data.location import data_file, resolve_data_dir
     from saedetox.metrics import clean_perplexity
-    from saedetox.models import load_model
+    from saedetox.model.load import load_model
     from saedetox.sampling import SamplingConfig, sample
 
     t0 = time.time()

@@ -33,7 +33,8 @@ from saedetox.data.corpus import SOURCES, heldout_texts, source_docs
 from saedetox.data.location import resolve_data_dir
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
-from saedetox.models import LoadedModel, load_model, run_to_hooks
+from saedetox.model.capture import run_to_hooks
+from saedetox.model.load import LoadedModel, load_model
 from saedetox.progress import progress_bar
 
 

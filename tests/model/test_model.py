@@ -7,7 +7,9 @@ import torch
 
 from helpers import tiny_gemma2, tiny_gpt2, tiny_llama, tiny_neox
 from saedetox.errors import SaedetoxError
-from saedetox.models import capture, iter_activations, load_model, tokenize_batch
+from saedetox.model.capture import capture, iter_activations
+from saedetox.model.load import load_model
+from saedetox.model.tokens import tokenize_batch
 
 TEXTS = ["The library opens at nine in the morning.", "She walked to the station.", "Hello there, my friend"]
 

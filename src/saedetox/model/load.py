@@ -1,0 +1,166 @@
+"""Load any Hugging Face causal LM (hub name, local folder or ``reference``) as a :class:`LoadedModel`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from saedetox.errors import SaedetoxError
+from saedetox.model import arch
+from saedetox.model.sites import HOOK_KINDS, HookSite, resolve_site
+from saedetox.model.tokens import max_positions, tokenize_batch
+
+REFERENCE_NAME = "reference"
+
+
+def reference_model_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "assets" / "reference" / "lm"
+
+
+@dataclass
+class LoadedModel:
+    """An HF causal LM with its tokenizer and the structure saedetox needs."""
+
+    model: nn.Module
+    tokenizer: Any
+    name: str
+    layers: nn.ModuleList
+    layers_path: str
+    family: str
+    _sites: dict[str, HookSite] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def d_model(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def uses_layernorm(self) -> bool:
+        """True for LayerNorm models (GPT-2, NeoX), False for RMSNorm ones (Llama, Gemma)."""
+        return arch.uses_layernorm(self.layers[0])
+
+    def hook_names(self) -> list[str]:
+        out = []
+        for layer in range(self.n_layers):
+            for kind in HOOK_KINDS:
+                name = f"blocks.{layer}.hook_{kind}"
+                try:
+                    self.site(name)
+                except SaedetoxError:
+                    continue
+                out.append(name)
+        return out
+
+    def site(self, hook: str) -> HookSite:
+        """Resolve a TL hook name to a module hook, or fail with one clear line."""
+        if hook not in self._sites:
+            self._sites[hook] = resolve_site(hook, self.layers, self.name)
+        return self._sites[hook]
+
+    @property
+    def max_positions(self) -> int | None:
+        return max_positions(self.model.config)
+
+    def encode_prompts(
+        self, texts: Sequence[str], prepend_bos: bool = True, padding_side: str = "left", max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Tokenise a batch with padding (left by default) and optional BOS, on the model's device."""
+        return tokenize_batch(
+            self.tokenizer,
+            texts,
+            prepend_bos=prepend_bos,
+            padding_side=padding_side,
+            device=self.device,
+            max_length=max_length,
+        )
+
+
+def wrap_model(model: nn.Module, tokenizer: Any, name: str = "model") -> LoadedModel:
+    """Wrap an already-built HF model (e.g. a random-init one in tests)."""
+    path, layers = arch.find_layers(model)
+    if tokenizer is not None and tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return LoadedModel(model, tokenizer, name, layers, path, arch.family(model))
+
+
+def parse_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """A dtype name (``auto``: float32 on CPU, bfloat16 on GPU) as a torch dtype, or one clear error."""
+    if isinstance(name, torch.dtype):
+        return name
+    if name == "auto":
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    if name not in table:
+        raise SaedetoxError(f"Unknown dtype '{name}': use auto, float32, float16 or bfloat16.")
+    return table[name]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise SaedetoxError(f"Unknown device '{name}': use auto, cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SaedetoxError(f"Device '{name}' requested but no CUDA GPU is available; use --device cpu.")
+    return dev
+
+
+def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str = "auto") -> LoadedModel:
+    """Load an HF causal LM by hub name or local directory (``reference`` = the committed world)."""
+    dev = resolve_device(device)
+    dt = parse_dtype(dtype, dev)
+    source = str(reference_model_dir()) if name_or_path == REFERENCE_NAME else name_or_path
+    local = Path(source).expanduser()
+    if local.exists():
+        if not (local / "config.json").exists():
+            raise SaedetoxError(f"{local} is not a Hugging Face model directory (no config.json).")
+        kwargs: dict[str, Any] = {"local_files_only": True}
+        source = str(local)
+    elif source.startswith((".", "/", "~")) or os.sep in source and source.count("/") > 1:
+        raise SaedetoxError(f"Model directory {source} does not exist.")
+    else:
+        kwargs = {}
+    try:
+        tok = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
+    except (OSError, ValueError) as err:
+        if kwargs:
+            raise SaedetoxError(f"Could not load the model in {source}: {str(err).splitlines()[0]}") from None
+        raise SaedetoxError(
+            f"Could not load '{source}' from the Hugging Face hub (no network or unknown name); "
+            "download it where there is network and pass the local directory (save_pretrained), "
+            "or set HF_HUB_OFFLINE=1 with a filled HF cache."
+        ) from None
+    model.to(dev)
+    return wrap_model(model, tok, name=name_or_path)
