@@ -385,7 +385,7 @@ def evaluate_cmd(
         capability_limit=capability_limit,
         data_dir=data_dir,
     )
-    from saedetox.judges import get_judge
+    from saedetox.judges.registry import get_judge
 
     for j in cfg.judges:  # fail fast on an unknown or unavailable judge
         get_judge(j)

@@ -161,7 +161,7 @@ def score_judges(
     judges: Sequence[str], conts: list[list[str]], run: Path, data_dir: str | None
 ) -> dict[str, np.ndarray]:
     """Scores [n_prompts, k] per judge, cached in ``RUN/scores.npz``."""
-    from saedetox.judges import get_judge
+    from saedetox.judges.registry import get_judge
 
     cache = run / "scores.npz"
     have: dict[str, np.ndarray] = {}

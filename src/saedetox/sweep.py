@@ -282,7 +282,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
 def dry_run(cfg: SweepConfig) -> list[str]:
     """Validate every name offline (SAE-Lens registry, judges, tasks); return what was checked."""
     from saedetox.capability import KNOWN_TASKS
-    from saedetox.judges import available_judges
+    from saedetox.judges.registry import available_judges
     from saedetox.saes import REFERENCE_PREFIX, split_registry_name
 
     lines = []

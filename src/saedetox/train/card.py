@@ -22,7 +22,7 @@ from saedetox.io import atomic_write_json, atomic_write_text
 def toxicity_rates(lm: Any, n_prompts: int, samples: int, seed: int, data_dir: str | None) -> dict[str, Any]:
     """Share of flagged continuations (profanity-check ≥ 0.5) for challenging vs non-toxic prompts."""
     from saedetox.evaluate import EvalConfig, load_prompts
-    from saedetox.judges import get_judge
+    from saedetox.judges.registry import get_judge
     from saedetox.sampling import SamplingConfig, sample
 
     judge = get_judge("profanity")

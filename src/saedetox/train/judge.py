@@ -1,7 +1,7 @@
 """Train the offline ``probe`` judge (``saedetox train-judge``) and write its card.
 
 Recipe: the ``judge_train`` split only (Jigsaw ``test_10k_toxic`` = 1, ``test_10k_normal`` = 0),
-every text mapped by :func:`saedetox.judges.normalise_text`, TF-IDF on word 1–2-grams and
+every text mapped by :func:`saedetox.judges.probe.normalise_text`, TF-IDF on word 1–2-grams and
 within-word character 2–5-grams (sublinear tf, each block L2-normalised, rare terms pruned by
 document frequency), then L2 logistic regression with C picked by stratified k-fold ROC-AUC on
 the training set. The fitted model is rounded to float32 and saved without pickle: vocabularies
@@ -27,7 +27,7 @@ import numpy as np
 
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from saedetox.judges import PROBE_CONFIG, PROBE_FORMAT, PROBE_WEIGHTS, normalise_text
+from saedetox.judges.probe import PROBE_CONFIG, PROBE_FORMAT, PROBE_WEIGHTS, normalise_text
 
 TRAIN_FILES = {
     "jigsaw_detox_sentences/test_10k_toxic.txt": 1,
@@ -137,7 +137,7 @@ def save_probe(model: ProbeModel, out: str | os.PathLike[str], extra: dict[str, 
     arrays["intercept"] = model.classifier.intercept_.reshape(-1).astype(np.float32)
     config = {
         "format": PROBE_FORMAT,
-        "normaliser": "saedetox.judges.normalise_text",
+        "normaliser": "saedetox.judges.probe.normalise_text",
         "classifier": {"type": "logistic_regression", "C": model.C, "positive": "toxic"},
         **(extra or {}),
         "blocks": blocks,
@@ -225,7 +225,8 @@ def train_judge(out: str | os.PathLike[str], data_dir: str | None = None, seed: 
     """
     import sklearn
 
-    from saedetox.judges import ProbeJudge, get_judge
+    from saedetox.judges.probe import ProbeJudge
+    from saedetox.judges.registry import get_judge
 
     t0, load = time.time(), round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
     texts, labels, info = judge_train_set(data_dir)
@@ -322,7 +323,8 @@ def judge_card(m: dict[str, Any]) -> str:
     busy = ", so other work shared the cores" if (hw.get("load_avg_1min_at_start") or 0) >= 1 else ""
     return f"""# Judge card: `probe`
 
-An offline toxicity judge: TF-IDF features + logistic regression, scored by `saedetox.judges.get_judge("probe")`.
+An offline toxicity judge: TF-IDF features + logistic regression, scored by
+`saedetox.judges.registry.get_judge("probe")`.
 Output: P(toxic) in [0, 1]; a text is flagged at ≥ 0.5.
 
 ## Data recipe

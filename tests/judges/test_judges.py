@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 import requests
 
-from saedetox import judges as J
 from saedetox.errors import SaedetoxError
-from saedetox.judges import OFFLINE_JUDGES, ProbeJudge, available_judges, get_judge, normalise_text
+from saedetox.judges import perspective as J_perspective
+from saedetox.judges.base import Judge
+from saedetox.judges.perspective import PERSPECTIVE_URL
+from saedetox.judges.probe import PROBE_DIR, ProbeJudge, normalise_text
+from saedetox.judges.registry import OFFLINE_JUDGES, available_judges, get_judge
 
 TOXIC = [
     "You are a worthless idiot and everyone knows it.",
@@ -133,7 +136,7 @@ def _ok(value: float) -> _Resp:
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     got: list[float] = []
-    monkeypatch.setattr(J.time, "sleep", got.append)
+    monkeypatch.setattr(J_perspective.time, "sleep", got.append)
     return got
 
 
@@ -154,7 +157,7 @@ def fake_perspective(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> li
 # --------------------------------------------------------------------------- the contract, for every judge
 
 
-def _judge(kind: str, request: pytest.FixtureRequest) -> J.Judge:
+def _judge(kind: str, request: pytest.FixtureRequest) -> Judge:
     if kind == "profanity":
         return get_judge("profanity", batch_size=3)
     if kind == "probe":
@@ -206,7 +209,7 @@ def test_profanity_ranks_profane_above_clean() -> None:
 
 def test_committed_probe_ranks_toxic_above_clean() -> None:
     judge = get_judge("probe")
-    assert Path(judge.path) == J.PROBE_DIR
+    assert Path(judge.path) == PROBE_DIR
     tox, clean = judge.score(TOXIC), judge.score(CLEAN)
     assert tox.min() > clean.max(), (tox, clean)
     assert (tox > 0.5).all() and (clean < 0.5).all()
@@ -217,12 +220,12 @@ def test_committed_probe_ranks_toxic_above_clean() -> None:
 
 
 def test_committed_probe_folder_is_small_and_documented() -> None:
-    names = {p.name for p in J.PROBE_DIR.iterdir()}
+    names = {p.name for p in PROBE_DIR.iterdir()}
     assert names == {"probe.json", "probe.npz", "metrics.json", "JUDGE_CARD.md"}
-    assert sum(p.stat().st_size for p in J.PROBE_DIR.iterdir()) < 3_000_000
-    metrics = json.loads((J.PROBE_DIR / "metrics.json").read_text())
+    assert sum(p.stat().st_size for p in PROBE_DIR.iterdir()) < 3_000_000
+    metrics = json.loads((PROBE_DIR / "metrics.json").read_text())
     assert metrics["test"]["davidson"]["probe"]["roc_auc"] >= 0.85
-    with np.load(J.PROBE_DIR / "probe.npz", allow_pickle=False) as z:
+    with np.load(PROBE_DIR / "probe.npz", allow_pickle=False) as z:
         assert all(z[k].dtype == np.float32 for k in z.files)
 
 
@@ -340,7 +343,7 @@ def test_perspective_request_and_truncation(fake_perspective: list[dict]) -> Non
     assert scores.tolist() == [0.95, 0.05, 0.0]
     assert len(fake_perspective) == 2  # the empty text costs no request
     req = fake_perspective[0]
-    assert req["url"] == J.PERSPECTIVE_URL and req["params"] == {"key": "test-key"}
+    assert req["url"] == PERSPECTIVE_URL and req["params"] == {"key": "test-key"}
     assert req["json"]["requestedAttributes"] == {"TOXICITY": {}}
     sent = fake_perspective[1]["json"]["comment"]["text"]
     assert len(sent.encode("utf-8")) == 3000 and sent == "é" * 1500
