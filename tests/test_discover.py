@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from helpers import write_sae
 from saedetox.discover import METHODS, auroc_per_latent, discover, discovery_sets, text_stats
 from saedetox.errors import SaedetoxError
-from saedetox.saes import load_sae
+from saedetox.sae.load import load_sae
 
 TOXIC = ["you stupid idiot, shut up", "what a damn fool you are", "shut up you fucking moron", "go to hell, idiot"]
 CLEAN = ["you are a kind person, thanks", "what a lovely day it is", "please be quiet, my friend", "go to the park"]

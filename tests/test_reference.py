@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from saedetox.model.load import load_model, reference_model_dir
-from saedetox.preflight import preflight
-from saedetox.saes import load_sae, reference_sae_dir, reference_sae_widths
+from saedetox.sae.load import load_sae, reference_sae_dir, reference_sae_widths
+from saedetox.sae.preflight import preflight
 
 ASSETS = reference_model_dir().parent
 MAX_BYTES = 25 * 2**20

@@ -8,7 +8,7 @@ import torch
 from helpers import tiny_llama, write_sae
 from saedetox.errors import SaedetoxError
 from saedetox.model.tokens import tokenize_batch
-from saedetox.saes import load_sae
+from saedetox.sae.load import load_sae
 from saedetox.sampling import SamplingConfig, sample
 from saedetox.spec import TIER_FACTORS, Intervention, SteeringSpec
 from saedetox.steering import Steerer, median_residual_norm

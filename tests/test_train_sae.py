@@ -8,7 +8,7 @@ import torch
 
 from helpers import tiny_gpt2
 from saedetox.data.calibration import CALIBRATION_TEXTS
-from saedetox.saes import load_sae
+from saedetox.sae.load import load_sae
 from saedetox.train.sae import BatchTopKSAE, SAETrainConfig, train_sae
 
 

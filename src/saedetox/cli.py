@@ -107,8 +107,8 @@ def info_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Model (and SAE) summary with the SAE preflight: fit, explained variance, CE-loss change."""
-    from saedetox.preflight import preflight
-    from saedetox.saes import load_sae
+    from saedetox.sae.load import load_sae
+    from saedetox.sae.preflight import preflight
 
     lm = _load(model, dtype, device)
     out: dict[str, Any] = {
@@ -267,12 +267,12 @@ def discover_cmd(
 ) -> None:
     """Rank SAE latents by toxicity-specificity and write features.json."""
     from saedetox.discover import discover, discovery_sets, write_features
-    from saedetox.saes import load_sae
+    from saedetox.sae.load import load_sae
 
     sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir)
     lm = _load(model, dtype, device)
     s = load_sae(sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
-    from saedetox.preflight import check_fit
+    from saedetox.sae.preflight import check_fit
 
     check_fit(lm, s, hook)
     obj = discover(

@@ -35,7 +35,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_json
 from saedetox.model.capture import iter_activations
 from saedetox.model.load import LoadedModel
-from saedetox.saes import LoadedSAE
+from saedetox.sae.loaded import LoadedSAE
 
 METHODS: tuple[str, ...] = ("auroc", "paired", "meandiff", "freqratio", "paper-max", "paper-freq", "attribution")
 ATTRIBUTION_TEXTS = 1000  # texts per side for the attribution gradients

@@ -33,7 +33,7 @@ from saedetox.io import atomic_write_text
 from saedetox.model import arch
 from saedetox.model.load import LoadedModel, wrap_model
 from saedetox.model.sites import HOOK_RE
-from saedetox.saes import LoadedSAE
+from saedetox.sae.loaded import LoadedSAE
 from saedetox.spec import SteeringSpec
 from saedetox.steering import constant_shift
 

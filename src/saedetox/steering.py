@@ -27,7 +27,8 @@ import torch
 from saedetox.errors import SaedetoxError
 from saedetox.model.load import LoadedModel
 from saedetox.model.sites import edit_at, observe_calls
-from saedetox.saes import LoadedSAE, load_sae
+from saedetox.sae.load import load_sae
+from saedetox.sae.loaded import LoadedSAE
 from saedetox.spec import Intervention, SteeringSpec, tier_factor
 
 

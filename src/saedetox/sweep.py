@@ -283,7 +283,7 @@ def dry_run(cfg: SweepConfig) -> list[str]:
     """Validate every name offline (SAE-Lens registry, judges, tasks); return what was checked."""
     from saedetox.capability import KNOWN_TASKS
     from saedetox.judges.registry import available_judges
-    from saedetox.saes import REFERENCE_PREFIX, split_registry_name
+    from saedetox.sae.load import REFERENCE_PREFIX, split_registry_name
 
     lines = []
     for name in [cfg.sae, *(cfg.splitting.saes if cfg.splitting else [])]:
@@ -315,7 +315,7 @@ def dry_run(cfg: SweepConfig) -> list[str]:
 def _sae_hook(cfg: SweepConfig, lm: Any) -> str | None:
     if cfg.sae is None:
         return None
-    from saedetox.saes import load_sae
+    from saedetox.sae.load import load_sae
 
     return load_sae(cfg.sae, model_uses_layernorm=lm.uses_layernorm).hook_name
 
@@ -346,7 +346,7 @@ def resolve_features(cfg: SweepConfig, lm: Any, out: Path) -> tuple[list[int], l
 
 def run_discovery(d: DiscoveryCfg, lm: Any, sae_name: str, hook: str | None, data_dir: str | None) -> dict[str, Any]:
     from saedetox.discover import discover, discovery_sets
-    from saedetox.saes import load_sae
+    from saedetox.sae.load import load_sae
 
     sae = load_sae(sae_name, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
     sets = discovery_sets(data_dir=data_dir)

@@ -256,7 +256,7 @@ def save_jumprelu(
     sae: BatchTopKSAE, threshold: float, scale: float, out: Path, cfg: SAETrainConfig, lm: LoadedModel
 ) -> None:
     """Fold the norm scale and write a ``jumprelu`` SAE-Lens folder (fp16 weights)."""
-    import sae_lens
+    import sae_lens  # deferred: sae_lens imports transformer_lens (~10 s); only saving the SAE needs it
 
     conf = sae_lens.JumpReLUSAEConfig(d_in=lm.d_model, d_sae=cfg.width, dtype="float32")
     md = conf.metadata
@@ -284,8 +284,8 @@ def save_jumprelu(
 @torch.no_grad()
 def evaluate_sae_dir(lm: LoadedModel, path: Path, cfg: SAETrainConfig, texts: list[str] | None = None) -> dict:
     """L0, explained variance, dead share and CE change of a saved SAE on held-out text."""
-    from saedetox.preflight import preflight
-    from saedetox.saes import load_sae
+    from saedetox.sae.load import load_sae
+    from saedetox.sae.preflight import preflight
 
     sae = load_sae(str(path), device=lm.device, model_uses_layernorm=lm.uses_layernorm)
     if texts is None:

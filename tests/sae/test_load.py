@@ -1,15 +1,14 @@
-"""SAE loading, conventions, fast latent paths and preflight."""
+"""SAE loading, conventions and the fast latent paths."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from helpers import tiny_llama, write_sae
+from helpers import write_sae
 from saedetox.errors import SaedetoxError
 from saedetox.model.capture import capture
-from saedetox.preflight import preflight
-from saedetox.saes import fold_expected_average_norm, load_sae, split_registry_name, wants_centring
+from saedetox.sae.load import fold_expected_average_norm, load_sae, split_registry_name, wants_centring
 
 ARCHS = {"standard": {}, "jumprelu": {}, "topk": {"k": 8}, "gated": {}}
 
@@ -97,44 +96,6 @@ def test_expected_average_norm_folding(tmp_path, gpt2):
     assert factor is not None and factor > 0
     assert torch.allclose(sae.sae.W_enc, w_before * factor)
     assert sae.sae.cfg.normalize_activations == "none"
-
-
-def test_preflight_reports_fit(sae_dir, gpt2):
-    sae = load_sae(str(sae_dir), model_uses_layernorm=True)
-    rep = preflight(gpt2, sae)
-    assert rep.n_tokens > 100 and rep.d_in == gpt2.d_model
-    assert rep.explained_variance < 1.0 and rep.mean_l0 > 0
-    assert rep.ce_spliced != rep.ce_clean
-    assert any("trained on 'tiny'" in w for w in rep.warnings)
-
-
-def test_preflight_perfect_sae_has_full_ev(tmp_path, gpt2):
-    """An identity-like SAE (W_dec = I, ReLU on ±x) reconstructs exactly: EV 1, CE unchanged."""
-    import sae_lens
-
-    d = gpt2.d_model
-    cfg = sae_lens.StandardSAEConfig(d_in=d, d_sae=2 * d)
-    cfg.metadata.hook_name = "blocks.1.hook_resid_pre"
-    cfg.metadata.model_class_name = "AutoModelForCausalLM"
-    sae = sae_lens.StandardSAE(cfg)
-    eye = torch.eye(d)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([eye, -eye], 1))
-        sae.W_dec.copy_(torch.cat([eye, -eye], 0))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    sae.save_model(tmp_path / "id")
-    rep = preflight(gpt2, load_sae(str(tmp_path / "id"), model_uses_layernorm=True))
-    assert rep.explained_variance == pytest.approx(1.0, abs=1e-5)
-    assert rep.ce_spliced == pytest.approx(rep.ce_clean, abs=1e-4)
-
-
-def test_preflight_width_and_hook_checks(tmp_path):
-    lm = tiny_llama()
-    with pytest.raises(SaedetoxError, match="d_in"):
-        preflight(lm, load_sae(str(write_sae(tmp_path / "a", lm.d_model + 1))))
-    with pytest.raises(SaedetoxError, match="layers"):
-        preflight(lm, load_sae(str(write_sae(tmp_path / "b", lm.d_model, hook="blocks.5.hook_resid_post"))))
 
 
 @pytest.mark.parametrize("arch", ["standard", "jumprelu"])

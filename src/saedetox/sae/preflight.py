@@ -19,7 +19,7 @@ from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.errors import SaedetoxError
 from saedetox.model.load import LoadedModel
 from saedetox.model.sites import edit_at
-from saedetox.saes import LoadedSAE
+from saedetox.sae.loaded import LoadedSAE
 
 
 @dataclass
