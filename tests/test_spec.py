@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from saedetox.errors import SaedetoxError
-from saedetox.spec import Intervention, SteeringSpec, parse_features
+from saedetox.spec import Intervention, SteeringSpec
 
 
 def test_round_trip_json_and_yaml(tmp_path):
@@ -54,17 +52,6 @@ def test_from_dict_rejects_unknown_fields():
         SteeringSpec.from_dict({"interventions": [{"sae": "s", "latents": [1], "colour": "red"}]})
     with pytest.raises(SaedetoxError):
         SteeringSpec.from_dict({"nope": 1})
-
-
-def test_parse_features(tmp_path):
-    assert parse_features("3, 17,42") == [3, 17, 42]
-    f = tmp_path / "features.json"
-    f.write_text(json.dumps({"selected": [5, 6]}))
-    assert parse_features(str(f)) == [5, 6]
-    with pytest.raises(SaedetoxError):
-        parse_features("a,b")
-    with pytest.raises(SaedetoxError, match="not found"):
-        parse_features(str(tmp_path / "missing.json"))
 
 
 def test_numeric_tiers_are_fractions_of_the_median_norm():

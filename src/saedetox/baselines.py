@@ -134,7 +134,7 @@ def neuron_pooled(lm: LoadedModel, texts: Sequence[str], batch_size: int = 32) -
 
 def aura_factors(lm: LoadedModel, data: ContrastData) -> list[torch.Tensor]:
     """AurA dampening factor per neuron and layer: 1 − 2(AUROC − 0.5) where AUROC > 0.5, else 1."""
-    from saedetox.discover import auroc_per_latent
+    from saedetox.discover.stats import auroc_per_latent
 
     tox = neuron_pooled(lm, data.toxic)
     cln = neuron_pooled(lm, data.clean)

@@ -60,7 +60,8 @@ def _build_spec(
     spec_file: str | None,
     required: bool = True,
 ):
-    from saedetox.spec import Intervention, SteeringSpec, parse_features, parse_threshold
+    from saedetox.discover.features import parse_features
+    from saedetox.spec import Intervention, SteeringSpec, parse_threshold
 
     if spec_file:
         return SteeringSpec.load(spec_file)
@@ -266,7 +267,9 @@ def discover_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Rank SAE latents by toxicity-specificity and write features.json."""
-    from saedetox.discover import discover, discovery_sets, write_features
+    from saedetox.discover.features import write_features
+    from saedetox.discover.select import discover
+    from saedetox.discover.sets import discovery_sets
     from saedetox.sae.load import load_sae
 
     sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir)

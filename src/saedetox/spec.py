@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from saedetox.discover.features import feature_thresholds
 from saedetox.errors import SaedetoxError
 
 Mode = Literal["constant", "conditional", "token", "clamp"]
@@ -163,18 +164,6 @@ class SteeringSpec:
         return cls.from_dict(data)
 
 
-def feature_thresholds(value: str | None) -> list[float] | None:
-    """Per-latent gate thresholds stored in a features.json (``thresholds``), if any."""
-    if not value or not Path(value).is_file():
-        return None
-    try:
-        data = json.loads(Path(value).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    th = data.get("thresholds") if isinstance(data, dict) else None
-    return [float(t) for t in th] if isinstance(th, list) else None
-
-
 def parse_threshold(
     value: str | float, features: str | None = None, mode: str = "conditional"
 ) -> tuple[float, list[float] | None]:
@@ -189,29 +178,3 @@ def parse_threshold(
         return float(value), None
     except ValueError:
         raise SaedetoxError(f"--threshold must be a number or 'auto', got '{value}'.") from None
-
-
-def parse_features(value: str) -> list[int]:
-    """``--features``: ``3,17,42`` or a ``features.json`` path (its selected latents)."""
-    value = value.strip()
-    if not value:
-        raise SaedetoxError("--features is empty: give indices like 3,17 or a features.json file.")
-    path = Path(value)
-    if path.suffix == ".json" or path.exists():
-        if not path.exists():
-            raise SaedetoxError(f"Features file {path} not found.")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise SaedetoxError(f"{path} is not valid JSON.") from None
-        if isinstance(data, dict) and "selected" in data:
-            return [int(i) for i in data["selected"]]
-        if isinstance(data, list):
-            return [int(i) for i in data]
-        raise SaedetoxError(f"{path} has no 'selected' list of latent indices.")
-    try:
-        return [int(tok) for tok in value.replace(" ", "").split(",") if tok]
-    except ValueError:
-        raise SaedetoxError(
-            f"--features must be comma-separated integers or a features.json path, got '{value}'."
-        ) from None

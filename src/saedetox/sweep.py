@@ -325,7 +325,7 @@ def resolve_features(cfg: SweepConfig, lm: Any, out: Path) -> tuple[list[int], l
     if isinstance(cfg.features, list):
         return [int(i) for i in cfg.features], None
     if isinstance(cfg.features, str):
-        from saedetox.spec import feature_thresholds, parse_features
+        from saedetox.discover.features import feature_thresholds, parse_features
 
         return parse_features(cfg.features), feature_thresholds(cfg.features)
     if cfg.discovery is None or cfg.sae is None:
@@ -345,7 +345,8 @@ def resolve_features(cfg: SweepConfig, lm: Any, out: Path) -> tuple[list[int], l
 
 
 def run_discovery(d: DiscoveryCfg, lm: Any, sae_name: str, hook: str | None, data_dir: str | None) -> dict[str, Any]:
-    from saedetox.discover import discover, discovery_sets
+    from saedetox.discover.select import discover
+    from saedetox.discover.sets import discovery_sets
     from saedetox.sae.load import load_sae
 
     sae = load_sae(sae_name, device=lm.device, model_uses_layernorm=lm.uses_layernorm)

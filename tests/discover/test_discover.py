@@ -8,7 +8,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from helpers import write_sae
-from saedetox.discover import METHODS, auroc_per_latent, discover, discovery_sets, text_stats
+from saedetox.discover.select import discover
+from saedetox.discover.sets import discovery_sets
+from saedetox.discover.stats import METHODS, auroc_per_latent, text_stats
 from saedetox.errors import SaedetoxError
 from saedetox.sae.load import load_sae
 
@@ -89,7 +91,7 @@ def test_topk_sae_discovery(tmp_path, gpt2):
 def test_set_detector_auroc_is_fitted_on_train_and_scored_on_heldout():
     import numpy as np
 
-    from saedetox.discover import set_detector_auroc
+    from saedetox.discover.select import set_detector_auroc
 
     rng = np.random.default_rng(0)
 

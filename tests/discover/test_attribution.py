@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from saedetox.attribution import _grad_at_hook, toxic_token_ids
+from saedetox.discover.attribution import _grad_at_hook, toxic_token_ids
 from saedetox.model.tokens import tokenize_batch
 from saedetox.spec import Intervention, SteeringSpec
 from saedetox.steering import Steerer

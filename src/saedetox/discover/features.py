@@ -1,0 +1,58 @@
+"""features.json: what discovery writes, and how steering reads latents and gates back from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from saedetox.errors import SaedetoxError
+from saedetox.io import atomic_write_json
+
+
+def write_features(obj: dict[str, Any], path: str | Path) -> Path:
+    atomic_write_json(path, obj)
+    return Path(path)
+
+
+def read_features(path: str | Path) -> dict[str, Any]:
+    """A features.json written by :func:`write_features` (discovery's output)."""
+    return json.loads(Path(path).read_text())
+
+
+def feature_thresholds(value: str | None) -> list[float] | None:
+    """Per-latent gate thresholds stored in a features.json (``thresholds``), if any."""
+    if not value or not Path(value).is_file():
+        return None
+    try:
+        data = json.loads(Path(value).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    th = data.get("thresholds") if isinstance(data, dict) else None
+    return [float(t) for t in th] if isinstance(th, list) else None
+
+
+def parse_features(value: str) -> list[int]:
+    """``--features``: ``3,17,42`` or a ``features.json`` path (its selected latents)."""
+    value = value.strip()
+    if not value:
+        raise SaedetoxError("--features is empty: give indices like 3,17 or a features.json file.")
+    path = Path(value)
+    if path.suffix == ".json" or path.exists():
+        if not path.exists():
+            raise SaedetoxError(f"Features file {path} not found.")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise SaedetoxError(f"{path} is not valid JSON.") from None
+        if isinstance(data, dict) and "selected" in data:
+            return [int(i) for i in data["selected"]]
+        if isinstance(data, list):
+            return [int(i) for i in data]
+        raise SaedetoxError(f"{path} has no 'selected' list of latent indices.")
+    try:
+        return [int(tok) for tok in value.replace(" ", "").split(",") if tok]
+    except ValueError:
+        raise SaedetoxError(
+            f"--features must be comma-separated integers or a features.json path, got '{value}'."
+        ) from None
