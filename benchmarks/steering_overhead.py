@@ -93,8 +93,8 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=24)
     args = ap.parse_args()
 
-    from saedetox.spec import MODES, Intervention, SteeringSpec
-    from saedetox.steering import Steerer
+    from saedetox.steering.spec import MODES, Intervention, SteeringSpec
+    from saedetox.steering.steerer import Steerer
 
     device = torch.device(args.device)
     d, layers, batch = (768, 12, 128) if device.type == "cuda" else (256, 6, 32)

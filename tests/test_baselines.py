@@ -19,8 +19,8 @@ from saedetox.baselines import (
 from saedetox.model.arch import mlp_in_weights, mlp_out_projection
 from saedetox.model.capture import capture
 from saedetox.model.tokens import tokenize_batch
-from saedetox.spec import TIER_FACTORS
-from saedetox.steering import median_residual_norm
+from saedetox.steering.resolve import median_residual_norm
+from saedetox.steering.spec import TIER_FACTORS
 
 TOXIC = ["you stupid idiot, shut up", "what a damn fool you are", "shut up you fucking moron", "go to hell, idiot"] * 2
 CLEAN = ["you are a kind person, thanks", "what a lovely day it is", "please be quiet, my friend", "go to the park"] * 2

@@ -20,8 +20,8 @@ from saedetox.capability import (
 )
 from saedetox.data.location import data_file
 from saedetox.errors import SaedetoxError
-from saedetox.spec import Intervention, SteeringSpec
-from saedetox.steering import Steerer
+from saedetox.steering.spec import Intervention, SteeringSpec
+from saedetox.steering.steerer import Steerer
 
 LIMIT = 4
 

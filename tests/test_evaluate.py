@@ -11,7 +11,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.evaluate import EvalConfig, evaluate
 from saedetox.methods import build_method
 from saedetox.sampling import SamplingConfig
-from saedetox.spec import Intervention, SteeringSpec
+from saedetox.steering.spec import Intervention, SteeringSpec
 
 
 def cfg(**kw):

@@ -33,7 +33,7 @@ from saedetox.model.capture import iter_activations
 from saedetox.model.load import LoadedModel
 from saedetox.model.sites import edit_at, mlp_neuron_site, read_at
 from saedetox.model.tokens import tokenize_batch
-from saedetox.spec import Intervention, SteeringSpec
+from saedetox.steering.spec import Intervention, SteeringSpec
 
 POLITE_PREFIX = "The following is a polite, respectful and kind comment, free of insults, profanity and hate:\n"
 SURGERY_STRENGTH = {"low": 0.5, "medium": 1.0, "high": 2.0}
@@ -233,7 +233,7 @@ def build_baseline(
     if name == "prompt":
         return Method(name="prompt", prefix=prefix, details={"prefix": prefix})
     if hook is None and spec is not None:
-        from saedetox.steering import Steerer
+        from saedetox.steering.steerer import Steerer
 
         hook = Steerer(lm, spec).resolved[0].hook
     if hook is None:

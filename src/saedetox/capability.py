@@ -34,7 +34,7 @@ from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import bos_id, encode_text
 
 if TYPE_CHECKING:
-    from saedetox.steering import Steerer
+    from saedetox.steering.steerer import Steerer
 
 KNOWN_TASKS: tuple[str, ...] = ("lambada", "piqa", "arc_easy", "winogrande", "copa", "blimp")
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"

@@ -61,7 +61,7 @@ def _build_spec(
     required: bool = True,
 ):
     from saedetox.discover.features import parse_features
-    from saedetox.spec import Intervention, SteeringSpec, parse_threshold
+    from saedetox.steering.spec import Intervention, SteeringSpec, parse_threshold
 
     if spec_file:
         return SteeringSpec.load(spec_file)
@@ -171,7 +171,7 @@ def generate_cmd(
     """Sample continuations, steered or not."""
     from saedetox.data.readers import read_texts
     from saedetox.sampling import SamplingConfig, sample
-    from saedetox.steering import Steerer
+    from saedetox.steering.steerer import Steerer
 
     texts = list(prompt or [])
     if prompts_file:
@@ -232,8 +232,8 @@ def export_cmd(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Fold constant steering into the weights: a plain HF checkpoint, no saedetox needed to serve it."""
-    from saedetox.export import export
     from saedetox.model.load import parse_dtype
+    from saedetox.steering.export import export
 
     steering = _build_spec(sae, features, mode, strength, tier, hook, threshold, clamp_value, positions, spec)
     lm = _load(model, dtype, device)

@@ -27,8 +27,8 @@ def engine_demo(out: Path) -> dict[str, Any]:
     from saedetox.data.calibration import CALIBRATION_TEXTS
     from saedetox.model.load import wrap_model
     from saedetox.model.tokens import tokenize_batch
-    from saedetox.spec import MODES, Intervention, SteeringSpec
-    from saedetox.steering import Steerer
+    from saedetox.steering.spec import MODES, Intervention, SteeringSpec
+    from saedetox.steering.steerer import Steerer
     from saedetox.train.lm import train_tokenizer
 
     tok = train_tokenizer(list(CALIBRATION_TEXTS), 300)

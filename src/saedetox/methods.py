@@ -7,8 +7,8 @@ from typing import Any
 from saedetox.errors import SaedetoxError
 from saedetox.evaluate import Method
 from saedetox.model.load import LoadedModel
-from saedetox.spec import SteeringSpec
-from saedetox.steering import Steerer
+from saedetox.steering.spec import SteeringSpec
+from saedetox.steering.steerer import Steerer
 
 BASELINES = ("prompt", "meandiff", "aura", "surgery")
 METHOD_NAMES = ("none", "sae", *BASELINES)

@@ -18,7 +18,7 @@ import torch
 from saedetox.errors import SaedetoxError
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import tokenize_batch
-from saedetox.steering import Steerer
+from saedetox.steering.steerer import Steerer
 
 
 @dataclass

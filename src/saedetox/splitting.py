@@ -77,7 +77,7 @@ def run_splitting(cfg: Any, lm: Any, ecfg: Any, out: Path, results: dict[str, An
     from saedetox.evaluate import evaluate
     from saedetox.methods import build_method
     from saedetox.sae.load import load_sae
-    from saedetox.spec import Intervention, SteeringSpec
+    from saedetox.steering.spec import Intervention, SteeringSpec
     from saedetox.sweep import run_discovery
 
     sp = cfg.splitting

@@ -21,7 +21,7 @@ import yaml
 
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_json, atomic_write_text
-from saedetox.spec import MODES, parse_tier, tier_label
+from saedetox.steering.spec import MODES, parse_tier, tier_label
 
 
 @dataclass
@@ -203,7 +203,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
     from saedetox.methods import build_method
     from saedetox.model.load import load_model
     from saedetox.sampling import SamplingConfig
-    from saedetox.spec import Intervention, SteeringSpec
+    from saedetox.steering.spec import Intervention, SteeringSpec
 
     t0 = time.time()
     out = Path(out)

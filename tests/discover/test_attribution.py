@@ -6,8 +6,8 @@ import torch
 
 from saedetox.discover.attribution import _grad_at_hook, toxic_token_ids
 from saedetox.model.tokens import tokenize_batch
-from saedetox.spec import Intervention, SteeringSpec
-from saedetox.steering import Steerer
+from saedetox.steering.spec import Intervention, SteeringSpec
+from saedetox.steering.steerer import Steerer
 
 TOXIC = ["you stupid idiot, shut up", "what a damn fool you are", "shut up you stupid moron"] * 3
 CLEAN = ["you are a kind person, thanks", "what a lovely day it is", "please be quiet, my friend"] * 3

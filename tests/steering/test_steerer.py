@@ -10,8 +10,9 @@ from saedetox.errors import SaedetoxError
 from saedetox.model.tokens import tokenize_batch
 from saedetox.sae.load import load_sae
 from saedetox.sampling import SamplingConfig, sample
-from saedetox.spec import TIER_FACTORS, Intervention, SteeringSpec
-from saedetox.steering import Steerer, median_residual_norm
+from saedetox.steering.resolve import median_residual_norm
+from saedetox.steering.spec import TIER_FACTORS, Intervention, SteeringSpec
+from saedetox.steering.steerer import Steerer
 
 MODES = ["constant", "conditional", "token", "clamp"]
 LATENTS = [1, 5, 7, 12]
@@ -273,7 +274,7 @@ def test_per_latent_gates(gpt2, sae_dir, mode):
 def test_past_length_reads_every_transformers_convention():
     from transformers import DynamicCache
 
-    from saedetox.steering import _past_length
+    from saedetox.steering.steerer import _past_length
 
     mask = torch.ones(2, 9, dtype=torch.long)
     assert _past_length({"cache_position": torch.tensor([7])}, 1, mask) == 7

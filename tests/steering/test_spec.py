@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from saedetox.errors import SaedetoxError
-from saedetox.spec import Intervention, SteeringSpec
+from saedetox.steering.spec import Intervention, SteeringSpec
 
 
 def test_round_trip_json_and_yaml(tmp_path):
@@ -55,7 +55,7 @@ def test_from_dict_rejects_unknown_fields():
 
 
 def test_numeric_tiers_are_fractions_of_the_median_norm():
-    from saedetox.spec import TIER_FACTORS, parse_tier, tier_factor, tier_label
+    from saedetox.steering.spec import TIER_FACTORS, parse_tier, tier_factor, tier_label
 
     assert parse_tier("medium") == "medium" and tier_factor("medium") == TIER_FACTORS["medium"]
     assert parse_tier("0.375") == 0.375 and tier_factor(0.375) == 0.375 and tier_label(0.375) == "n0.375"
@@ -69,11 +69,10 @@ def test_numeric_tiers_are_fractions_of_the_median_norm():
 def test_numeric_tier_scales_the_shift_exactly(gpt2, sae_dir):
     import torch
 
-    from saedetox.steering import Steerer
+    from saedetox.steering.steerer import Steerer
 
     def shift(tier):
-        st = Steerer(gpt2, SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 5], tier=tier)]))
-        r = st._resolve(st.spec.interventions[0])
+        r = Steerer(gpt2, SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 5], tier=tier)])).resolved[0]
         return r.vector, r.median_norm
 
     v_med, median = shift("medium")

@@ -34,8 +34,8 @@ from saedetox.model import arch
 from saedetox.model.load import LoadedModel, wrap_model
 from saedetox.model.sites import HOOK_RE
 from saedetox.sae.loaded import LoadedSAE
-from saedetox.spec import SteeringSpec
-from saedetox.steering import constant_shift
+from saedetox.steering.resolve import Resolver
+from saedetox.steering.spec import SteeringSpec
 
 
 def _target(hook: str) -> tuple[int, str]:
@@ -75,6 +75,23 @@ def _untie(model: nn.Module) -> None:
         model.config.tie_word_embeddings = False
         if hasattr(model.config, "get_text_config"):
             model.config.get_text_config().tie_word_embeddings = False
+
+
+def constant_shift(
+    lm: LoadedModel, spec: SteeringSpec, saes: dict[str, LoadedSAE] | None = None
+) -> dict[str, torch.Tensor]:
+    """Hook → the total constant shift a constant-mode spec adds there (for export and checks)."""
+    spec.validate()
+    resolver = Resolver(lm, saes)
+    out: dict[str, torch.Tensor] = {}
+    for r in (resolver.resolve(iv) for iv in spec.interventions):
+        if r.spec.mode != "constant" or r.spec.positions != "all":
+            raise SaedetoxError(
+                f"Only constant steering at all positions can be folded into weights (got mode '{r.spec.mode}', "
+                f"positions '{r.spec.positions}'); serve other modes with saedetox hooks."
+            )
+        out[r.hook] = out.get(r.hook, 0) + r.vector.float()
+    return out
 
 
 def fold(lm: LoadedModel, spec: SteeringSpec, saes: dict[str, LoadedSAE] | None = None) -> LoadedModel:

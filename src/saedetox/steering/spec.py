@@ -19,6 +19,7 @@ import yaml
 
 from saedetox.discover.features import feature_thresholds
 from saedetox.errors import SaedetoxError
+from saedetox.io import atomic_write_text
 
 Mode = Literal["constant", "conditional", "token", "clamp"]
 Tier = Literal["low", "medium", "high"]
@@ -142,8 +143,6 @@ class SteeringSpec:
         return cls(out).validate()
 
     def save(self, path: str | Path) -> None:
-        from saedetox.io import atomic_write_text
-
         p = Path(path)
         text = (
             yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -7,10 +7,10 @@ import torch
 
 from helpers import tiny_gemma2, tiny_gpt2, tiny_llama, tiny_neox, write_sae
 from saedetox.errors import SaedetoxError
-from saedetox.export import export
 from saedetox.model.tokens import tokenize_batch
-from saedetox.spec import Intervention, SteeringSpec
-from saedetox.steering import Steerer
+from saedetox.steering.export import export
+from saedetox.steering.spec import Intervention, SteeringSpec
+from saedetox.steering.steerer import Steerer
 
 PROMPTS = ["The library opens at nine in the morning", "She walked"]
 

@@ -1,0 +1,60 @@
+"""The four steering modes' arithmetic (DESIGN §4), as plain functions of the hidden state: no hooks, no state.
+
+For latents F with unit decoder directions û_f, activations a_f(x) and strength α:
+
+* ``constant``    x ← x − α Σ_f û_f at every steered position;
+* ``conditional`` as constant, but per sequence only from the first position where any
+  a_f(x) > τ (a sticky gate, carried across decode steps by the caller);
+* ``token``       x ← x − α Σ_f 1[a_f(x) > τ] û_f, position by position;
+* ``clamp``       a_f ← c keeping the SAE error term: x ← x + Σ_f (c − a_f(x)) d_f.
+
+``where`` is ``[B, T, 1]`` in ``x``'s dtype: 1 where a position may be steered, 0 elsewhere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def constant(x: torch.Tensor, where: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """``vector`` (= −α Σ û_f) added at the steered positions."""
+    return x + where * vector
+
+
+def token(x: torch.Tensor, where: torch.Tensor, fires: torch.Tensor, directions: torch.Tensor, alpha: float):
+    """−α û_f added at each steered position where latent f fires (``fires``: ``[B, T, |F|]`` bool)."""
+    push = fires.to(x.dtype) @ directions  # [B, T, d]
+    return x - alpha * where * push
+
+
+def clamp(
+    x: torch.Tensor,
+    where: torch.Tensor,
+    acts: torch.Tensor,
+    value: float,
+    scale: torch.Tensor | float,
+    decoder_rows: torch.Tensor,
+) -> torch.Tensor:
+    """Latent activations ``acts`` set to ``value``: the decoder rows times the change (``scale``: output scale)."""
+    change = (value - acts) * scale
+    return x + where * (change @ decoder_rows.to(acts.dtype)).to(x.dtype)
+
+
+def conditional(
+    x: torch.Tensor,
+    where: torch.Tensor,
+    fires: torch.Tensor,
+    real: torch.Tensor | None,
+    open_before: torch.Tensor,
+    vector: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``vector`` added from each sequence's first real position where any latent fires onward.
+
+    ``open_before`` ``[B]`` says which sequences' gates opened in an earlier call (decode steps);
+    returns the steered ``x`` and the gates after this call.
+    """
+    any_fire = fires.any(-1)
+    if real is not None:
+        any_fire = any_fire & real
+    gate = torch.cummax(any_fire.to(torch.int8), dim=1).values.bool() | open_before.unsqueeze(1)
+    return x + where * gate.unsqueeze(-1).to(x.dtype) * vector, gate[:, -1]

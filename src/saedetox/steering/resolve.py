@@ -1,0 +1,146 @@
+"""Resolution: an :class:`Intervention` turned into tensors on the model's device, strength tiers calibrated.
+
+Tiers mean "the total steering vector's norm is this fraction of the median residual norm at
+the hook", measured once per hook on calibration text (:func:`median_residual_norm`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from saedetox.data.calibration import CALIBRATION_TEXTS
+from saedetox.errors import SaedetoxError
+from saedetox.model.capture import capture
+from saedetox.model.load import LoadedModel
+from saedetox.sae.load import load_sae
+from saedetox.sae.loaded import LoadedSAE
+from saedetox.steering.spec import Intervention, tier_factor
+
+
+@dataclass
+class ResolvedIntervention:
+    """An intervention with its SAE loaded and its tensors ready on the model's device."""
+
+    spec: Intervention
+    hook: str
+    alpha: float
+    sae: LoadedSAE | None
+    latents: torch.Tensor | None  # long [|F|]
+    direction_sum: torch.Tensor  # Σ_f û_f (or the raw vector), [d]
+    directions: torch.Tensor | None  # û_F, [|F|, d]
+    decoder_rows: torch.Tensor | None  # d_F, [|F|, d]
+    median_norm: float | None = None
+    gate: torch.Tensor | float = 0.0  # τ, scalar or per latent [|F|]
+    read: Callable[[torch.Tensor], torch.Tensor] | None = None  # x -> a_F(x)
+
+    @functools.cached_property
+    def vector(self) -> torch.Tensor:
+        """The constant shift −α Σ û_f."""
+        return -self.alpha * self.direction_sum
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "hook": self.hook,
+            "mode": self.spec.mode,
+            "alpha": self.alpha,
+            "tier": self.spec.tier,
+            "latents": self.spec.latents,
+            "threshold": self.spec.thresholds if self.spec.thresholds is not None else self.spec.threshold,
+            "positions": self.spec.positions,
+            "median_norm": self.median_norm,
+        }
+
+
+@torch.no_grad()
+def median_residual_norm(
+    lm: LoadedModel, hook: str, texts: Sequence[str] | None = None, center: bool | None = None
+) -> float:
+    """Median ‖x‖ over non-BOS tokens of calibration text at ``hook`` (centred on LayerNorm models)."""
+    acts = capture(lm, list(texts or CALIBRATION_TEXTS), hook, prepend_bos=True)
+    x = torch.cat([a[1:] for a in acts if a.shape[0] > 1])
+    if center if center is not None else lm.uses_layernorm:
+        x = x - x.mean(-1, keepdim=True)
+    return float(x.norm(dim=-1).median())
+
+
+class Resolver:
+    """Resolves interventions for one model, loading each SAE and measuring each hook's median norm once."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        saes: dict[str, LoadedSAE] | None = None,
+        calibration_texts: Sequence[str] | None = None,
+    ) -> None:
+        self.lm = lm
+        self.saes = dict(saes or {})
+        self._norms: dict[str, float] = {}
+        self._calibration = calibration_texts
+
+    def sae(self, name: str) -> LoadedSAE:
+        if name not in self.saes:
+            self.saes[name] = load_sae(name, device=self.lm.device, model_uses_layernorm=self.lm.uses_layernorm)
+        return self.saes[name]
+
+    def median_norm(self, hook: str) -> float:
+        if hook not in self._norms:
+            self._norms[hook] = median_residual_norm(self.lm, hook, self._calibration)
+        return self._norms[hook]
+
+    def resolve(self, iv: Intervention) -> ResolvedIntervention:
+        lm = self.lm
+        dev, dt = lm.device, lm.dtype
+        sae = None
+        latents = directions = rows = None
+        if iv.vector is not None:
+            hook = iv.hook
+            direction_sum = torch.tensor(iv.vector, dtype=torch.float32)
+            if direction_sum.numel() != lm.d_model:
+                raise SaedetoxError(
+                    f"Steering vector has {direction_sum.numel()} dimensions but the model width is {lm.d_model}."
+                )
+        else:
+            sae = self.sae(iv.sae)
+            hook = iv.hook or sae.hook_name
+            if sae.d_in != lm.d_model:
+                raise SaedetoxError(
+                    f"SAE {iv.sae} has d_in {sae.d_in} but {lm.name} has width {lm.d_model}: "
+                    "this SAE was trained for another model."
+                )
+            sae.check_latents(iv.latents)
+            sae.to(dev)
+            latents = torch.tensor(iv.latents, dtype=torch.long, device=dev)
+            directions = sae.unit_directions(latents).to(dev)
+            direction_sum = directions.sum(0)
+            rows = sae.decoder_rows(latents).to(dev)
+        assert hook is not None
+        lm.site(hook)  # validates the hook exists
+        median = None
+        if iv.tier is not None:
+            median = self.median_norm(hook)
+            total = float(direction_sum.norm())
+            if total < 1e-12:
+                raise SaedetoxError("The steering directions cancel out (their sum has zero norm).")
+            alpha = tier_factor(iv.tier) * median / total
+        else:
+            alpha = float(iv.strength or 0.0)
+        return ResolvedIntervention(
+            spec=iv,
+            hook=hook,
+            alpha=alpha,
+            sae=sae,
+            latents=latents,
+            direction_sum=direction_sum.to(dev, dt),
+            directions=None if directions is None else directions.to(dev, dt),
+            decoder_rows=None if rows is None else rows.to(dev),
+            median_norm=median,
+            read=None if sae is None or latents is None else sae.latent_reader(latents),
+            gate=torch.tensor(iv.thresholds, dtype=torch.float32, device=dev)
+            if iv.thresholds is not None
+            else float(iv.threshold),
+        )
