@@ -9,7 +9,7 @@ import pytest
 from helpers import tiny_gpt2, write_sae
 from saedetox.errors import SaedetoxError
 from saedetox.evaluate import EvalConfig, evaluate
-from saedetox.methods import build_method
+from saedetox.methods.registry import build_method
 from saedetox.sampling import SamplingConfig
 from saedetox.steering.spec import Intervention, SteeringSpec
 

@@ -337,7 +337,8 @@ def evaluate_cmd(
 ) -> None:
     """The RealToxicityPrompts protocol: toxicity per judge, fluency, diversity (resumable)."""
     from saedetox.evaluate import EvalConfig, evaluate
-    from saedetox.methods import BASELINES, build_method
+    from saedetox.methods.base import BASELINES
+    from saedetox.methods.registry import build_method
     from saedetox.sampling import SamplingConfig
 
     baseline = method in BASELINES

@@ -19,8 +19,7 @@ import os
 import platform
 import random
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,19 +30,10 @@ from saedetox.data.readers import Prompt, read_lines, read_rtp
 from saedetox.data.roles import reference_prompts
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_json, atomic_write_text
+from saedetox.methods.base import Method
 from saedetox.model.load import LoadedModel
 from saedetox.progress import progress_bar
 from saedetox.sampling import SamplingConfig, batch_bounds, iter_samples
-
-
-@dataclass
-class Method:
-    """What a run does to the model: hooks or weight edits (``context``) and/or a prompt prefix."""
-
-    name: str = "none"
-    context: Callable[[], AbstractContextManager[Any]] = nullcontext
-    prefix: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

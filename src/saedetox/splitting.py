@@ -73,9 +73,10 @@ def conclusion(rows: list[dict[str, Any]]) -> str:
 
 
 def run_splitting(cfg: Any, lm: Any, ecfg: Any, out: Path, results: dict[str, Any], ref: Any) -> dict[str, Any]:
-    from saedetox.baselines import default_contrast, meandiff_direction
     from saedetox.evaluate import evaluate
-    from saedetox.methods import build_method
+    from saedetox.methods.contrast import default_contrast
+    from saedetox.methods.meandiff import meandiff_direction
+    from saedetox.methods.registry import build_method
     from saedetox.sae.load import load_sae
     from saedetox.steering.spec import Intervention, SteeringSpec
     from saedetox.sweep import run_discovery

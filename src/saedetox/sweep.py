@@ -96,7 +96,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 def parse_config(raw: dict[str, Any]) -> SweepConfig:
     """Validate a sweep mapping against the schema; one clear line per problem."""
-    from saedetox.methods import METHOD_NAMES
+    from saedetox.methods.base import METHOD_NAMES
 
     raw = dict(raw or {})
     for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalCfg), ("splitting", SplittingCfg)):
@@ -200,7 +200,7 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
 def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) every planned run; write metrics.json, manifest.json and the report."""
     from saedetox.evaluate import EvalConfig, evaluate, versions
-    from saedetox.methods import build_method
+    from saedetox.methods.registry import build_method
     from saedetox.model.load import load_model
     from saedetox.sampling import SamplingConfig
     from saedetox.steering.spec import Intervention, SteeringSpec
@@ -233,7 +233,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
     planned = plan(cfg)
     contrast = None
     if any(r.method in ("meandiff", "aura", "surgery") for r in planned):
-        from saedetox.baselines import default_contrast
+        from saedetox.methods.contrast import default_contrast
 
         contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)
     for i, r in enumerate(planned):

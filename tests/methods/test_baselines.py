@@ -7,15 +7,11 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from saedetox.baselines import (
-    POLITE_PREFIX,
-    ContrastData,
-    aura_factors,
-    aura_hooks,
-    build_baseline,
-    meandiff_direction,
-    neuron_pooled,
-)
+from saedetox.methods.aura import aura_factors, aura_hooks, neuron_pooled
+from saedetox.methods.contrast import ContrastData
+from saedetox.methods.meandiff import meandiff_direction
+from saedetox.methods.prompt import POLITE_PREFIX
+from saedetox.methods.registry import build_baseline
 from saedetox.model.arch import mlp_in_weights, mlp_out_projection
 from saedetox.model.capture import capture
 from saedetox.model.tokens import tokenize_batch

@@ -1,0 +1,21 @@
+"""What a run does to the model (:class:`Method`), and the names of every method."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+BASELINES = ("prompt", "meandiff", "aura", "surgery")
+METHOD_NAMES = ("none", "sae", *BASELINES)
+
+
+@dataclass
+class Method:
+    """What a run does to the model: hooks or weight edits (``context``) and/or a prompt prefix."""
+
+    name: str = "none"
+    context: Callable[[], AbstractContextManager[Any]] = nullcontext
+    prefix: str = ""
+    details: dict[str, Any] = field(default_factory=dict)

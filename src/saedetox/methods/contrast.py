@@ -1,0 +1,59 @@
+"""The toxic/clean contrast data the baselines learn from, and the activation statistics they share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from saedetox.data.roles import paradetox_by_role
+from saedetox.model.capture import iter_activations
+from saedetox.model.load import LoadedModel
+
+
+@dataclass
+class ContrastData:
+    toxic: list[str]
+    clean: list[str]
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # directions/factors computed from it
+
+
+def default_contrast(data_dir: str | None = None, max_pairs: int | None = None) -> ContrastData:
+    """The discovery split (ParaDetox role ``discovery``): toxic sides vs neutral paraphrases."""
+    pairs = paradetox_by_role(data_dir)["discovery"][:max_pairs]
+    return ContrastData([p.toxic for p in pairs], [p.neutral for p in pairs])
+
+
+def cached(data: ContrastData, key: tuple[Any, ...], fn: Callable[[], Any]) -> Any:
+    """``fn()`` computed once per ``data`` and ``key`` (directions and factors learnt from the data)."""
+    if key not in data.cache:
+        data.cache[key] = fn()
+    return data.cache[key]
+
+
+@torch.no_grad()
+def pooled_activations(lm: LoadedModel, texts: Sequence[str], hook: str, batch_size: int = 32) -> torch.Tensor:
+    """Per-text mean over real (non-BOS, non-pad) tokens of the activation at ``hook``: [n, d]."""
+    out = []
+    for acts, mask, _ in iter_activations(lm, texts, [hook], batch_size, True, "right", 128):
+        m = mask.bool().clone()
+        m[:, 0] = False
+        a = acts[hook].float() * m.unsqueeze(-1)
+        out.append((a.sum(1) / m.sum(1, keepdim=True).clamp_min(1)).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def token_mean(lm: LoadedModel, texts: Sequence[str], hook: str) -> torch.Tensor:
+    """Mean activation over all real tokens of ``texts`` at ``hook``."""
+    total, n = None, 0
+    for acts, mask, _ in iter_activations(lm, texts, [hook], 32, True, "right", 128):
+        m = mask.bool().clone()
+        m[:, 0] = False
+        a = acts[hook].float()[m]
+        total = a.sum(0) if total is None else total + a.sum(0)
+        n += a.shape[0]
+    assert total is not None
+    return (total / max(n, 1)).cpu()

@@ -1,0 +1,59 @@
+"""Methods by name: :func:`build_method` for any run, :func:`build_baseline` for one baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from saedetox.errors import SaedetoxError
+from saedetox.methods.aura import aura_method
+from saedetox.methods.base import BASELINES, METHOD_NAMES, Method
+from saedetox.methods.contrast import ContrastData, default_contrast
+from saedetox.methods.meandiff import meandiff_method
+from saedetox.methods.prompt import POLITE_PREFIX, prompt_method
+from saedetox.methods.sae import steering_method
+from saedetox.methods.surgery import surgery_method
+from saedetox.model.load import LoadedModel
+from saedetox.steering.spec import SteeringSpec
+from saedetox.steering.steerer import Steerer
+
+
+def build_method(lm: LoadedModel, name: str, spec: SteeringSpec | None = None, **options: Any) -> Method:
+    if name == "none":
+        if spec is not None:
+            raise SaedetoxError("Method 'none' takes no steering options; use --method sae.")
+        return Method()
+    if name == "sae":
+        if spec is None:
+            raise SaedetoxError("Method 'sae' needs --sae and --features (or --spec).")
+        return steering_method(lm, spec)
+    if name in BASELINES:
+        return build_baseline(lm, name, spec=spec, **options)
+    raise SaedetoxError(f"Unknown method '{name}': use one of {', '.join(METHOD_NAMES)}.")
+
+
+def build_baseline(
+    lm: LoadedModel,
+    name: str,
+    spec: SteeringSpec | None = None,
+    hook: str | None = None,
+    tier: str | float | None = "medium",
+    strength: float | None = None,
+    data: ContrastData | None = None,
+    data_dir: str | None = None,
+    prefix: str = POLITE_PREFIX,
+) -> Method:
+    """A :class:`Method` for one baseline. ``hook`` defaults to the spec's hook (the SAE's)."""
+    if name == "prompt":
+        return prompt_method(prefix)
+    if hook is None and spec is not None:
+        hook = Steerer(lm, spec).resolved[0].hook
+    if hook is None:
+        hook = f"blocks.{lm.n_layers // 2}.hook_resid_pre"
+    data = data or default_contrast(data_dir)
+    if name == "meandiff":
+        return meandiff_method(lm, hook, data, tier, strength)
+    if name == "aura":
+        return aura_method(lm, data)
+    if name == "surgery":
+        return surgery_method(lm, hook, data, tier, strength)
+    raise SaedetoxError(f"Unknown baseline '{name}': use prompt, meandiff, aura or surgery.")
