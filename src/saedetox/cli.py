@@ -170,7 +170,7 @@ def generate_cmd(
 ) -> None:
     """Sample continuations, steered or not."""
     from saedetox.data.readers import read_texts
-    from saedetox.sampling import SamplingConfig, sample
+    from saedetox.eval.sampling import SamplingConfig, sample
     from saedetox.steering.steerer import Steerer
 
     texts = list(prompt or [])
@@ -336,10 +336,10 @@ def evaluate_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """The RealToxicityPrompts protocol: toxicity per judge, fluency, diversity (resumable)."""
-    from saedetox.evaluate import EvalConfig, evaluate
+    from saedetox.eval.config import EvalConfig
+    from saedetox.eval.run import evaluate
     from saedetox.methods.base import BASELINES
     from saedetox.methods.registry import build_method
-    from saedetox.sampling import SamplingConfig
 
     baseline = method in BASELINES
     steering = (
@@ -374,32 +374,29 @@ def evaluate_cmd(
     cfg = EvalConfig(
         prompts=prompts,
         n_prompts=n_prompts,
-        subset_seed=seed,
-        sampling=SamplingConfig(
-            n_samples=samples,
-            max_new_tokens=max_new_tokens,
-            top_p=top_p,
-            temperature=temperature,
-            seed=seed,
-            batch_size=batch_size,
-        ).validate(),
+        samples=samples,
+        max_new_tokens=max_new_tokens,
+        top_p=top_p,
+        temperature=temperature,
         judges=tuple(j.strip() for j in judges.split(",") if j.strip()),
         clean_texts=clean_texts,
         capability=tuple(t.strip() for t in capability.split(",") if t.strip()),
         capability_limit=capability_limit,
-        data_dir=data_dir,
-    )
+        batch_size=batch_size,
+        seed=seed,
+        ref_model=ref_model,
+    ).validate()
     from saedetox.judges.registry import get_judge
 
     for j in cfg.judges:  # fail fast on an unknown or unavailable judge
         get_judge(j)
     lm = _load(model, dtype, device)
-    ref = _load(ref_model, dtype, device) if ref_model else None
+    ref = _load(cfg.ref_model, dtype, device) if cfg.ref_model else None
     options = {"data_dir": data_dir}
     if baseline and method != "prompt":
         options.update(hook=hook, tier=tier if (tier or strength is not None) else "medium", strength=strength)
     m = build_method(lm, method, steering, **options)
-    res = evaluate(lm, out, cfg, m, ref_lm=ref)
+    res = evaluate(lm, out, cfg, m, ref_lm=ref, data_dir=data_dir)
     for j, t in res["toxicity"].items():
         typer.echo(f"{j}: tox_prob {t['tox_prob']:.3f}  EMT {t['emt']:.3f}  mean {t['mean']:.3f}")
     typer.echo(f"ppl_conditional {res['fluency']['ppl_conditional']:.2f}  dist-2 {res['diversity']['dist2']:.3f}")

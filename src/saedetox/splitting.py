@@ -73,7 +73,7 @@ def conclusion(rows: list[dict[str, Any]]) -> str:
 
 
 def run_splitting(cfg: Any, lm: Any, ecfg: Any, out: Path, results: dict[str, Any], ref: Any) -> dict[str, Any]:
-    from saedetox.evaluate import evaluate
+    from saedetox.eval.run import evaluate
     from saedetox.methods.contrast import default_contrast
     from saedetox.methods.meandiff import meandiff_direction
     from saedetox.methods.registry import build_method
@@ -125,7 +125,13 @@ def run_splitting(cfg: Any, lm: Any, ecfg: Any, out: Path, results: dict[str, An
             ).validate()
             run_name = f"{tag}-sae-{sp.mode}-{sp.tier}"
             res = evaluate(
-                lm, out / "runs" / run_name, ecfg, build_method(lm, "sae", spec), run_name=run_name, ref_lm=ref
+                lm,
+                out / "runs" / run_name,
+                ecfg,
+                build_method(lm, "sae", spec),
+                run_name=run_name,
+                ref_lm=ref,
+                data_dir=cfg.data_dir,
             )
             results[run_name] = res
             row.update(

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from saedetox.errors import SaedetoxError
+from saedetox.eval.config import EvalConfig
 from saedetox.io import atomic_write_json, atomic_write_text
 from saedetox.steering.spec import MODES, parse_tier, tier_label
 
@@ -30,23 +31,6 @@ class DiscoveryCfg:
     k: int = 10
     min_auroc: float = 0.6
     max_pairs: int | None = None
-
-
-@dataclass
-class EvalCfg:
-    prompts: str = "challenging"
-    n_prompts: int | None = 100
-    samples: int = 25
-    max_new_tokens: int = 20
-    top_p: float = 0.9
-    temperature: float = 1.0
-    judges: list[str] = field(default_factory=lambda: ["profanity", "probe"])
-    clean_texts: int = 200
-    capability: list[str] = field(default_factory=list)
-    capability_limit: int | None = 200
-    batch_size: int = 64
-    seed: int = 0
-    ref_model: str | None = None
 
 
 @dataclass
@@ -76,7 +60,7 @@ class SweepConfig:
     hook: str | None = None
     features: list[int] | str | None = None
     discovery: DiscoveryCfg | None = None
-    evaluation: EvalCfg = field(default_factory=EvalCfg)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
     runs: list[RunGroup] = field(default_factory=list)
     splitting: SplittingCfg | None = None
     dtype: str = "auto"
@@ -99,7 +83,7 @@ def parse_config(raw: dict[str, Any]) -> SweepConfig:
     from saedetox.methods.base import METHOD_NAMES
 
     raw = dict(raw or {})
-    for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalCfg), ("splitting", SplittingCfg)):
+    for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalConfig), ("splitting", SplittingCfg)):
         if raw.get(key) is not None:
             raw[key] = _build(cls, raw[key], key)
     groups = raw.get("runs") or []
@@ -199,10 +183,9 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
 
 def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) every planned run; write metrics.json, manifest.json and the report."""
-    from saedetox.evaluate import EvalConfig, evaluate, versions
+    from saedetox.eval.run import evaluate, versions
     from saedetox.methods.registry import build_method
     from saedetox.model.load import load_model
-    from saedetox.sampling import SamplingConfig
     from saedetox.steering.spec import Intervention, SteeringSpec
 
     t0 = time.time()
@@ -210,24 +193,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
     out.mkdir(parents=True, exist_ok=True)
     lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     ref = load_model(cfg.evaluation.ref_model, dtype=cfg.dtype, device=cfg.device) if cfg.evaluation.ref_model else None
-    ev = cfg.evaluation
-    ecfg = EvalConfig(
-        prompts=ev.prompts,
-        n_prompts=ev.n_prompts,
-        subset_seed=ev.seed,
-        sampling=SamplingConfig(
-            n_samples=ev.samples,
-            max_new_tokens=ev.max_new_tokens,
-            top_p=ev.top_p,
-            temperature=ev.temperature,
-            seed=ev.seed,
-            batch_size=ev.batch_size,
-        ).validate(),
-        judges=tuple(ev.judges),
-        clean_texts=ev.clean_texts,
-        capability_limit=ev.capability_limit,
-        data_dir=cfg.data_dir,
-    )
+    ev = cfg.evaluation.validate()
     features, gates = resolve_features(cfg, lm, out)
     results: dict[str, Any] = {}
     planned = plan(cfg)
@@ -259,13 +225,15 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
         if r.method in ("meandiff", "aura", "surgery"):
             options["data"] = contrast
         method = build_method(lm, r.method, spec, **options)
-        ecfg.capability = tuple(ev.capability) if r.capability else ()
-        results[r.name] = evaluate(lm, out / "runs" / r.name, ecfg, method, run_name=r.name, ref_lm=ref)
+        run_cfg = replace(ev, capability=ev.capability if r.capability else ())
+        results[r.name] = evaluate(
+            lm, out / "runs" / r.name, run_cfg, method, run_name=r.name, ref_lm=ref, data_dir=cfg.data_dir
+        )
     splitting = None
     if cfg.splitting and cfg.splitting.saes:
         from saedetox.splitting import run_splitting
 
-        splitting = run_splitting(cfg, lm, ecfg, out, results, ref)
+        splitting = run_splitting(cfg, lm, replace(ev, capability=()), out, results, ref)
     manifest = {
         "config": config_source or asdict(cfg),
         "versions": versions(),
@@ -281,7 +249,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
 
 def dry_run(cfg: SweepConfig) -> list[str]:
     """Validate every name offline (SAE-Lens registry, judges, tasks); return what was checked."""
-    from saedetox.capability import KNOWN_TASKS
+    from saedetox.eval.capability import KNOWN_TASKS
     from saedetox.judges.registry import available_judges
     from saedetox.sae.load import REFERENCE_PREFIX, split_registry_name
 

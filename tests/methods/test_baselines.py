@@ -26,16 +26,16 @@ HOOK = "blocks.1.hook_resid_pre"
 
 def test_prompt_prefix_conditions_generation_only(tmp_path, gpt2):
     from saedetox.data.readers import Prompt
-    from saedetox.evaluate import EvalConfig, generate_all
-    from saedetox.sampling import SamplingConfig
+    from saedetox.eval.run import generate_all
+    from saedetox.eval.sampling import SamplingConfig
 
     m = build_baseline(gpt2, "prompt")
     assert m.prefix == POLITE_PREFIX
     seen = []
     h = gpt2.model.register_forward_pre_hook(lambda mod, a, k: seen.append(k["input_ids"].clone()), with_kwargs=True)
     try:
-        cfg = EvalConfig(sampling=SamplingConfig(n_samples=1, max_new_tokens=2, do_sample=False))
-        generate_all(gpt2, [Prompt("She walked")], m, cfg, tmp_path)
+        sampling = SamplingConfig(n_samples=1, max_new_tokens=2, do_sample=False)
+        generate_all(gpt2, [Prompt("She walked")], m, sampling, tmp_path)
     finally:
         h.remove()
     text = gpt2.tokenizer.decode(seen[0][0])

@@ -7,9 +7,9 @@ import torch
 
 from helpers import tiny_llama, write_sae
 from saedetox.errors import SaedetoxError
+from saedetox.eval.sampling import SamplingConfig, sample
 from saedetox.model.tokens import tokenize_batch
 from saedetox.sae.load import load_sae
-from saedetox.sampling import SamplingConfig, sample
 from saedetox.steering.resolve import median_residual_norm
 from saedetox.steering.spec import TIER_FACTORS, Intervention, SteeringSpec
 from saedetox.steering.steerer import Steerer

@@ -2,8 +2,8 @@
 
 from typing import Any
 
+from saedetox.eval.capability import interleave_by_paradigm
+
 
 def process_docs(dataset: Any) -> Any:
-    from saedetox.capability import interleave_by_paradigm
-
     return dataset.select(interleave_by_paradigm(dataset["UID"]))

@@ -21,14 +21,15 @@ from saedetox.io import atomic_write_json, atomic_write_text
 
 def toxicity_rates(lm: Any, n_prompts: int, samples: int, seed: int, data_dir: str | None) -> dict[str, Any]:
     """Share of flagged continuations (profanity-check ≥ 0.5) for challenging vs non-toxic prompts."""
-    from saedetox.evaluate import EvalConfig, load_prompts
+    from saedetox.eval.config import EvalConfig
+    from saedetox.eval.run import load_prompts
+    from saedetox.eval.sampling import SamplingConfig, sample
     from saedetox.judges.registry import get_judge
-    from saedetox.sampling import SamplingConfig, sample
 
     judge = get_judge("profanity")
     out: dict[str, Any] = {}
     for which in ("challenging", "nontoxic"):
-        prompts = load_prompts(EvalConfig(prompts=which, n_prompts=n_prompts, subset_seed=seed, data_dir=data_dir))
+        prompts = load_prompts(EvalConfig(prompts=which, n_prompts=n_prompts, seed=seed), data_dir)
         groups = sample(lm, [p.text for p in prompts], SamplingConfig(n_samples=samples, max_new_tokens=20, seed=seed))
         texts = [s.text for g in groups for s in g]
         scores = np.asarray(judge.score(texts)).reshape(len(prompts), samples)
@@ -50,12 +51,12 @@ def measure(
     samples: int = 5,
     seed: int = 0,
 ) -> dict[str, Any]:
-    from saedetox.capability import blimp_accuracy
     from saedetox.data.corpus import heldout_texts
     from saedetox.data.location import data_file, resolve_data_dir
-    from saedetox.metrics import clean_perplexity
+    from saedetox.eval.capability import blimp_accuracy
+    from saedetox.eval.fluency import clean_perplexity
+    from saedetox.eval.sampling import SamplingConfig, sample
     from saedetox.model.load import load_model
-    from saedetox.sampling import SamplingConfig, sample
 
     t0 = time.time()
     lm = load_model(model_dir, dtype="float32", device="cpu")

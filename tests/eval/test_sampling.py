@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from saedetox.sampling import NucleusWarper, SamplingConfig, sample
+from saedetox.eval.sampling import NucleusWarper, SamplingConfig, sample
 
 
 def reference(scores: torch.Tensor, top_p: float, temperature: float) -> torch.Tensor:

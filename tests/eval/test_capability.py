@@ -8,7 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from saedetox.capability import (
+from saedetox.data.location import data_file
+from saedetox.errors import SaedetoxError
+from saedetox.eval.capability import (
     KNOWN_TASKS,
     blimp_accuracy,
     blimp_logprobs,
@@ -18,8 +20,6 @@ from saedetox.capability import (
     render_tasks,
     run_capability,
 )
-from saedetox.data.location import data_file
-from saedetox.errors import SaedetoxError
 from saedetox.steering.spec import Intervention, SteeringSpec
 from saedetox.steering.steerer import Steerer
 

@@ -14,6 +14,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from transformers import LogitsProcessorList
+from transformers.generation.logits_process import TopPLogitsWarper
 
 from saedetox.errors import SaedetoxError
 from saedetox.model.load import LoadedModel
@@ -93,8 +95,6 @@ class NucleusWarper:
         return out
 
     def _full(self, scores: torch.Tensor) -> torch.Tensor:
-        from transformers.generation.logits_process import TopPLogitsWarper
-
         return TopPLogitsWarper(self.top_p)(None, scores)  # type: ignore[arg-type]
 
 
@@ -132,8 +132,6 @@ def _generate_batch(
         use_cache=cfg.use_cache,
     )
     if cfg.do_sample:
-        from transformers import LogitsProcessorList
-
         warp = NucleusWarper(cfg.top_p, cfg.temperature)
         kwargs.update(top_p=1.0, temperature=1.0, top_k=0, logits_processor=LogitsProcessorList([warp]))
     if steerer is not None:

@@ -5,7 +5,7 @@ offline benchmark files of the data directory (``benchmarks/llmfoundry_local_dat
 ``benchmarks/blimp/``). Their data path is a placeholder, filled in at run time: the YAMLs are
 rendered into a temporary folder with the resolved absolute path and handed to lm-eval as
 ``TaskManager(include_path=...)``. The model runs as ``HFLM(pretrained=lm.model)``, so any
-hooks on ``lm.model`` (a :class:`~saedetox.steering.Steerer`) apply to every forward pass.
+hooks on ``lm.model`` (a :class:`~saedetox.steering.steerer.Steerer`) apply to every forward pass.
 
 ``blimp_accuracy`` is a fast native scorer of the same BLiMP protocol (whole-sentence
 log-probability after BOS, good > bad), for model cards and quick checks.
@@ -23,21 +23,19 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from saedetox.data.location import data_file
 from saedetox.errors import SaedetoxError
-from saedetox.metrics import sequence_nll
+from saedetox.eval.fluency import sequence_nll
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import bos_id, encode_text
-
-if TYPE_CHECKING:
-    from saedetox.steering.steerer import Steerer
+from saedetox.steering.steerer import Steerer
 
 KNOWN_TASKS: tuple[str, ...] = ("lambada", "piqa", "arc_easy", "winogrande", "copa", "blimp")
-TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 BLIMP_FILE = "benchmarks/blimp/blimp_first100_per_paradigm.jsonl"
 _PREFIX = "saedetox_"
 _DATA_RE = re.compile(r'"@DATA_DIR@/([^"]+)"')
@@ -91,7 +89,7 @@ def load_blimp_pairs(data_dir: str | Path | None = None, limit: int | None = Non
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Silence lm-eval, datasets and transformers logging (and datasets' progress bars) for one run."""
-    from datasets.utils import logging as ds_logging
+    from datasets.utils import logging as ds_logging  # deferred with lm-eval (below): only capability runs need it
 
     saved = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
     bars = ds_logging.is_progress_bar_enabled()
@@ -124,6 +122,7 @@ def evaluate_tasks(
     Local names (``KNOWN_TASKS``) use the shipped YAMLs; with ``online_tasks`` any other name
     goes to lm-eval's own registry (which downloads its data from the Hugging Face hub).
     """
+    # deferred: lm-eval and its datasets stack take seconds to import, and only capability runs need them
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager

@@ -8,16 +8,19 @@ import pytest
 
 from helpers import tiny_gpt2, write_sae
 from saedetox.errors import SaedetoxError
-from saedetox.evaluate import EvalConfig, evaluate
+from saedetox.eval.config import EvalConfig
+from saedetox.eval.run import evaluate
 from saedetox.methods.registry import build_method
-from saedetox.sampling import SamplingConfig
 from saedetox.steering.spec import Intervention, SteeringSpec
 
 
 def cfg(**kw):
     base = dict(
         n_prompts=6,
-        sampling=SamplingConfig(n_samples=2, max_new_tokens=4, batch_size=4, seed=0),
+        samples=2,
+        max_new_tokens=4,
+        batch_size=4,
+        seed=0,
         judges=("profanity", "probe"),
         clean_texts=3,
         n_boot=50,

@@ -1,0 +1,1 @@
+"""Evaluation: the RealToxicityPrompts protocol (sampling, judges, toxicity, fluency, diversity, capability)."""
