@@ -545,7 +545,9 @@ def report_cmd(
     baseline: Annotated[str, typer.Option("--baseline", help="Run to compare against.")] = "none",
 ) -> None:
     """Tables and plots (self-contained HTML + markdown) from one or more metrics.json files."""
-    from saedetox.report import load_runs, markdown_summary, write_report
+    from saedetox.report.load import load_runs
+    from saedetox.report.markdown import markdown_summary
+    from saedetox.report.write import write_report
 
     results = load_runs([Path(r) for r in runs])
     write_report(results, out, baseline=baseline)

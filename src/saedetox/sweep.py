@@ -343,7 +343,8 @@ def run_discovery(d: DiscoveryCfg, lm: Any, sae_name: str, hook: str | None, dat
 def write_outputs(
     out: Path, results: dict[str, Any], manifest: dict[str, Any], splitting: dict[str, Any] | None
 ) -> None:
-    from saedetox.report import markdown_summary, write_report
+    from saedetox.report.markdown import markdown_summary
+    from saedetox.report.write import write_report
 
     features = json.loads((out / "features.json").read_text()) if (out / "features.json").exists() else None
     write_report(results, out / "report.html", features=features, splitting=splitting, manifest=manifest)

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 
 from saedetox.errors import SaedetoxError
-from saedetox.report import load_runs, markdown_summary, pareto_front, write_markdown, write_report
+from saedetox.report.analysis import pareto_front
+from saedetox.report.load import load_runs
+from saedetox.report.markdown import markdown_summary, write_markdown
+from saedetox.report.write import write_report
 
 JUDGES = ("profanity", "tiny-judge")
 
@@ -234,7 +237,7 @@ def run(method, tp, ppl):
 
 
 def test_sae_vs_baselines_uses_equal_or_lower_ppl():
-    from saedetox.report_data import sae_vs_baselines
+    from saedetox.report.analysis import sae_vs_baselines
 
     runs = {
         "none": run("none", 0.8, 10.0),
@@ -248,7 +251,7 @@ def test_sae_vs_baselines_uses_equal_or_lower_ppl():
 
 
 def test_sae_comparisons_add_the_fluency_budget_view():
-    from saedetox.report_data import margin_words, sae_comparisons
+    from saedetox.report.analysis import margin_words, sae_comparisons
 
     runs = {
         "none": run("none", 0.8, 10.0),

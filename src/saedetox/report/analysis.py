@@ -1,132 +1,15 @@
-"""Read-only views over run metrics: safe access, number formatting and the analyses the report shows.
-
-Run metrics follow DESIGN §7 (``metrics.json``); any key may be missing. Accessors return ``None``
-for a missing or non-finite value and formatters render it as :data:`DASH`. Used by
-:mod:`saedetox.report` (markdown, loading) and :mod:`saedetox.report_html`.
-"""
+"""The analyses the report shows: the Pareto front, the headline, and SAE runs against the baselines."""
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from saedetox.errors import SaedetoxError
+from saedetox.methods.base import BASELINES
+from saedetox.report.format import config_value, num, ppl_of, tox
 
-DASH = "–"
 #: the headline's fluency budget: conditional perplexity at most this many times the baseline's
 PPL_BUDGET = 1.25
-
-# ----------------------------------------------------------------------------- access and formatting
-
-
-def dig(d: Any, *path: str) -> Any:
-    """``d[p0][p1]...`` or ``None`` when any step is missing or not a dict."""
-    for p in path:
-        if not isinstance(d, dict) or p not in d:
-            return None
-        d = d[p]
-    return d
-
-
-def section(m: Any, key: str) -> dict[str, Any]:
-    """``m[key]`` when it is a dict, else ``{}`` (a missing or malformed section reads as empty)."""
-    v = dig(m, key)
-    return v if isinstance(v, dict) else {}
-
-
-def num(x: Any) -> float | None:
-    """A finite real number as float, else ``None`` (bools, strings, NaN and ∞ are missing)."""
-    if isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x)):
-        return float(x)
-    return None
-
-
-def ci_pair(x: Any) -> tuple[float, float] | None:
-    """A ``[lo, hi]`` confidence interval as a float pair, ``None`` when absent or incomplete."""
-    if isinstance(x, (list, tuple)) and len(x) == 2:
-        lo, hi = num(x[0]), num(x[1])
-        if lo is not None and hi is not None:
-            return (lo, hi)
-    return None
-
-
-def fmt(x: Any, nd: int = 3) -> str:
-    """``x`` with ``nd`` decimals, or the dash."""
-    v = num(x)
-    return DASH if v is None else f"{v:.{nd}f}"
-
-
-def fmt_ppl(x: Any) -> str:
-    """A perplexity: two decimals below 100, one above; or the dash."""
-    v = num(x)
-    return DASH if v is None else f"{v:.2f}" if v < 100 else f"{v:.1f}"
-
-
-def fmt_ci(ci: Any, nd: int = 3) -> str:
-    """`` [lo, hi]`` with a leading space, or ``""`` when there is no interval."""
-    c = ci_pair(ci)
-    return "" if c is None else f" [{c[0]:.{nd}f}, {c[1]:.{nd}f}]"
-
-
-def delta_pct(v: Any, base: Any) -> float | None:
-    """Relative change of ``v`` vs ``base`` in %, ``None`` when either is missing or base is 0."""
-    v, base = num(v), num(base)
-    return None if v is None or base is None or base == 0 else (v / base - 1.0) * 100.0
-
-
-def fmt_pct(d: float | None) -> str:
-    """A signed percentage (``+12.3%``), or the dash."""
-    return DASH if d is None else f"{d:+.1f}%"
-
-
-def fmt_text(x: Any) -> str:
-    """A config value as text: floats to 3 significant digits, ``None`` as the dash (not escaped)."""
-    if x is None:
-        return DASH
-    return f"{x:.3g}" if isinstance(x, float) else str(x)
-
-
-def tox(m: dict[str, Any], judge: str, key: str, split: str | None = None) -> Any:
-    """``toxicity[judge][key]``, or within ``by_prompt_toxicity[split]`` when ``split`` is given (raw value)."""
-    path = ("toxicity", judge, "by_prompt_toxicity", split, key) if split else ("toxicity", judge, key)
-    return dig(m, *path)
-
-
-def ppl_of(m: dict[str, Any]) -> Any:
-    """The run's conditional perplexity (raw value)."""
-    return dig(m, "fluency", "ppl_conditional")
-
-
-def cfg(m: dict[str, Any], key: str) -> Any:
-    """``config[key]`` of a run (raw value)."""
-    return dig(m, "config", key)
-
-
-def judges_of(runs: dict[str, dict[str, Any]], baseline: str = "none", primary: str | None = None) -> list[str]:
-    """All judges, baseline's first, then in order of appearance; ``primary`` (if given) leads."""
-    order = [baseline, *runs] if baseline in runs else list(runs)
-    out: list[str] = []
-    for name in order:
-        for j in section(runs[name], "toxicity"):
-            if j not in out:
-                out.append(str(j))
-    if primary is not None:
-        if primary not in out:
-            raise SaedetoxError(f"Judge {primary!r} is in no run; pick one of: {', '.join(out) or 'none'}.")
-        out.remove(primary)
-        out.insert(0, primary)
-    return out
-
-
-def capability_mean(m: dict[str, Any]) -> float | None:
-    """Mean of the run's numeric capability scores, ``None`` when it has none."""
-    vals = [v for v in (num(x) for x in section(m, "capability").values()) if v is not None]
-    return sum(vals) / len(vals) if vals else None
-
-
-# ----------------------------------------------------------------------------- analysis
 
 
 def pareto_front(points: Sequence[tuple[Any, Any]]) -> list[int]:
@@ -185,16 +68,13 @@ def headline(runs: dict[str, dict[str, Any]], judge: str, baseline: str, budget:
     }
 
 
-BASELINE_METHODS = ("prompt", "meandiff", "aura", "surgery")
-
-
 def sae_vs_baselines(runs: dict[str, dict[str, Any]], judge: str, max_ppl: float | None = None) -> dict[str, Any]:
     """The SAE run with the largest relative toxicity-probability cut vs the best baseline run whose
     conditional perplexity is equal or lower (the issue's comparison: better toxicity at no more PPL).
 
     ``max_ppl`` leaves out SAE runs above that conditional perplexity (e.g. the fluency budget)."""
-    sae = [(n, m) for n, m in runs.items() if cfg(m, "method") == "sae"]
-    base = [(n, m) for n, m in runs.items() if cfg(m, "method") in BASELINE_METHODS]
+    sae = [(n, m) for n, m in runs.items() if config_value(m, "method") == "sae"]
+    base = [(n, m) for n, m in runs.items() if config_value(m, "method") in BASELINES]
     best: dict[str, Any] | None = None
     for name, m in sae:
         tp, ppl = num(tox(m, judge, "tox_prob")), num(ppl_of(m))
