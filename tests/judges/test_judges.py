@@ -261,7 +261,8 @@ def test_train_judge_writes_folder_and_metrics(trained: tuple[Path, dict]) -> No
 
 
 def test_reloaded_probe_equals_sklearn(data_dir: Path, tmp_path: Path) -> None:
-    from saedetox.train.judge import fit_probe, judge_train_set, save_probe
+    from saedetox.train.judge import fit_probe, save_probe
+    from saedetox.train.judge_data import judge_train_set
 
     texts, labels, _ = judge_train_set(str(data_dir))
     model = fit_probe(texts, labels, seed=1, c_grid=(0.5, 4.0))

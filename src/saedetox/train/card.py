@@ -16,16 +16,20 @@ from typing import Any
 
 import numpy as np
 
+from saedetox.data.corpus import heldout_texts
+from saedetox.data.location import data_file, resolve_data_dir
+from saedetox.eval.capability import blimp_accuracy
+from saedetox.eval.config import EvalConfig
+from saedetox.eval.fluency import clean_perplexity
+from saedetox.eval.run import load_prompts
+from saedetox.eval.sampling import SamplingConfig, sample
 from saedetox.io import atomic_write_json, atomic_write_text
+from saedetox.judges.registry import get_judge
+from saedetox.model.load import load_model
 
 
 def toxicity_rates(lm: Any, n_prompts: int, samples: int, seed: int, data_dir: str | None) -> dict[str, Any]:
     """Share of flagged continuations (profanity-check ≥ 0.5) for challenging vs non-toxic prompts."""
-    from saedetox.eval.config import EvalConfig
-    from saedetox.eval.run import load_prompts
-    from saedetox.eval.sampling import SamplingConfig, sample
-    from saedetox.judges.registry import get_judge
-
     judge = get_judge("profanity")
     out: dict[str, Any] = {}
     for which in ("challenging", "nontoxic"):
@@ -51,13 +55,6 @@ def measure(
     samples: int = 5,
     seed: int = 0,
 ) -> dict[str, Any]:
-    from saedetox.data.corpus import heldout_texts
-    from saedetox.data.location import data_file, resolve_data_dir
-    from saedetox.eval.capability import blimp_accuracy
-    from saedetox.eval.fluency import clean_perplexity
-    from saedetox.eval.sampling import SamplingConfig, sample
-    from saedetox.model.load import load_model
-
     t0 = time.time()
     lm = load_model(model_dir, dtype="float32", device="cpu")
     held = heldout_texts(resolve_data_dir(data_dir))

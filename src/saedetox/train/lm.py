@@ -16,12 +16,15 @@ import json
 import math
 import platform
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from saedetox.data.corpus import SOURCES, heldout_texts, source_docs
 from saedetox.data.location import resolve_data_dir
@@ -86,9 +89,6 @@ def _gather(cfg: LMTrainConfig, root: Path) -> tuple[list[str], list[str], dict[
 
 def train_tokenizer(texts: list[str], vocab_size: int):
     """Byte-level BPE (GPT-2 style) with light normalisation of curly quotes."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.Sequence(
         [
@@ -191,8 +191,6 @@ def heldout_loss(model, tokens: np.ndarray, n_ctx: int, device: torch.device, ma
 
 
 def build_model(cfg: LMTrainConfig, vocab_size: int, eos_id: int):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     conf = GPT2Config(
         vocab_size=vocab_size,
         n_positions=cfg.n_ctx,
@@ -212,8 +210,6 @@ def build_model(cfg: LMTrainConfig, vocab_size: int, eos_id: int):
 
 def train_lm(cfg: LMTrainConfig) -> Path:
     """Train (or resume) and write the HF model directory ``cfg.out``. Returns its path."""
-    from transformers import AutoTokenizer
-
     if cfg.n_embd % cfg.n_head:
         raise SaedetoxError(f"n_embd {cfg.n_embd} must be divisible by n_head {cfg.n_head}.")
     out = Path(cfg.out)
@@ -227,8 +223,6 @@ def train_lm(cfg: LMTrainConfig) -> Path:
     model = build_model(cfg, len(tok), eos_id)
     previous = None
     if cfg.init_from is not None:
-        from transformers import GPT2LMHeadModel
-
         model = GPT2LMHeadModel.from_pretrained(cfg.init_from, dtype=torch.float32)
         info_path = Path(cfg.init_from) / "train_info.json"
         if info_path.exists():
@@ -282,8 +276,6 @@ def train_lm(cfg: LMTrainConfig) -> Path:
     train_seconds = elapsed_before + time.time() - t_loop
     final_held = heldout_loss(model, held_ids, cfg.n_ctx, device, max_windows=10_000)
     if cfg.init_from is not None:  # keep the (identical) token cache with the model for later phases
-        import shutil
-
         if not (out / "cache").exists():
             shutil.copytree(cache, out / "cache")
     model = model.to(torch.float16)

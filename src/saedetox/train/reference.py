@@ -12,10 +12,17 @@ measures the world (``saedetox.train.card``) and writes ``MODEL_CARD.md`` + ``ca
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM
+
 from saedetox.errors import SaedetoxError
+from saedetox.io import atomic_write_text
+from saedetox.train.card import measure as measure_card
+from saedetox.train.card import write_card
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "reference"
 LM_FILES = (
@@ -31,9 +38,6 @@ SHARD_SIZE = "6MB"  # keeps every committed file small; from_pretrained reads th
 
 def write_lm(lm_src: Path, dst: Path) -> None:
     """The HF model folder in fp16, weights sharded below ``SHARD_SIZE``, plus tokenizer and training info."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     model = AutoModelForCausalLM.from_pretrained(lm_src, dtype=torch.float16, local_files_only=True)
     for old in list(dst.glob("model*.safetensors")) + list(dst.glob("model.safetensors.index.json")):
         old.unlink()
@@ -44,8 +48,6 @@ def write_lm(lm_src: Path, dst: Path) -> None:
 
 
 def assemble(lm_dir: str, sae_dirs: list[str], main: int, out: Path = ASSETS, measure: bool = True) -> Path:
-    from saedetox.io import atomic_write_text
-
     lm_src = Path(lm_dir)
     if not (lm_src / "model.safetensors").exists():
         raise SaedetoxError(f"{lm_src} has no model.safetensors; run `saedetox train-lm` first.")
@@ -54,8 +56,6 @@ def assemble(lm_dir: str, sae_dirs: list[str], main: int, out: Path = ASSETS, me
     widths = []
     for d in sae_dirs:
         src = Path(d)
-        import json
-
         width = json.loads((src / "cfg.json").read_text())["d_sae"]
         dst = out / "sae" / f"width_{width}"
         dst.mkdir(parents=True, exist_ok=True)
@@ -69,9 +69,6 @@ def assemble(lm_dir: str, sae_dirs: list[str], main: int, out: Path = ASSETS, me
         raise SaedetoxError(f"--main {main} is not one of the SAE widths {widths}.")
     atomic_write_text(out / "sae" / "MAIN", f"width_{main}\n")
     if measure:
-        from saedetox.train.card import measure as measure_card
-        from saedetox.train.card import write_card
-
         card = measure_card(str(out / "lm"), [str(out / "sae" / f"width_{w}") for w in sorted(widths)])
         card["main_sae"] = f"width_{main}"
         write_card(out, card)

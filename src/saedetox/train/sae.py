@@ -36,6 +36,8 @@ from saedetox.io import atomic_write_text
 from saedetox.model.capture import run_to_hooks
 from saedetox.model.load import LoadedModel, load_model
 from saedetox.progress import progress_bar
+from saedetox.sae.load import load_sae
+from saedetox.sae.preflight import preflight
 
 
 @dataclass
@@ -284,9 +286,6 @@ def save_jumprelu(
 @torch.no_grad()
 def evaluate_sae_dir(lm: LoadedModel, path: Path, cfg: SAETrainConfig, texts: list[str] | None = None) -> dict:
     """L0, explained variance, dead share and CE change of a saved SAE on held-out text."""
-    from saedetox.sae.load import load_sae
-    from saedetox.sae.preflight import preflight
-
     sae = load_sae(str(path), device=lm.device, model_uses_layernorm=lm.uses_layernorm)
     if texts is None:
         texts = corpus_texts(cfg.data_dir, cfg.seed, role="lm_heldout")[: cfg.eval_texts]
