@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from helpers import tiny_gpt2, write_sae
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import evaluate
@@ -79,30 +78,3 @@ def test_steered_run_records_method(tmp_path, gpt2, sae_dir):
     c = res["config"]
     assert c["method"] == "sae" and c["mode"] == "conditional" and c["tier"] == "high" and c["alpha"] > 0
     assert "unsteered" in res["fluency"]["reference_model"]
-
-
-def test_sweep_resumes_and_writes_report(tmp_path):
-    from saedetox.sweep import parse_config, run_sweep
-
-    lm = tiny_gpt2()
-    lm.model.save_pretrained(tmp_path / "m")
-    lm.tokenizer.save_pretrained(tmp_path / "m")
-    sae = write_sae(tmp_path / "sae", lm.d_model)
-    raw = {
-        "model": str(tmp_path / "m"),
-        "sae": str(sae),
-        "features": [1, 2, 3],
-        "evaluation": {"n_prompts": 4, "samples": 2, "max_new_tokens": 3, "batch_size": 4, "clean_texts": 2},
-        "runs": [{"method": "none"}, {"method": "sae", "modes": ["constant"], "tiers": ["low"]}, {"method": "prompt"}],
-    }
-    out = tmp_path / "sweep"
-    first = run_sweep(parse_config(raw), out)
-    assert set(first) == {"none", "sae-constant-low", "prompt"}
-    stamp = (out / "runs" / "none" / "generations.jsonl").stat().st_mtime_ns
-    (out / "runs" / "prompt" / "metrics.json").unlink()
-    second = run_sweep(parse_config(raw), out)
-    assert (out / "runs" / "none" / "generations.jsonl").stat().st_mtime_ns == stamp
-    assert second["prompt"]["toxicity"] == first["prompt"]["toxicity"]
-    html = (out / "report.html").read_text()
-    assert "sae-constant-low" in html and "<img" in html
-    assert json.loads((out / "metrics.json").read_text()).keys() == first.keys()

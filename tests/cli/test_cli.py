@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from helpers import tiny_gpt2, write_sae
-from saedetox.cli import main
+from saedetox.cli.app import main
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,24 @@ mean-difference direction's squared norm — a measure of how spread the concept
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from saedetox.discover.features import read_features, write_features
+from saedetox.eval.config import EvalConfig
+from saedetox.eval.run import evaluate
+from saedetox.experiments.config import SweepConfig
+from saedetox.experiments.features import run_discovery
 from saedetox.io import atomic_write_json
+from saedetox.methods.contrast import default_contrast
+from saedetox.methods.meandiff import meandiff_direction
+from saedetox.methods.registry import build_method
+from saedetox.model.load import LoadedModel
+from saedetox.sae.load import load_sae
+from saedetox.steering.spec import Intervention, SteeringSpec
 
 
 @torch.no_grad()
@@ -72,15 +82,10 @@ def conclusion(rows: list[dict[str, Any]]) -> str:
     return text
 
 
-def run_splitting(cfg: Any, lm: Any, ecfg: Any, out: Path, results: dict[str, Any], ref: Any) -> dict[str, Any]:
-    from saedetox.eval.run import evaluate
-    from saedetox.methods.contrast import default_contrast
-    from saedetox.methods.meandiff import meandiff_direction
-    from saedetox.methods.registry import build_method
-    from saedetox.sae.load import load_sae
-    from saedetox.steering.spec import Intervention, SteeringSpec
-    from saedetox.sweep import run_discovery
-
+def run_splitting(
+    cfg: SweepConfig, lm: LoadedModel, ecfg: EvalConfig, out: Path, results: dict[str, Any], ref: LoadedModel | None
+) -> dict[str, Any]:
+    """Discovery, steering and evaluation per SAE width (added to ``results``); writes ``DIR/splitting.json``."""
     sp = cfg.splitting
     judge = _primary(results) if results else ecfg.judges[0]
     none = results.get("none")
@@ -92,10 +97,10 @@ def run_splitting(cfg: Any, lm: Any, ecfg: Any, out: Path, results: dict[str, An
         tag = f"w{sae.d_sae}"
         fpath = out / "splitting" / tag / "features.json"
         if fpath.exists():
-            feats = json.loads(fpath.read_text())
+            feats = read_features(fpath)
         else:
             feats = run_discovery(cfg.discovery, lm, name, cfg.hook, cfg.data_dir)
-            atomic_write_json(fpath, feats)
+            write_features(feats, fpath)
         hook = cfg.hook or sae.hook_name
         if hook not in dirs:
             dirs[hook] = meandiff_direction(lm, hook, contrast)

@@ -7,7 +7,9 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
-from saedetox.sweep import load_config, plan, run_sweep
+from saedetox.experiments.config import load_config
+from saedetox.experiments.plan import plan
+from saedetox.experiments.sweep import run_sweep
 
 
 def test_demo_config_runs_end_to_end_and_resumes(tmp_path):

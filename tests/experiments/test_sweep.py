@@ -1,16 +1,18 @@
-"""Sweep configs: schema validation, run planning, the packaged configs, splitting coverage."""
+"""Sweep configs: schema validation, run planning, the packaged configs; a sweep resumes and writes its report."""
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
 from pathlib import Path
 
 import pytest
-import torch
 
+from helpers import tiny_gpt2, write_sae
 from saedetox.errors import SaedetoxError
-from saedetox.splitting import conclusion, latents_for_coverage
-from saedetox.sweep import load_config, parse_config, plan
+from saedetox.experiments.config import load_config, parse_config
+from saedetox.experiments.plan import plan
+from saedetox.experiments.sweep import run_sweep
 
 BASE = {
     "features": [1, 2],
@@ -65,23 +67,6 @@ def test_packaged_configs_parse(tmp_path):
         load_config(tmp_path / "x.yaml")
 
 
-def test_latents_for_coverage_omp():
-    eye = torch.eye(4)
-    target = torch.tensor([3.0, 4.0, 0.0, 0.0])  # 36% on e0, 64% on e1
-    assert latents_for_coverage(eye, target, 0.6) == 1
-    assert latents_for_coverage(eye, target, 0.99) == 2
-    assert latents_for_coverage(eye[2:], target, 0.5, cap=7) == 7  # never covered
-
-
-def test_conclusion_states_the_trend():
-    rows = [
-        {"width": w, "tox_prob": t, "tox_prob_none": 0.8, "latents_for_coverage": c, "coverage_target": 0.8}
-        for w, t, c in ((1024, 0.4, 5), (2048, 0.5, 9), (4096, 0.6, 17))
-    ]
-    text = conclusion(rows)
-    assert "weakens" in text and "more latents" in text
-
-
 def test_numeric_tiers_in_a_sweep():
     cfg = parse_config(
         BASE | {"runs": [{"method": "sae", "tiers": ["medium", 0.375]}, {"method": "meandiff", "tiers": [0.375]}]}
@@ -91,3 +76,28 @@ def test_numeric_tiers_in_a_sweep():
         parse_config(BASE | {"runs": [{"method": "surgery", "tiers": [0.375]}]})
     with pytest.raises(SaedetoxError, match="Unknown tier"):
         parse_config(BASE | {"runs": [{"method": "sae", "tiers": ["huge"]}]})
+
+
+def test_sweep_resumes_and_writes_report(tmp_path):
+    lm = tiny_gpt2()
+    lm.model.save_pretrained(tmp_path / "m")
+    lm.tokenizer.save_pretrained(tmp_path / "m")
+    sae = write_sae(tmp_path / "sae", lm.d_model)
+    raw = {
+        "model": str(tmp_path / "m"),
+        "sae": str(sae),
+        "features": [1, 2, 3],
+        "evaluation": {"n_prompts": 4, "samples": 2, "max_new_tokens": 3, "batch_size": 4, "clean_texts": 2},
+        "runs": [{"method": "none"}, {"method": "sae", "modes": ["constant"], "tiers": ["low"]}, {"method": "prompt"}],
+    }
+    out = tmp_path / "sweep"
+    first = run_sweep(parse_config(raw), out)
+    assert set(first) == {"none", "sae-constant-low", "prompt"}
+    stamp = (out / "runs" / "none" / "generations.jsonl").stat().st_mtime_ns
+    (out / "runs" / "prompt" / "metrics.json").unlink()
+    second = run_sweep(parse_config(raw), out)
+    assert (out / "runs" / "none" / "generations.jsonl").stat().st_mtime_ns == stamp
+    assert second["prompt"]["toxicity"] == first["prompt"]["toxicity"]
+    html = (out / "report.html").read_text()
+    assert "sae-constant-low" in html and "<img" in html
+    assert json.loads((out / "metrics.json").read_text()).keys() == first.keys()

@@ -1,0 +1,14 @@
+"""``saedetox demo``: the whole pipeline on the committed reference world."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def demo_cmd(out: Annotated[str, typer.Option("--out", help="Output folder.")] = "demo_out") -> None:
+    """The whole pipeline on the committed reference world, offline."""
+    from saedetox.experiments.demo import run_demo  # deferred: see saedetox.cli.app
+
+    run_demo(out)

@@ -1,0 +1,60 @@
+"""``saedetox discover``: rank SAE latents by toxicity-specificity and write features.json."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from saedetox.cli.options import DataDirOpt, DeviceOpt, DtypeOpt, HookOpt, ModelOpt, load_lm
+
+
+def discover_cmd(
+    out: Annotated[str, typer.Option("--out", help="Where to write features.json.")] = "features.json",
+    model: ModelOpt = "reference",
+    sae: Annotated[str, typer.Option("--sae", help="SAE (release/id, local dir, 'reference').")] = "reference",
+    method: Annotated[
+        str, typer.Option("--method", help="attribution|auroc|paired|meandiff|freqratio|paper-max|paper-freq")
+    ] = "attribution",
+    k: Annotated[int, typer.Option("--k", help="How many latents to select.")] = 10,
+    min_auroc: Annotated[float, typer.Option("--min-auroc", help="Minimum held-out AUROC per latent.")] = 0.6,
+    pairs: Annotated[str | None, typer.Option("--pairs", help="ParaDetox-style TSV (toxic, neutral1).")] = None,
+    toxic: Annotated[str | None, typer.Option("--toxic", help="Toxic texts (txt/jsonl/csv).")] = None,
+    clean: Annotated[str | None, typer.Option("--clean", help="Clean texts (txt/jsonl/csv).")] = None,
+    heldout_toxic: Annotated[str | None, typer.Option("--heldout-toxic")] = None,
+    heldout_clean: Annotated[str | None, typer.Option("--heldout-clean")] = None,
+    field: Annotated[str, typer.Option("--field", help="Field/column for jsonl/csv files.")] = "text",
+    hook: HookOpt = None,
+    data_dir: DataDirOpt = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Rank SAE latents by toxicity-specificity and write features.json."""
+    from saedetox.discover.features import write_features  # deferred: see saedetox.cli.app
+    from saedetox.discover.select import discover
+    from saedetox.discover.sets import discovery_sets
+    from saedetox.sae.load import load_sae
+    from saedetox.sae.preflight import check_fit
+
+    sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir)
+    lm = load_lm(model, dtype, device)
+    s = load_sae(sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+    check_fit(lm, s, hook)
+    obj = discover(
+        lm,
+        s,
+        sets.toxic,
+        sets.clean,
+        sets.heldout_toxic,
+        sets.heldout_clean,
+        method=method,
+        k=k,
+        min_auroc=min_auroc,
+        paired=sets.paired,
+        hook=hook,
+        data=sets.description,
+    )
+    write_features(obj, out)
+    auc = obj["set_heldout_auroc"]
+    shown = "n/a" if auc is None else f"{auc:.3f}"
+    typer.echo(f"selected {obj['selected']} (set held-out AUROC {shown}); wrote {out}")

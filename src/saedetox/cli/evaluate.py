@@ -1,0 +1,96 @@
+"""``saedetox evaluate``: the RealToxicityPrompts protocol for one method (resumable)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from saedetox.cli.options import (
+    DataDirOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    SteeringOptions,
+    build_spec,
+    load_lm,
+    steering_options,
+)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@steering_options
+def evaluate_cmd(
+    out: Annotated[str, typer.Option("--out", help="Run folder (resumable).")],
+    model: ModelOpt = "reference",
+    method: Annotated[str, typer.Option("--method", help="none | sae | prompt | meandiff | aura | surgery.")] = "none",
+    steering: SteeringOptions = SteeringOptions(),
+    prompts: Annotated[str, typer.Option("--prompts", help="challenging|nontoxic|RTP.jsonl|.txt")] = "challenging",
+    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Random subset size (seeded); 0 = all.")] = 100,
+    samples: Annotated[int, typer.Option("--samples", "-k", help="Samples per prompt.")] = 25,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 20,
+    top_p: Annotated[float, typer.Option("--top-p")] = 0.9,
+    temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
+    judges: Annotated[str, typer.Option("--judges", help="Comma-separated judges.")] = "profanity,probe",
+    ref_model: Annotated[
+        str | None, typer.Option("--ref-model", help="LM for conditional PPL (default: unsteered).")
+    ] = None,
+    clean_texts: Annotated[int, typer.Option("--clean-texts", help="Held-out texts for ppl_clean (0 skips).")] = 200,
+    capability: Annotated[str, typer.Option("--capability", help="Comma-separated tasks, e.g. lambada,blimp.")] = "",
+    capability_limit: Annotated[int | None, typer.Option("--capability-limit")] = 200,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per generate call.")] = 64,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    data_dir: DataDirOpt = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+) -> None:
+    """The RealToxicityPrompts protocol: toxicity per judge, fluency, diversity (resumable)."""
+    from saedetox.eval.config import EvalConfig  # deferred: see saedetox.cli.app
+    from saedetox.eval.run import evaluate
+    from saedetox.judges.registry import get_judge
+    from saedetox.methods.base import BASELINES
+    from saedetox.methods.registry import build_method
+
+    baseline = method in BASELINES
+    # a baseline's --tier / --strength set the baseline's own strength, not an SAE intervention's
+    own = replace(
+        steering,
+        sae=steering.sae or None,
+        strength=None if baseline else steering.strength,
+        tier=None if baseline else steering.tier,
+    )
+    spec = build_spec(own, required=False)
+    cfg = EvalConfig(
+        prompts=prompts,
+        n_prompts=n_prompts,
+        samples=samples,
+        max_new_tokens=max_new_tokens,
+        top_p=top_p,
+        temperature=temperature,
+        judges=_split(judges),
+        clean_texts=clean_texts,
+        capability=_split(capability),
+        capability_limit=capability_limit,
+        batch_size=batch_size,
+        seed=seed,
+        ref_model=ref_model,
+    ).validate()
+    for j in cfg.judges:  # fail fast on an unknown or unavailable judge
+        get_judge(j)
+    lm = load_lm(model, dtype, device)
+    ref = load_lm(cfg.ref_model, dtype, device) if cfg.ref_model else None
+    options: dict[str, Any] = {"data_dir": data_dir}
+    if baseline and method != "prompt":
+        tier, strength = steering.tier, steering.strength
+        options.update(hook=steering.hook, tier=tier if (tier or strength is not None) else "medium", strength=strength)
+    m = build_method(lm, method, spec, **options)
+    res = evaluate(lm, out, cfg, m, ref_lm=ref, data_dir=data_dir)
+    for j, t in res["toxicity"].items():
+        typer.echo(f"{j}: tox_prob {t['tox_prob']:.3f}  EMT {t['emt']:.3f}  mean {t['mean']:.3f}")
+    typer.echo(f"ppl_conditional {res['fluency']['ppl_conditional']:.2f}  dist-2 {res['diversity']['dist2']:.3f}")
+    typer.echo(f"wrote {Path(out) / 'metrics.json'}")

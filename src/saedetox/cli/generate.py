@@ -1,0 +1,75 @@
+"""``saedetox generate``: sample continuations, steered or not."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from saedetox.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    SteeringOptions,
+    build_spec,
+    load_lm,
+    steering_options,
+)
+from saedetox.errors import SaedetoxError
+
+
+@steering_options
+def generate_cmd(
+    model: ModelOpt = "reference",
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt text (repeatable).")] = None,
+    prompts_file: Annotated[str | None, typer.Option("--prompts", help="File of prompts (txt/jsonl/csv).")] = None,
+    field: Annotated[str, typer.Option("--field", help="Field/column for jsonl/csv prompt files.")] = "text",
+    steering: SteeringOptions = SteeringOptions(),
+    n_samples: Annotated[int, typer.Option("--n-samples", "-n")] = 1,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 20,
+    top_p: Annotated[float, typer.Option("--top-p")] = 0.9,
+    temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Greedy decoding instead of sampling.")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[str | None, typer.Option("--out", help="Write samples as JSONL here.")] = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Sample continuations, steered or not."""
+    from saedetox.data.readers import read_texts  # deferred: see saedetox.cli.app
+    from saedetox.eval.sampling import SamplingConfig, sample
+    from saedetox.io import atomic_write_text
+    from saedetox.steering.steerer import Steerer
+
+    texts = list(prompt or [])
+    if prompts_file:
+        texts += read_texts(prompts_file, field)
+    if not texts:
+        raise SaedetoxError("Give at least one --prompt or a --prompts file.")
+    if any(not t.strip() for t in texts):
+        raise SaedetoxError("Empty prompt: every prompt must contain some text.")
+    spec = build_spec(steering, required=False)
+    lm = load_lm(model, dtype, device)
+    steerer = Steerer(lm, spec) if spec else None
+    cfg = SamplingConfig(
+        n_samples=n_samples,
+        max_new_tokens=max_new_tokens,
+        top_p=top_p,
+        temperature=temperature,
+        do_sample=not greedy,
+        seed=seed,
+        prepend_bos=True,
+    )
+    results = sample(lm, texts, cfg, steerer)
+    rows = [
+        {"prompt": texts[i], "sample": s.sample_index, "continuation": s.text}
+        for i, group in enumerate(results)
+        for s in group
+    ]
+    if out:
+        atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
+        typer.echo(f"wrote {len(rows)} samples to {out}", err=True)
+    else:
+        for r in rows:
+            typer.echo(f"{r['prompt']}\u2502{r['continuation']}")

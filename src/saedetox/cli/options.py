@@ -1,0 +1,123 @@
+"""Options shared by the commands, declared once: model loading, and the ten steering options.
+
+:func:`steering_options` adds the steering options (``--sae --features --mode --strength --tier
+--hook --threshold --clamp-value --positions --spec``) to a command in place of its
+``steering: SteeringOptions`` parameter and hands the command one :class:`SteeringOptions`;
+:func:`build_spec` turns that into a :class:`~saedetox.steering.spec.SteeringSpec`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from saedetox.errors import SaedetoxError
+
+if TYPE_CHECKING:  # the CLI imports the pipeline only when a command runs (see saedetox.cli.app)
+    from saedetox.model.load import LoadedModel
+    from saedetox.steering.spec import SteeringSpec
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="HF hub name, local model dir, or 'reference'.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto | float32 | float16 | bfloat16.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")]
+HookOpt = Annotated[str | None, typer.Option("--hook", help="TL hook name (default: the SAE's own).")]
+DataDirOpt = Annotated[str | None, typer.Option("--data-dir")]
+SaeOpt = Annotated[
+    str | None,
+    typer.Option("--sae", help="SAE: release/sae_id (SAE-Lens registry), local SAE-Lens dir, or 'reference'."),
+]
+
+
+@dataclass(frozen=True)
+class SteeringOptions:
+    """The steering options of one command line (see :func:`steering_options`)."""
+
+    sae: SaeOpt = None
+    features: Annotated[str | None, typer.Option("--features", help="Latents: 3,17,42 or a features.json file.")] = None
+    mode: Annotated[str, typer.Option("--mode", help="constant | conditional | token | clamp.")] = "constant"
+    strength: Annotated[float | None, typer.Option("--strength", help="Raw strength alpha.")] = None
+    tier: Annotated[
+        str | None, typer.Option("--tier", help="low | medium | high, or a fraction of the median residual norm.")
+    ] = None
+    hook: HookOpt = None
+    threshold: Annotated[
+        str, typer.Option("--threshold", help="Gate tau (conditional/token): a number, or auto = features.json gates.")
+    ] = "auto"
+    clamp_value: Annotated[float, typer.Option("--clamp-value", help="Value c for clamp mode.")] = 0.0
+    positions: Annotated[str, typer.Option("--positions", help="all | generated.")] = "all"
+    spec: Annotated[
+        str | None, typer.Option("--spec", help="A steering spec file (YAML/JSON) instead of the flags.")
+    ] = None
+
+
+_STEERING_FIELDS = tuple(f.name for f in fields(SteeringOptions))
+_STEERING_HINTS = typing.get_type_hints(SteeringOptions, include_extras=True)
+_STEERING_PARAMS = [
+    inspect.Parameter(
+        f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default, annotation=_STEERING_HINTS[f.name]
+    )
+    for f in fields(SteeringOptions)
+]
+
+
+def steering_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Put the ten steering options where ``command`` has its ``steering`` parameter; pass them as one object."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    params: list[inspect.Parameter] = []
+    for p in inspect.signature(command).parameters.values():
+        if p.name == "steering":
+            params += _STEERING_PARAMS
+        else:
+            params.append(p.replace(annotation=hints.get(p.name, p.annotation)))
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> Any:
+        steering = SteeringOptions(**{name: kwargs.pop(name) for name in _STEERING_FIELDS})
+        return command(steering=steering, **kwargs)
+
+    run.__signature__ = inspect.Signature(params, return_annotation=hints.get("return", None))  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    return run
+
+
+def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | None:
+    """The steering spec the options describe (``--spec`` file, or one intervention from the flags)."""
+    from saedetox.discover.features import parse_features  # deferred: see saedetox.cli.app
+    from saedetox.steering.spec import Intervention, SteeringSpec, parse_threshold
+
+    if opts.spec:
+        return SteeringSpec.load(opts.spec)
+    if opts.sae is None:
+        if opts.features or opts.strength is not None or opts.tier:
+            raise SaedetoxError("Steering options need --sae (or --spec).")
+        if required:
+            raise SaedetoxError("Give --sae and --features (or --spec) to steer.")
+        return None
+    if not opts.features:
+        raise SaedetoxError("--sae needs --features (indices like 3,17 or a features.json file).")
+    tau, taus = parse_threshold(opts.threshold, opts.features, opts.mode)
+    iv = Intervention(
+        sae=opts.sae,
+        latents=parse_features(opts.features),
+        hook=opts.hook,
+        mode=opts.mode,
+        strength=opts.strength,
+        tier=opts.tier,
+        threshold=tau,
+        thresholds=taus,
+        clamp_value=opts.clamp_value,
+        positions=opts.positions,
+    )
+    return SteeringSpec([iv]).validate()
+
+
+def load_lm(model: str, dtype: str, device: str) -> LoadedModel:
+    from saedetox.model.load import load_model  # deferred: see saedetox.cli.app
+
+    return load_model(model, dtype=dtype, device=device)

@@ -1,0 +1,52 @@
+"""``saedetox sweep`` and ``saedetox splitting``: many runs from one YAML, and the feature-splitting study."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from saedetox.errors import SaedetoxError
+
+
+def sweep_cmd(
+    config: Annotated[str, typer.Argument(help="Sweep YAML (see src/saedetox/configs/).")],
+    out: Annotated[str | None, typer.Option("--out", help="Output folder (resumable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate names and schema offline; run nothing.")] = False,
+) -> None:
+    """Run many evaluate runs from one YAML (resumable); write metrics.json and report.html."""
+    from saedetox.experiments.config import load_config  # deferred: see saedetox.cli.app
+    from saedetox.experiments.sweep import dry_run as check
+    from saedetox.experiments.sweep import run_sweep
+
+    cfg = load_config(config)
+    if dry_run:
+        for line in check(cfg):
+            typer.echo(line)
+        typer.echo("dry run OK")
+        return
+    if out is None:
+        raise SaedetoxError("Give --out DIR (or --dry-run).")
+    run_sweep(cfg, out, config_source=yaml.safe_load(Path(config).read_text()))
+    typer.echo(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'report.html'}")
+
+
+def splitting_cmd(
+    out: Annotated[str, typer.Option("--out", help="Output folder (resumable).")] = "splitting_out",
+    config: Annotated[str | None, typer.Option("--config", help="Sweep YAML with a splitting section.")] = None,
+) -> None:
+    """The feature-splitting study (default: the reference world's committed SAE widths)."""
+    from saedetox.experiments.config import load_config  # deferred: see saedetox.cli.app
+    from saedetox.experiments.sweep import run_sweep
+
+    path = config or str(files("saedetox") / "configs" / "splitting.yaml")
+    cfg = load_config(path)
+    if cfg.splitting is None or not cfg.splitting.saes:
+        raise SaedetoxError(f"{path} has no splitting section with SAEs.")
+    run_sweep(cfg, out)
+    study = json.loads((Path(out) / "splitting.json").read_text())
+    typer.echo(study["conclusion"])

@@ -1,0 +1,1 @@
+"""Experiments: sweeps of many runs from one YAML, the feature-splitting study, and the demo."""

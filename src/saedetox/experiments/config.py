@@ -1,0 +1,109 @@
+"""The sweep config (one YAML): its schema as dataclasses, parsed with one clear line per problem.
+
+A sweep YAML names the model, the SAE, an optional discovery step, the evaluation protocol
+(:class:`~saedetox.eval.config.EvalConfig`, its fields are the ``evaluation:`` keys), the runs
+(methods × modes × tiers/strengths) and an optional feature-splitting study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from saedetox.errors import SaedetoxError
+from saedetox.eval.config import EvalConfig
+from saedetox.methods.base import METHOD_NAMES
+from saedetox.steering.spec import MODES, parse_tier
+
+
+@dataclass
+class DiscoveryCfg:
+    method: str = "attribution"
+    k: int = 10
+    min_auroc: float = 0.6
+    max_pairs: int | None = None
+
+
+@dataclass
+class RunGroup:
+    method: str
+    modes: list[str] = field(default_factory=lambda: ["constant"])
+    tiers: list[str | float] = field(default_factory=list)  # named, or fractions of the median residual norm
+    strengths: list[float] = field(default_factory=list)
+    threshold: float | str = "auto"  # auto = discovery's per-latent gates
+    clamp_value: float = 0.0
+    positions: str = "all"
+    capability: bool = False
+
+
+@dataclass
+class SplittingCfg:
+    saes: list[str] = field(default_factory=list)
+    mode: str = "constant"
+    tier: str = "medium"
+    coverage: float = 0.8
+
+
+@dataclass
+class SweepConfig:
+    model: str = "reference"
+    sae: str | None = "reference"
+    hook: str | None = None
+    features: list[int] | str | None = None
+    discovery: DiscoveryCfg | None = None
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    runs: list[RunGroup] = field(default_factory=list)
+    splitting: SplittingCfg | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    data_dir: str | None = None
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise SaedetoxError(f"{where} must be a mapping.")
+    names = {f.name for f in fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise SaedetoxError(f"Unknown key(s) in {where}: {', '.join(sorted(unknown))}.")
+    return cls(**raw)
+
+
+def parse_config(raw: dict[str, Any]) -> SweepConfig:
+    """Validate a sweep mapping against the schema; one clear line per problem."""
+    raw = dict(raw or {})
+    for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalConfig), ("splitting", SplittingCfg)):
+        if raw.get(key) is not None:
+            raw[key] = _build(cls, raw[key], key)
+    groups = raw.get("runs") or []
+    if not isinstance(groups, list) or not groups:
+        raise SaedetoxError("The sweep config needs a non-empty 'runs' list.")
+    raw["runs"] = [_build(RunGroup, g, f"runs[{i}]") for i, g in enumerate(groups)]
+    cfg = _build(SweepConfig, raw, "the sweep config")
+    for g in cfg.runs:
+        if g.method not in METHOD_NAMES:
+            raise SaedetoxError(f"Unknown method '{g.method}' in runs: use one of {', '.join(METHOD_NAMES)}.")
+        for m in g.modes:
+            if m not in MODES:
+                raise SaedetoxError(f"Unknown mode '{m}' in runs ({', '.join(MODES)}).")
+        g.tiers = [parse_tier(t) for t in g.tiers]
+        if g.method == "surgery" and any(not isinstance(t, str) for t in g.tiers):
+            raise SaedetoxError("Surgery takes named tiers (low, medium, high) or raw strengths, not numeric tiers.")
+    needs_sae = any(g.method == "sae" for g in cfg.runs)
+    if needs_sae and cfg.features is None and cfg.discovery is None:
+        raise SaedetoxError("SAE runs need 'features' or a 'discovery' section.")
+    return cfg
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    p = Path(path)
+    if not p.exists():
+        raise SaedetoxError(f"Sweep config {p} not found.")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise SaedetoxError(f"{p} is not valid YAML ({str(err).splitlines()[0]}).") from None
+    return parse_config(raw)

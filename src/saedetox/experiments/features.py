@@ -1,0 +1,64 @@
+"""The latents a sweep's SAE runs steer: from the config, a features.json, or discovery (cached in ``DIR``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from saedetox.discover.features import feature_thresholds, parse_features, read_features, write_features
+from saedetox.discover.select import discover
+from saedetox.discover.sets import discovery_sets
+from saedetox.errors import SaedetoxError
+from saedetox.experiments.config import DiscoveryCfg, SweepConfig
+from saedetox.model.load import LoadedModel
+from saedetox.sae.load import load_sae
+
+
+def resolve_features(cfg: SweepConfig, lm: LoadedModel, out: Path) -> tuple[list[int], list[float] | None]:
+    """The latents SAE runs steer and their gates: from the config, a file, or discovery (cached)."""
+    if isinstance(cfg.features, list):
+        return [int(i) for i in cfg.features], None
+    if isinstance(cfg.features, str):
+        return parse_features(cfg.features), feature_thresholds(cfg.features)
+    if cfg.discovery is None or cfg.sae is None:
+        return [], None
+    path = out / "features.json"
+    key = {"sae": cfg.sae, "hook": cfg.hook, **asdict(cfg.discovery)}
+    if path.exists():
+        cached = read_features(path)
+        if cached.get("sweep_key") == key:
+            return [int(i) for i in cached["selected"]], cached.get("thresholds")
+    obj = run_discovery(cfg.discovery, lm, cfg.sae, cfg.hook, cfg.data_dir)
+    obj["sweep_key"] = key
+    write_features(obj, path)
+    if not obj["selected"]:
+        raise SaedetoxError("Discovery selected no latent (none reached min_auroc); lower it or change the method.")
+    return [int(i) for i in obj["selected"]], obj.get("thresholds")
+
+
+def run_discovery(
+    d: DiscoveryCfg, lm: LoadedModel, sae_name: str, hook: str | None, data_dir: str | None
+) -> dict[str, Any]:
+    """Discovery on the reference world's split (``max_pairs`` caps it), as the sweep config asks."""
+    sae = load_sae(sae_name, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+    sets = discovery_sets(data_dir=data_dir)
+    if d.max_pairs is not None:
+        n = d.max_pairs
+        sets.toxic, sets.clean = sets.toxic[:n], sets.clean[:n]
+        sets.heldout_toxic, sets.heldout_clean = sets.heldout_toxic[: n // 2], sets.heldout_clean[: n // 2]
+        sets.description["max_pairs"] = n
+    return discover(
+        lm,
+        sae,
+        sets.toxic,
+        sets.clean,
+        sets.heldout_toxic,
+        sets.heldout_clean,
+        method=d.method,
+        k=d.k,
+        min_auroc=d.min_auroc,
+        paired=sets.paired,
+        hook=hook,
+        data=sets.description,
+    )
