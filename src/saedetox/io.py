@@ -44,7 +44,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def atomic_save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
-    import torch
+    import torch  # deferred: io is imported by light paths (report); only checkpoints need torch
 
     path = Path(path)
     tmp = _tmp_beside(path)

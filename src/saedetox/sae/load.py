@@ -111,8 +111,7 @@ def _load_local(path: Path, device: str, dtype: str) -> Any:
 
 
 def registry() -> dict[str, Any]:
-    # deferred: sae_lens imports transformer_lens (~10 s); only registry names need it
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory  # deferred: as above
 
     return get_pretrained_saes_directory()
 
