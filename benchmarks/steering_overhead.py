@@ -18,17 +18,19 @@ import statistics
 import tempfile
 import time
 import warnings
+from contextlib import nullcontext
 
+import sae_lens
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from saedetox.model.load import wrap_model
+from saedetox.steering.spec import MODES, Intervention, SteeringSpec
+from saedetox.steering.steerer import Steerer
 
 
 def build(device: torch.device, d: int, layers: int, vocab: int = 8192):
-    import sae_lens
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    from saedetox.model.load import wrap_model
-
     vocab_map = {f"w{i}": i for i in range(vocab)}
     tk = Tokenizer(models.WordLevel(vocab_map, unk_token="w0"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -63,8 +65,6 @@ def build(device: torch.device, d: int, layers: int, vocab: int = 8192):
 
 
 def time_generate(lm, ids, mask, new_tokens: int, steerer) -> float:
-    from contextlib import nullcontext
-
     ctx = steerer if steerer is not None else nullcontext()
     if lm.device.type == "cuda":
         torch.cuda.synchronize()
@@ -92,9 +92,6 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=20)
     ap.add_argument("--prompt-len", type=int, default=24)
     args = ap.parse_args()
-
-    from saedetox.steering.spec import MODES, Intervention, SteeringSpec
-    from saedetox.steering.steerer import Steerer
 
     device = torch.device(args.device)
     d, layers, batch = (768, 12, 128) if device.type == "cuda" else (256, 6, 32)
