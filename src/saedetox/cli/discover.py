@@ -31,7 +31,7 @@ def discover_cmd(
 ) -> None:
     """Rank SAE latents by toxicity-specificity and write features.json."""
     from saedetox.discover.features import write_features  # deferred: see saedetox.cli.app
-    from saedetox.discover.select import discover
+    from saedetox.discover.select import discover_sets
     from saedetox.discover.sets import discovery_sets
     from saedetox.sae.load import load_sae
     from saedetox.sae.preflight import check_fit
@@ -40,20 +40,7 @@ def discover_cmd(
     lm = load_lm(model, dtype, device)
     s = load_sae(sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
     check_fit(lm, s, hook)
-    obj = discover(
-        lm,
-        s,
-        sets.toxic,
-        sets.clean,
-        sets.heldout_toxic,
-        sets.heldout_clean,
-        method=method,
-        k=k,
-        min_auroc=min_auroc,
-        paired=sets.paired,
-        hook=hook,
-        data=sets.description,
-    )
+    obj = discover_sets(lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook)
     write_features(obj, out)
     auc = obj["set_heldout_auroc"]
     shown = "n/a" if auc is None else f"{auc:.3f}"

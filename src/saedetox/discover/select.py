@@ -32,6 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from saedetox.discover.attribution import gradients, latent_scores
+from saedetox.discover.sets import DiscoverySets
 from saedetox.discover.stats import METHODS, auroc_per_latent, rank_scores, text_stats
 from saedetox.errors import SaedetoxError
 from saedetox.model.load import LoadedModel
@@ -157,6 +158,26 @@ def discover(
         "features": feats,
         "wall_seconds": round(time.time() - t0, 2),
     }
+
+
+def discover_sets(
+    lm: LoadedModel, sae: LoadedSAE, sets: DiscoverySets, *, method: str, k: int, min_auroc: float, hook: str | None
+) -> dict[str, Any]:
+    """:func:`discover` on a :class:`DiscoverySets` (its texts, pairing and description)."""
+    return discover(
+        lm,
+        sae,
+        sets.toxic,
+        sets.clean,
+        sets.heldout_toxic,
+        sets.heldout_clean,
+        method=method,
+        k=k,
+        min_auroc=min_auroc,
+        paired=sets.paired,
+        hook=hook,
+        data=sets.description,
+    )
 
 
 def set_detector_auroc(

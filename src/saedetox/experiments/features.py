@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from saedetox.discover.features import feature_thresholds, parse_features, read_features, write_features
-from saedetox.discover.select import discover
+from saedetox.discover.select import discover_sets
 from saedetox.discover.sets import discovery_sets
 from saedetox.errors import SaedetoxError
 from saedetox.experiments.config import DiscoveryCfg, SweepConfig
@@ -48,17 +48,4 @@ def run_discovery(
         sets.toxic, sets.clean = sets.toxic[:n], sets.clean[:n]
         sets.heldout_toxic, sets.heldout_clean = sets.heldout_toxic[: n // 2], sets.heldout_clean[: n // 2]
         sets.description["max_pairs"] = n
-    return discover(
-        lm,
-        sae,
-        sets.toxic,
-        sets.clean,
-        sets.heldout_toxic,
-        sets.heldout_clean,
-        method=d.method,
-        k=d.k,
-        min_auroc=d.min_auroc,
-        paired=sets.paired,
-        hook=hook,
-        data=sets.description,
-    )
+    return discover_sets(lm, sae, sets, method=d.method, k=d.k, min_auroc=d.min_auroc, hook=hook)
