@@ -38,7 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/steering_overhead.py
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache
+	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache .grimp_cache .import_linter_cache
 
 # Rebuild the committed reference world from ../shared/data (hours on a 2-core CPU, minutes on a GPU).
 REF_HOOK := blocks.3.hook_resid_pre
