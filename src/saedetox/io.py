@@ -1,12 +1,18 @@
-"""Atomic writes: every output file appears whole or not at all."""
+"""Outputs: every file appears whole or not at all (atomic writes), and one writer per output folder."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
+
+from saedetox.errors import SaedetoxError
 
 
 def _tmp_beside(path: Path) -> Path:
@@ -63,3 +69,32 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def lock_path(folder: str | os.PathLike[str]) -> Path:
+    """Where :func:`folder_lock` keeps its lock file: beside ``folder`` (``.NAME.lock``), never inside it."""
+    folder = Path(folder).resolve()
+    return folder.parent / f".{folder.name}.lock"
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike[str], what: str = "run") -> Iterator[None]:
+    """Hold an exclusive lock on an output folder for the duration of the block.
+
+    A second process (or a second lock in this one) that asks for the same folder fails at once with
+    one clear line instead of waiting or writing alongside. The lock file sits beside the folder, so
+    taking the lock never creates the folder itself; the OS releases it if the process dies.
+    """
+    path = lock_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SaedetoxError(
+            f"{folder} is in use by another saedetox process ({what}); wait for it to finish or use another folder."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()

@@ -19,3 +19,5 @@ class Method:
     context: Callable[[], AbstractContextManager[Any]] = nullcontext
     prefix: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    #: run statistics the method gathered while active (e.g. a Steerer's effective push), or None
+    stats: Callable[[], dict[str, Any]] | None = None
