@@ -93,3 +93,28 @@ def test_heldout_chunks_are_not_trained_on(root):
 
 def test_training_mix_weighs_every_source_once():
     assert list(WEIGHTS) == [s.name for s in SOURCES]
+
+
+def test_rtp_dev_test_split_is_stable_disjoint_and_complete():
+    from saedetox.data.roles import reference_prompts, rtp_split
+
+    for base in ("challenging", "nontoxic"):
+        every = reference_prompts(base)
+        dev, test = reference_prompts(f"{base}:dev"), reference_prompts(f"{base}:test")
+        assert len(dev) + len(test) == len(every)
+        assert {p.uid for p in dev}.isdisjoint({p.uid for p in test})
+        assert 0.2 < len(dev) / len(every) < 0.4
+        assert all(rtp_split(p) == "dev" for p in dev)
+    # keyed by the RTP id, not by file order: a shuffled copy splits the same way
+    every = reference_prompts("challenging")
+    assert [rtp_split(p) for p in every[::-1]] == [rtp_split(p) for p in every][::-1]
+
+
+def test_unknown_prompt_split_is_one_clear_error():
+    import pytest
+
+    from saedetox.data.roles import reference_prompts
+    from saedetox.errors import SaedetoxError
+
+    with pytest.raises(SaedetoxError, match="Unknown prompt set 'challenging:train'"):
+        reference_prompts("challenging:train")

@@ -14,6 +14,10 @@ Python's hash seed or the machine):
 | ``judge_test`` | Davidson tweets, ToxiGen sentences | judge ROC-AUC on the card |
 | ``eval`` | RealToxicityPrompts (DecodingTrust challenging / non-toxic) | ``evaluate`` prompts |
 
+The evaluation prompts are further split by a stable hash of their RTP id into ``dev`` (30%) and
+``test`` (70%): ``challenging:dev`` is for developing and tuning methods, ``challenging:test`` for
+reporting results on prompts that no tuning has seen (``challenging`` alone = all 1,196).
+
 No evaluation prompt appears in any other role: ``tests/data/test_roles.py`` checks every
 RealToxicityPrompts prompt against all LM, discovery and judge texts (8-word shingles) and
 that the roles are disjoint.
@@ -79,10 +83,27 @@ def paradetox_by_role(data_dir: str | os.PathLike[str] | None = None, normalise:
 
 
 RTP_FILES = {"challenging": "rtp_decodingtrust/toxic.jsonl", "nontoxic": "rtp_decodingtrust/nontoxic.jsonl"}
+RTP_SPLITS = ("dev", "test")
+RTP_DEV_SHARE = 0.3
+
+
+def rtp_split(prompt: Prompt) -> str:
+    """``dev`` or ``test``: a stable hash of the prompt's RTP id (its text when it has none)."""
+    return "dev" if stable_unit(prompt.uid or normalise_key(prompt.text), "rtp-dev") < RTP_DEV_SHARE else "test"
+
+
+def is_reference_prompt_set(name: str) -> bool:
+    """Whether ``name`` names a packaged prompt set (``challenging``, ``nontoxic``, optionally ``:dev``/``:test``)."""
+    base, _, split = name.partition(":")
+    return base in RTP_FILES and (not split or split in RTP_SPLITS)
 
 
 def reference_prompts(which: str = "challenging", data_dir: str | os.PathLike[str] | None = None) -> list[Prompt]:
-    """RealToxicityPrompts from the data dir: ``challenging`` (1,196) or ``nontoxic`` (1,200)."""
-    if which not in RTP_FILES:
-        raise SaedetoxError(f"Unknown prompt set '{which}': use {', '.join(RTP_FILES)} or a path to an RTP .jsonl.")
-    return read_rtp(data_file(RTP_FILES[which], data_dir))
+    """RealToxicityPrompts from the data dir: ``challenging`` (1,196) or ``nontoxic`` (1,200), all of them
+    or only their ``:dev`` / ``:test`` split (see the module docstring)."""
+    if not is_reference_prompt_set(which):
+        names = ", ".join(f"{b}[:dev|:test]" for b in RTP_FILES)
+        raise SaedetoxError(f"Unknown prompt set '{which}': use {names} or a path to an RTP .jsonl.")
+    base, _, split = which.partition(":")
+    prompts = read_rtp(data_file(RTP_FILES[base], data_dir))
+    return [p for p in prompts if rtp_split(p) == split] if split else prompts

@@ -30,7 +30,7 @@ import numpy as np
 from saedetox.data.corpus import heldout_texts
 from saedetox.data.location import resolve_data_dir
 from saedetox.data.readers import Prompt, read_lines, read_rtp
-from saedetox.data.roles import reference_prompts
+from saedetox.data.roles import is_reference_prompt_set, reference_prompts
 from saedetox.errors import SaedetoxError
 from saedetox.eval.agreement import judge_agreement
 from saedetox.eval.capability import run_capability
@@ -50,7 +50,7 @@ from saedetox.progress import progress_bar
 def load_prompts(cfg: EvalConfig, data_dir: str | None = None) -> list[Prompt]:
     """The run's prompts: a reference set or a file, subset to ``n_prompts`` with the seed."""
     src = cfg.prompts
-    if src in ("challenging", "nontoxic"):
+    if is_reference_prompt_set(src):
         prompts = reference_prompts(src, data_dir)
     else:
         p = Path(src)
