@@ -30,7 +30,9 @@ def evaluate_cmd(
     model: ModelOpt = "reference",
     method: Annotated[str, typer.Option("--method", help="none | sae | prompt | meandiff | aura | surgery.")] = "none",
     steering: SteeringOptions = SteeringOptions(),
-    prompts: Annotated[str, typer.Option("--prompts", help="challenging|nontoxic[:dev|:test]|RTP.jsonl|.txt")] = "challenging",
+    prompts: Annotated[
+        str, typer.Option("--prompts", help="challenging|nontoxic[:dev|:test]|RTP.jsonl|.txt")
+    ] = "challenging",
     n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Random subset size (seeded); 0 = all.")] = 100,
     samples: Annotated[int, typer.Option("--samples", "-k", help="Samples per prompt.")] = 25,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 20,
