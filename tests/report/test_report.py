@@ -71,15 +71,19 @@ FEATURES = {
     "hook": "blocks.3.hook_resid_pre",
     "method": "paired",
     "selected": [17, 42],
+    "set_test_auroc": 0.874,
+    "set_test_auroc_sum": 0.801,
+    "splits": {"rank": {"toxic": 3000, "clean": 3000}, "select": {"toxic": 1188, "clean": 1188}},
     "features": [
         {
             "index": 17,
             "scores": {"paired": 1.5, "meandiff": 0.9},
-            "heldout_auroc": 0.91,
+            "select_auroc": 0.93,
+            "test_auroc": 0.91,
             "top_tokens": [{"token": " idiot", "context": "you <script>alert(1)</script> idiot", "act": 3.2}],
             "neuronpedia": "https://neuronpedia.org/x/17",
         },
-        {"index": 42, "scores": {}, "heldout_auroc": None, "top_tokens": [], "neuronpedia": None},
+        {"index": 42, "scores": {}, "test_auroc": None, "top_tokens": [], "neuronpedia": None},
     ],
 }
 
@@ -97,7 +101,7 @@ SPLITTING = {
             "ppl_none": 12.0,
             "latents_for_coverage": c,
             "coverage_target": 0.8,
-            "heldout_auroc": 0.9,
+            "set_test_auroc": 0.9,
         }
         for w, tp, c in ((1024, 0.4, 5), (2048, 0.5, 9), (4096, 0.6, 15))
     ],
@@ -125,6 +129,9 @@ def test_report_full(tmp_path: Path) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;b&gt;." in html  # splitting conclusion escaped
     assert 'href="https://neuronpedia.org/x/17"' in html
+    # AUROCs are labelled by the split they were measured on: the test split reports, select chose
+    assert "test split: 0.874" in html and "0.801" in html and "select 1188/1188" in html
+    assert "held-out" not in html.lower()
     assert "<details" in html and "&quot;seed&quot;: 0" in html
     # Pareto-optimal rows: none, prompt, sae-token-low, aura, sae-constant-medium; meandiff-high is dominated
     metrics = re.search(r'<section id="metrics">(.*?)<h3>', html, re.S).group(1)

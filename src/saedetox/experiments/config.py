@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.methods.base import METHOD_NAMES
@@ -22,8 +23,8 @@ from saedetox.steering.spec import MODES, parse_tier
 @dataclass
 class DiscoveryCfg:
     method: str = "attribution"
-    k: int = 10
-    min_auroc: float = 0.6
+    k: int = DEFAULT_K
+    min_auroc: float = DEFAULT_MIN_AUROC
     max_pairs: int | None = None
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from saedetox.discover.features import feature_thresholds, parse_features, read_features, write_features
-from saedetox.discover.select import discover_sets
+from saedetox.discover.select import discover
 from saedetox.discover.sets import discovery_sets
 from saedetox.errors import SaedetoxError
 from saedetox.experiments.config import DiscoveryCfg, SweepConfig
@@ -40,12 +40,7 @@ def resolve_features(cfg: SweepConfig, lm: LoadedModel, out: Path) -> tuple[list
 def run_discovery(
     d: DiscoveryCfg, lm: LoadedModel, sae_name: str, hook: str | None, data_dir: str | None
 ) -> dict[str, Any]:
-    """Discovery on the reference world's split (``max_pairs`` caps it), as the sweep config asks."""
-    sae = load_sae(sae_name, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+    """Discovery on the reference world's split (``max_pairs`` caps rank at n, select/test at n // 2)."""
+    sae = load_sae(sae_name, lm)
     sets = discovery_sets(data_dir=data_dir)
-    if d.max_pairs is not None:
-        n = d.max_pairs
-        sets.toxic, sets.clean = sets.toxic[:n], sets.clean[:n]
-        sets.heldout_toxic, sets.heldout_clean = sets.heldout_toxic[: n // 2], sets.heldout_clean[: n // 2]
-        sets.description["max_pairs"] = n
-    return discover_sets(lm, sae, sets, method=d.method, k=d.k, min_auroc=d.min_auroc, hook=hook)
+    return discover(lm, sae, sets, method=d.method, k=d.k, min_auroc=d.min_auroc, hook=hook, max_pairs=d.max_pairs)

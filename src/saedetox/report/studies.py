@@ -29,11 +29,23 @@ def section_features(features: dict[str, Any], limit: int = 40) -> str:
     )
     sel = _list(features.get("selected"))
     meta += f"<br>selected latents: <code>{esc(', '.join(map(str, sel))) or DASH}</code>"
-    if num(features.get("set_heldout_auroc")) is not None:
-        meta += f" · held-out AUROC of the selected set: {fmt(features['set_heldout_auroc'])} (logistic detector"
-        if num(features.get("set_heldout_auroc_sum")) is not None:
-            meta += f"; plain sum of maxima {fmt(features['set_heldout_auroc_sum'])}"
+    if num(features.get("set_test_auroc")) is not None:
+        meta += (
+            f" · AUROC of the selected set on the test split: {fmt(features['set_test_auroc'])} "
+            "(logistic detector fitted on the rank split"
+        )
+        if num(features.get("set_test_auroc_sum")) is not None:
+            meta += f"; plain sum of maxima {fmt(features['set_test_auroc_sum'])}"
         meta += ")"
+    splits = section(features, "splits")
+    if splits:
+        counts = {name: section(splits, name) for name in splits}
+        sizes = ", ".join(
+            f"{esc(str(name))} {fmt_text(n.get('toxic'))}/{fmt_text(n.get('clean'))}" for name, n in counts.items()
+        )
+        meta += (
+            f"<br>texts toxic/clean per split: {sizes} (latents ranked on rank, filtered on select, reported on test)"
+        )
     rows = []
     feats = [f for f in _list(features.get("features")) if isinstance(f, dict)]
     for f in feats[:limit]:
@@ -59,7 +71,8 @@ def section_features(features: dict[str, Any], limit: int = 40) -> str:
                 [
                     esc(fmt_text(f.get("index"))),
                     scores,
-                    fmt(f.get("heldout_auroc")),
+                    fmt(f.get("select_auroc")),
+                    fmt(f.get("test_auroc")),
                     f'<td class="wrap">{toks}</td>',
                     link,
                 ],
@@ -71,7 +84,8 @@ def section_features(features: dict[str, Any], limit: int = 40) -> str:
             [
                 "latent",
                 "scores",
-                "held-out AUROC",
+                "select AUROC<br>(chose it)",
+                "test AUROC",
                 '<th class="l">top tokens (activation — context)</th>',
                 "Neuronpedia",
             ],
@@ -112,7 +126,7 @@ def section_splitting(splitting: dict[str, Any]) -> str:
                     fmt(ratio, 2),
                     fmt_text(r.get("latents_for_coverage")),
                     fmt(r.get("coverage_target"), 2),
-                    fmt(r.get("heldout_auroc")),
+                    fmt(r.get("set_test_auroc")),
                 ],
             )
         )
@@ -130,7 +144,7 @@ def section_splitting(splitting: dict[str, Any]) -> str:
         "PPL ratio",
         "latents for<br>coverage",
         "coverage",
-        "held-out AUROC",
+        "set AUROC<br>(test split)",
     ]
     out += html_table(head, rows, left=4) if rows else ""
     if splitting.get("judge"):
