@@ -32,6 +32,23 @@ def feature_thresholds(value: str | None) -> list[float] | None:
     return [float(t) for t in th] if isinstance(th, list) else None
 
 
+def feature_detector(value: str | None) -> dict[str, Any] | None:
+    """The set detector stored in a features.json (``detector``, see :mod:`saedetox.discover.detector`), if any."""
+    if not value or not Path(value).is_file():
+        return None
+    try:
+        data = json.loads(Path(value).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SaedetoxError(f"{value} is not valid JSON.") from None
+    det = data.get("detector") if isinstance(data, dict) else None
+    if det is None:
+        return None
+    n = len(det.get("latents") or []) if isinstance(det, dict) else -1
+    if n < 1 or not all(isinstance(det.get(k), list) and len(det[k]) == n for k in ("coef", "scale")):
+        raise SaedetoxError(f"{value} has a malformed detector: it needs equally long 'latents', 'coef' and 'scale'.")
+    return det
+
+
 def parse_features(value: str) -> list[int]:
     """``--features``: ``3,17,42`` or a ``features.json`` path (its selected latents)."""
     value = value.strip()
