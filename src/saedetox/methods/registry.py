@@ -55,5 +55,5 @@ def build_baseline(
     if name == "aura":
         return aura_method(lm, data)
     if name == "surgery":
-        return surgery_method(lm, hook, data, tier, strength)
+        return surgery_method(lm, data, tier, strength)  # probes the final layer: no hook
     raise SaedetoxError(f"Unknown baseline '{name}': use prompt, meandiff, aura or surgery.")
