@@ -16,6 +16,7 @@ import yaml
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.methods.base import METHOD_NAMES
+from saedetox.report.curves import ComparisonConfig
 from saedetox.steering.spec import MODES, parse_tier
 
 
@@ -57,6 +58,7 @@ class SweepConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     runs: list[RunGroup] = field(default_factory=list)
     splitting: SplittingCfg | None = None
+    comparison: ComparisonConfig | None = None  # the pre-registered comparison the report states
     dtype: str = "auto"
     device: str = "auto"
     data_dir: str | None = None
@@ -75,7 +77,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 def parse_config(raw: dict[str, Any]) -> SweepConfig:
     """Validate a sweep mapping against the schema; one clear line per problem."""
     raw = dict(raw or {})
-    for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalConfig), ("splitting", SplittingCfg)):
+    for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalConfig), ("splitting", SplittingCfg), ("comparison", ComparisonConfig)):
         if raw.get(key) is not None:
             raw[key] = _build(cls, raw[key], key)
     groups = raw.get("runs") or []
