@@ -77,9 +77,11 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 def parse_config(raw: dict[str, Any]) -> SweepConfig:
     """Validate a sweep mapping against the schema; one clear line per problem."""
     raw = dict(raw or {})
-    for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalConfig), ("splitting", SplittingCfg), ("comparison", ComparisonConfig)):
+    for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalConfig), ("splitting", SplittingCfg)):
         if raw.get(key) is not None:
             raw[key] = _build(cls, raw[key], key)
+    if raw.get("comparison") is not None:  # the pre-registered comparison (report.curves.ComparisonConfig)
+        raw["comparison"] = _build(ComparisonConfig, raw["comparison"], "comparison")
     groups = raw.get("runs") or []
     if not isinstance(groups, list) or not groups:
         raise SaedetoxError("The sweep config needs a non-empty 'runs' list.")

@@ -20,7 +20,7 @@ METHOD_NOTE = (
     "curve stops short of r). A point method (no strength) counts at r when its own PPL ratio is ≤ r. The best "
     "baseline is re-chosen inside every bootstrap resample (conservative). PPL ratio: exp of the mean over prompts "
     "of log PPL(run) − log PPL(none). CIs: percentile, paired bootstrap over prompts; p: twice the smaller share "
-    "of resampled differences on either side of 0."
+    "of resampled differences on either side of 0, with +1 corrections (smallest possible: 2 / (resamples + 1))."
 )
 
 

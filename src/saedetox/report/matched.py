@@ -95,6 +95,8 @@ def matched_fluency(
         out["points"].append({"name": p, "family": fam, "ratio": _band(ratio[:, i]), "tox": _band(tox[:, i])})
     if primary is not None and primary not in cols:
         out["primary_missing"] = f"the primary curve {primary!r} is not among the curves ({', '.join(cols) or 'none'})"
+    elif primary is not None and primary not in {c.name for c in sae}:
+        out["primary_missing"] = f"the primary curve {primary!r} is not an SAE curve"
     for r in cfg.ppl_ratios:
         out["at_ratio"].append(_at_ratio(r, out, cols, tox, ratio, mat))
     return out
