@@ -60,13 +60,13 @@ def _why(at: dict[str, Any], m: dict[str, Any]) -> str:
         return "no SAE curve in these runs"
     e = _entry(at, m["primary"])
     if e is not None and e["value"]["est"] is None:
-        return f"{m['primary']} never reaches PPL ratio ×{at['ratio']:g} (it reaches ×{e['reaches']:.3f}); n/a"
+        return f"{m['primary']} never reaches PPL ratio ×{at['ratio']:.2f} (it reaches ×{e['reaches']:.3f}); n/a"
     return at.get("why") or "no comparison"
 
 
 def intro_line(m: dict[str, Any]) -> list[Seg]:
     """The pre-registered question, with the protocol."""
-    ratios = ", ".join(f"×{r:g}" for r in m["ratios"])
+    ratios = ", ".join(f"×{r:.2f}" for r in m["ratios"])
     return [
         "Question fixed before the runs: is the primary SAE curve ",
         b(m["primary"] or DASH),
@@ -80,13 +80,13 @@ def answer_line(at: dict[str, Any], m: dict[str, Any]) -> list[Seg]:
     """The answer at one PPL ratio, in words, whichever way it falls."""
     r, d = at["ratio"], at["answer"]
     if d is None or d["diff"]["est"] is None:
-        return [b(f"×{r:g}:"), " " + _why(at, m) + "."]
+        return [b(f"×{r:.2f}:"), " " + _why(at, m) + "."]
     prim, best = _entry(at, m["primary"]), _entry(at, at["best_baseline"])
     diff, half = d["diff"], _half(d["diff"])
     lo, hi = diff["ci"]
     ci = "" if lo is None or hi is None else f" [{lo:+.3f}, {hi:+.3f}]"
     return [
-        b(f"×{r:g}:"),
+        b(f"×{r:.2f}:"),
         f" {m['primary']} {prim['value']['est']:.3f} vs best baseline {at['best_baseline']} "
         f"{best['value']['est']:.3f}: difference {diff['est']:+.3f}{ci} ({_pct(d['rel'])} relative), "
         f"p = {fmt_p(diff['p'])}: ",
@@ -109,14 +109,14 @@ def section_answer(an: Analysis, kl: str) -> Section:
         lines.append(answer_line(at, m))
         d = at["answer"]
         if d is None or d["diff"]["est"] is None:
-            rows.append(row([f"×{at['ratio']:g}"] + [DASH] * 7, "base"))
+            rows.append(row([f"×{at['ratio']:.2f}"] + [DASH] * 7, "base"))
             continue
         prim, best = _entry(at, m["primary"]), _entry(at, at["best_baseline"])
         half = _half(d["diff"])
         rows.append(
             row(
                 [
-                    f"×{at['ratio']:g}",
+                    f"×{at['ratio']:.2f}",
                     band(prim["value"]),
                     at["best_baseline"],
                     band(best["value"]),
@@ -144,7 +144,7 @@ def section_answer(an: Analysis, kl: str) -> Section:
     ]
     s.blocks.append(table(head, rows))
     sec = [
-        row([c["name"], f"×{at['ratio']:g}", band(c["diff"], sign=True), _pct(c["rel"]), fmt_p(c["diff"]["p"])])
+        row([c["name"], f"×{at['ratio']:.2f}", band(c["diff"], sign=True), _pct(c["rel"]), fmt_p(c["diff"]["p"])])
         for at in m["at_ratio"]
         for c in at["secondary"]
     ]
@@ -175,7 +175,7 @@ def section_curves(an: Analysis) -> Section:
     uri = curves_plot(m["curves"], m["points"], m["ratios"], m["primary"], ylabel)
     s.blocks.append(figure(uri, "toxicity probability vs PPL ratio, per curve"))
     head: list[Any] = ["curve / point", "family", "runs"]
-    head += [[f"tox. prob (k = {m['k']})", f"at PPL ×{r:g}"] for r in m["ratios"]]
+    head += [[f"tox. prob (k = {m['k']})", f"at PPL ×{r:.2f}"] for r in m["ratios"]]
     rows = []
     names = [(c["name"], c["family"], str(len(c["runs"]))) for c in m["curves"]]
     names += [(p["name"], p["family"], "point") for p in m["points"]]

@@ -87,7 +87,7 @@ def markdown_summary(
                 na = f"n/a (reaches ×{e['reaches']:.3f})"
                 cells.append(_band(e["value"]) if e["value"]["est"] is not None else na)
             rows.append(cells)
-        out += _table(["curve / point"] + [f"at PPL ×{r:g}" for r in m["ratios"]], rows)
+        out += _table(["curve / point"] + [f"at PPL ×{r:.2f}" for r in m["ratios"]], rows)
     if an.push is not None:
         p = an.push
         out += ["", f"### Modes at equal effective push (toxicity probability, {kl})", ""]
