@@ -16,6 +16,7 @@ import sys
 import click
 import typer
 
+from saedetox.cli.compare import compare_cmd
 from saedetox.cli.demo import demo_cmd
 from saedetox.cli.discover import discover_cmd
 from saedetox.cli.evaluate import evaluate_cmd
@@ -47,6 +48,7 @@ for _name, _command in (
     ("sweep", sweep_cmd),
     ("splitting", splitting_cmd),
     ("report", report_cmd),
+    ("compare", compare_cmd),
     ("demo", demo_cmd),
 ):
     app.command(_name)(_command)

@@ -15,12 +15,13 @@ def report_cmd(
 ) -> None:
     """Tables and plots (self-contained HTML + markdown) from one or more metrics.json files."""
     from saedetox.io import atomic_write_text  # deferred: see saedetox.cli.app
-    from saedetox.report.load import load_runs
+    from saedetox.report.load import load_comparison_config, load_runs
     from saedetox.report.markdown import markdown_summary
     from saedetox.report.write import write_report
 
     results = load_runs([Path(r) for r in runs])
-    write_report(results, out, baseline=baseline)
+    comparison = load_comparison_config(runs)  # a sweep's pre-registered comparison, from its manifest.json
+    write_report(results, out, baseline=baseline, comparison=comparison)
     md = Path(out).with_suffix(".md")
-    atomic_write_text(md, markdown_summary(results, baseline=baseline))
+    atomic_write_text(md, markdown_summary(results, baseline=baseline, comparison=comparison))
     typer.echo(f"wrote {out} and {md}")

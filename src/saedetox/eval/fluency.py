@@ -104,13 +104,16 @@ def conditional_perplexity(
 ) -> dict[str, Any]:
     """DExperts fluency: mean over continuations of exp(mean NLL of its tokens | prompt), dropping PPL ≥ ``max_ppl``.
 
-    Returns ``{"ppl", "ppl_ci", "n_scored", "n_dropped", "n_empty"}``; the CI resamples prompts.
-    Run it on an unsteered reference model (hooks on ``lm.model`` would apply).
+    Returns ``{"ppl", "ppl_ci", "n_scored", "n_dropped", "n_empty", "log_ppl"}``; the CI resamples
+    prompts. ``log_ppl[i]`` is the mean over prompt ``i``'s kept continuations of their mean token
+    NLL (the log of each continuation's PPL; ``None`` when none was kept): the per-prompt value
+    paired comparisons use. Run it on an unsteered reference model (hooks on ``lm.model`` would apply).
     """
     per_prompt = []
+    log_ppl: list[float | None] = []
     n_dropped = n_empty = 0
     for row in continuation_nll(lm, prompts, continuations, batch_size, prepend_bos):
-        kept = []
+        kept, logs = [], []
         for s, n in row:
             if n == 0:
                 n_empty += 1
@@ -120,7 +123,9 @@ def conditional_perplexity(
                 n_dropped += 1
             else:
                 kept.append(ppl)
+                logs.append(s / n)
         per_prompt.append((sum(kept), len(kept)))
+        log_ppl.append(sum(logs) / len(logs) if logs else None)
     sums = np.array(per_prompt, dtype=np.float64).reshape(-1, 2)
 
     def ratio(a: np.ndarray) -> float:
@@ -132,6 +137,7 @@ def conditional_perplexity(
         "n_scored": int(sums[:, 1].sum()),
         "n_dropped": n_dropped,
         "n_empty": n_empty,
+        "log_ppl": log_ppl,
     }
 
 

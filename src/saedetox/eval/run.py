@@ -33,11 +33,12 @@ from saedetox.data.readers import Prompt, read_lines, read_rtp
 from saedetox.data.roles import is_reference_prompt_set, reference_prompts
 from saedetox.errors import SaedetoxError
 from saedetox.eval.agreement import judge_agreement
-from saedetox.eval.capability import run_capability
+from saedetox.eval.capability import CapabilityScores, run_capability
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.diversity import diversity
 from saedetox.eval.fluency import clean_perplexity, conditional_perplexity
 from saedetox.eval.log import GenerationLog
+from saedetox.eval.paired import per_prompt_block
 from saedetox.eval.sampling import SamplingConfig, batch_bounds, iter_samples
 from saedetox.eval.toxicity import toxicity_summary
 from saedetox.io import atomic_write_json
@@ -201,7 +202,7 @@ def evaluate(
         if cfg.clean_texts:
             clean = heldout_texts(resolve_data_dir(data_dir))[: cfg.clean_texts]
             fluency["ppl_clean"] = clean_perplexity(lm, clean, prepend_bos=sampling.prepend_bos)
-        capability: dict[str, float] = {}
+        capability = CapabilityScores()
         if cfg.capability:
             capability = run_capability(lm, tasks=cfg.capability, limit=cfg.capability_limit, data_dir=data_dir)
     result = {
@@ -212,10 +213,12 @@ def evaluate(
         "toxicity": toxicity,
         "fluency": fluency,
         "diversity": diversity(conts),
-        "capability": capability,
+        "capability": capability.accuracy,
+        "capability_ppl": capability.perplexity,
         "judge_agreement": judge_agreement({j: s.ravel() for j, s in scores.items()}, threshold=cfg.threshold)
         if len(scores) > 1
         else {},
+        "per_prompt": per_prompt_block(prompts, scores, cfg.threshold, ppl["log_ppl"]),
         "generation_seconds": round(gen_seconds, 2),
         "wall_seconds": round(time.time() - t0, 2),
     }

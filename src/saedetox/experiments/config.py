@@ -17,6 +17,7 @@ from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.methods.base import METHOD_NAMES
+from saedetox.report.curves import ComparisonConfig
 from saedetox.steering.spec import MODES, parse_tier
 
 
@@ -58,6 +59,7 @@ class SweepConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     runs: list[RunGroup] = field(default_factory=list)
     splitting: SplittingCfg | None = None
+    comparison: ComparisonConfig | None = None  # the pre-registered comparison the report states
     dtype: str = "auto"
     device: str = "auto"
     data_dir: str | None = None
@@ -79,6 +81,8 @@ def parse_config(raw: dict[str, Any]) -> SweepConfig:
     for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalConfig), ("splitting", SplittingCfg)):
         if raw.get(key) is not None:
             raw[key] = _build(cls, raw[key], key)
+    if raw.get("comparison") is not None:  # the pre-registered comparison (report.curves.ComparisonConfig)
+        raw["comparison"] = _build(ComparisonConfig, raw["comparison"], "comparison")
     groups = raw.get("runs") or []
     if not isinstance(groups, list) or not groups:
         raise SaedetoxError("The sweep config needs a non-empty 'runs' list.")

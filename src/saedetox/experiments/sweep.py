@@ -30,6 +30,7 @@ from saedetox.methods.base import Method
 from saedetox.methods.contrast import ContrastData, default_contrast
 from saedetox.methods.registry import build_method
 from saedetox.model.load import LoadedModel, load_model
+from saedetox.report.curves import ComparisonConfig
 from saedetox.report.markdown import markdown_summary
 from saedetox.report.write import write_report
 from saedetox.sae.load import REFERENCE_PREFIX, load_sae, split_registry_name
@@ -69,7 +70,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
     }
     atomic_write_json(out / "metrics.json", results)
     atomic_write_json(out / "manifest.json", manifest)
-    write_outputs(out, results, manifest, splitting)
+    write_outputs(out, results, manifest, splitting, cfg.comparison)
     return results
 
 
@@ -141,9 +142,15 @@ def _sae_hook(cfg: SweepConfig, lm: LoadedModel) -> str | None:
 
 
 def write_outputs(
-    out: Path, results: dict[str, Any], manifest: dict[str, Any], splitting: dict[str, Any] | None
+    out: Path,
+    results: dict[str, Any],
+    manifest: dict[str, Any],
+    splitting: dict[str, Any] | None,
+    comparison: ComparisonConfig | None = None,
 ) -> None:
     """``DIR/report.html`` (with the features and splitting study when there are) and ``DIR/report.md``."""
     features = read_features(out / "features.json") if (out / "features.json").exists() else None
-    write_report(results, out / "report.html", features=features, splitting=splitting, manifest=manifest)
-    atomic_write_text(out / "report.md", markdown_summary(results, splitting=splitting))
+    write_report(
+        results, out / "report.html", features=features, splitting=splitting, manifest=manifest, comparison=comparison
+    )
+    atomic_write_text(out / "report.md", markdown_summary(results, splitting=splitting, comparison=comparison))
