@@ -20,7 +20,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from saedetox.model.load import LoadedModel
-from saedetox.model.sites import edit_at, observe_calls
+from saedetox.model.sites import edit_at, observe_calls, on_batch_repeat
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.steering import modes
 from saedetox.steering.resolve import ResolvedIntervention, Resolver
@@ -118,9 +118,22 @@ class Steerer:
         if self._handles:
             return self
         self._handles.append(observe_calls(self.lm.model, self._observe))
+        self._handles.append(on_batch_repeat(self.lm.model, self.repeat_batch))
         for idx, r in enumerate(self.resolved):
             self._handles.append(edit_at(self.lm.site(r.hook), functools.partial(self._apply, idx, r)))
         return self
+
+    def repeat_batch(self, n: int) -> None:
+        """Every sequence of the current batch now stands for ``n`` sequences (row i → rows i·n … i·n + n − 1).
+
+        A decode loop that encodes each prompt once and then repeats its KV cache calls this (through
+        :func:`saedetox.model.sites.repeat_batch_state`) after the prefill, so per-sequence state
+        (the conditional gates) is repeated with the rows instead of silently reset.
+        """
+        if n < 1:
+            raise ValueError(f"repeat_batch needs n >= 1, got {n}.")
+        for idx, gate in list(self._gates.items()):
+            self._gates[idx] = gate.repeat_interleave(n, dim=0)
 
     @property
     def is_attached(self) -> bool:
