@@ -129,3 +129,19 @@ def test_clean_perplexity_token_weighted_and_chunked(lm):
     assert clean_perplexity(lm, [long], max_length=10) == pytest.approx(math.exp(nll / n), rel=1e-4)
     with pytest.raises(SaedetoxError):
         clean_perplexity(lm, [""])
+
+
+def test_clean_perplexity_is_steered_at_every_position_whatever_the_policy(gpt2, sae_dir):
+    """Scoring a text with a steered model steers every position of it: positions=generated == all."""
+    from saedetox.steering.spec import Intervention, SteeringSpec
+    from saedetox.steering.steerer import Steerer
+
+    texts = [" ".join(PROMPTS), "The library opens at nine in the morning and closes late."]
+    plain = clean_perplexity(gpt2, texts)
+    got = {}
+    for positions in ("all", "generated"):
+        iv = Intervention(sae=str(sae_dir), latents=[1, 5, 7], strength=20.0, positions=positions)
+        with Steerer(gpt2, SteeringSpec([iv])):
+            got[positions] = clean_perplexity(gpt2, texts)
+    assert got["generated"] == pytest.approx(got["all"], rel=1e-6)
+    assert abs(got["all"] / plain - 1) > 1e-3

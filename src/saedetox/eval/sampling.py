@@ -20,7 +20,7 @@ from transformers.generation.logits_process import TopPLogitsWarper
 from saedetox.errors import SaedetoxError
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import tokenize_batch
-from saedetox.steering.steerer import Steerer
+from saedetox.steering.steerer import Steerer, generating
 
 
 @dataclass
@@ -134,10 +134,7 @@ def _generate_batch(
     if cfg.do_sample:
         warp = NucleusWarper(cfg.top_p, cfg.temperature)
         kwargs.update(top_p=1.0, temperature=1.0, top_k=0, logits_processor=LogitsProcessorList([warp]))
-    if steerer is not None:
-        with steerer.prompt_length(width):
-            out = lm.model.generate(**enc, **kwargs)
-    else:
+    with generating(lm.model, width):  # every attached Steerer (given or a method's) sees generated positions
         out = lm.model.generate(**enc, **kwargs)
     rows = []
     for row in out[:, width:].tolist():

@@ -57,3 +57,16 @@ def token_mean(lm: LoadedModel, texts: Sequence[str], hook: str) -> torch.Tensor
         n += a.shape[0]
     assert total is not None
     return (total / max(n, 1)).cpu()
+
+
+@torch.no_grad()
+def max_projection(lm: LoadedModel, texts: Sequence[str], hook: str, direction: torch.Tensor) -> torch.Tensor:
+    """Per-text maximum over real (non-BOS, non-pad) tokens of ``x · direction`` at ``hook``: [n]."""
+    v = direction.float().to(lm.device)
+    out = []
+    for acts, mask, _ in iter_activations(lm, texts, [hook], 32, True, "right", 128):
+        m = mask.bool().clone()
+        m[:, 0] = False
+        proj = (acts[hook].float() @ v).masked_fill(~m, float("-inf"))
+        out.append(proj.amax(1).cpu())
+    return torch.cat(out)
