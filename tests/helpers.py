@@ -258,3 +258,33 @@ def write_sae(
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
     sae.save_model(path)
     return path
+
+
+TOXIC_TEXTS = [
+    "fuck you idiot",
+    "you stupid damn idiot",
+    "shit, what the hell is this",
+    "go to hell you fuck",
+    "damn stupid idiot shit",
+    "what a stupid fucking idea",
+]
+CLEAN_TEXTS = [
+    "The library opens at nine in the morning",
+    "She walked to the station",
+    "Our team spent the afternoon reviewing the plan",
+    "The weather was pleasant today",
+    "He read a book about gardens",
+    "They cooked dinner together",
+]
+
+
+def latent_detector(lm: LoadedModel, sae_dir: Path, latents: list[int], pooling: str = "max") -> dict:
+    """A discovery-style logistic detector over ``latents`` (features.json ``detector`` schema), for tests."""
+    from saedetox.discover.stats import text_stats
+    from saedetox.methods.meandiff import fit_logistic_detector
+    from saedetox.sae.load import load_sae
+
+    sae = load_sae(str(sae_dir), model_uses_layernorm=lm.uses_layernorm)
+    tox = text_stats(lm, sae, TOXIC_TEXTS).max_act[:, latents]
+    cln = text_stats(lm, sae, CLEAN_TEXTS).max_act[:, latents]
+    return fit_logistic_detector(tox, cln, "latents", pooling)

@@ -94,6 +94,18 @@ def test_steering_hooks_apply_inside_lm_eval(gpt2, steerer):
     np.testing.assert_allclose(_blimp_lls(gpt2, 8), base, rtol=0, atol=1e-6)  # detached: back to plain
 
 
+def test_lm_eval_loglikelihoods_are_steered_at_every_position(gpt2, sae_dir):
+    """lm-eval scores texts: positions=generated steers them exactly as positions=all."""
+    base = _blimp_lls(gpt2, 4)
+    got = {}
+    for positions in ("all", "generated"):
+        iv = Intervention(sae=str(sae_dir), latents=[0, 1, 2], strength=20.0, positions=positions)
+        with Steerer(gpt2, SteeringSpec([iv])):
+            got[positions] = _blimp_lls(gpt2, 4)
+    np.testing.assert_allclose(got["generated"], got["all"], rtol=1e-5, atol=1e-5)
+    assert np.abs(got["all"] - base).max() > 1e-2
+
+
 def test_run_capability_with_steerer(gpt2, steerer, plain):
     steered = run_capability(gpt2, tasks=("lambada",), limit=LIMIT, steerer=steerer, batch_size=8)
     assert not steerer.is_attached

@@ -158,3 +158,19 @@ def test_prompt_once_scorer_equals_the_straightforward_computation(family):
             assert n == ref_n
             assert s == pytest.approx(ref_s, abs=1e-4), (family, prompt[:20], cont[:20])
     assert any(n == limit - 1 for row in got for _, n in row)  # the over-long continuation was cut
+
+
+def test_clean_perplexity_is_steered_at_every_position_whatever_the_policy(gpt2, sae_dir):
+    """Scoring a text with a steered model steers every position of it: positions=generated == all."""
+    from saedetox.steering.spec import Intervention, SteeringSpec
+    from saedetox.steering.steerer import Steerer
+
+    texts = [" ".join(PROMPTS), "The library opens at nine in the morning and closes late."]
+    plain = clean_perplexity(gpt2, texts)
+    got = {}
+    for positions in ("all", "generated"):
+        iv = Intervention(sae=str(sae_dir), latents=[1, 5, 7], strength=20.0, positions=positions)
+        with Steerer(gpt2, SteeringSpec([iv])):
+            got[positions] = clean_perplexity(gpt2, texts)
+    assert got["generated"] == pytest.approx(got["all"], rel=1e-6)
+    assert abs(got["all"] / plain - 1) > 1e-3

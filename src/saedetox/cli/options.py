@@ -40,7 +40,7 @@ class SteeringOptions:
 
     sae: SaeOpt = None
     features: Annotated[str | None, typer.Option("--features", help="Latents: 3,17,42 or a features.json file.")] = None
-    mode: Annotated[str, typer.Option("--mode", help="constant | conditional | token | clamp.")] = "constant"
+    mode: Annotated[str, typer.Option("--mode", help="constant | conditional | token | clamp | adaptive.")] = "constant"
     strength: Annotated[float | None, typer.Option("--strength", help="Raw strength alpha.")] = None
     tier: Annotated[
         str | None, typer.Option("--tier", help="low | medium | high, or a fraction of the median residual norm.")
@@ -89,7 +89,7 @@ def steering_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | None:
     """The steering spec the options describe (``--spec`` file, or one intervention from the flags)."""
     from saedetox.discover.features import parse_features  # deferred: see saedetox.cli.app
-    from saedetox.steering.spec import Intervention, SteeringSpec, parse_threshold
+    from saedetox.steering.spec import Intervention, SteeringSpec, default_detector, parse_threshold
 
     if opts.spec:
         return SteeringSpec.load(opts.spec)
@@ -113,6 +113,7 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
         thresholds=taus,
         clamp_value=opts.clamp_value,
         positions=opts.positions,
+        detector=default_detector(opts.features) if opts.mode == "adaptive" else None,
     )
     return SteeringSpec([iv]).validate()
 

@@ -33,6 +33,7 @@ from saedetox.data.readers import Prompt, read_lines, read_rtp
 from saedetox.data.roles import is_reference_prompt_set, reference_prompts
 from saedetox.errors import SaedetoxError
 from saedetox.eval.agreement import judge_agreement
+from saedetox.eval.calibrate import calibrate_method
 from saedetox.eval.capability import CapabilityScores, run_capability
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.diversity import diversity
@@ -151,6 +152,7 @@ def evaluate(
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     prompts = load_prompts(cfg, data_dir)
+    calibrate_method(lm, method, cfg, prompts, data_dir, run / "push_calibration.json")  # push levels; else no-op
     sampling = cfg.sampling
     config = {
         "run": run_name or run.name,
@@ -180,6 +182,7 @@ def evaluate(
                 return prev
     atomic_write_json(cfg_path, {"fingerprint": fp, **config})
     conts = generate_all(lm, prompts, method, sampling, run)
+    steering = method.stats() if method.stats is not None else None  # gathered while generating
     gen_seconds = time.time() - t0
     scores = score_judges(cfg.judges, conts, run)
     ptox = [p.toxicity for p in prompts]
@@ -219,6 +222,7 @@ def evaluate(
         if len(scores) > 1
         else {},
         "per_prompt": per_prompt_block(prompts, scores, cfg.threshold, ppl["log_ppl"]),
+        **({"steering": steering} if steering is not None else {}),
         "generation_seconds": round(gen_seconds, 2),
         "wall_seconds": round(time.time() - t0, 2),
     }

@@ -25,7 +25,7 @@ from saedetox.eval.decode import lean_generate
 from saedetox.eval.noise import NoiseStream
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import tokenize_batch
-from saedetox.steering.steerer import Steerer
+from saedetox.steering.steerer import Steerer, generating
 
 #: the sampler's name and version; bump it whenever the same config would sample other tokens
 SAMPLER = "lean-gumbel-v1"
@@ -93,7 +93,7 @@ def _generate_batch(
     eos = lm.tokenizer.eos_token_id
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
     noise = NoiseStream(cfg.seed, batch, lm.device) if cfg.do_sample else None
-    with steerer.prompt_length(width) if steerer is not None else nullcontext():
+    with generating(lm.model, width):  # every attached Steerer (given or a method's) sees generated positions
         out = lean_generate(
             lm.model,
             enc["input_ids"],

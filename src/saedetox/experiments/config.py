@@ -18,7 +18,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.methods.base import METHOD_NAMES
 from saedetox.report.curves import ComparisonConfig
-from saedetox.steering.spec import MODES, parse_tier
+from saedetox.steering.spec import MODES, VECTOR_MODES, parse_tier
 
 
 @dataclass
@@ -35,7 +35,8 @@ class RunGroup:
     modes: list[str] = field(default_factory=lambda: ["constant"])
     tiers: list[str | float] = field(default_factory=list)  # named, or fractions of the median residual norm
     strengths: list[float] = field(default_factory=list)
-    threshold: float | str = "auto"  # auto = discovery's per-latent gates
+    push: list[float] = field(default_factory=list)  # target effective pushes (sae, meandiff): equal in every mode
+    threshold: float | str = "auto"  # auto = steering.spec.default_gates (discovery's gates for conditional)
     clamp_value: float = 0.0
     positions: str = "all"
     capability: bool = False
@@ -94,6 +95,12 @@ def parse_config(raw: dict[str, Any]) -> SweepConfig:
         for m in g.modes:
             if m not in MODES:
                 raise SaedetoxError(f"Unknown mode '{m}' in runs ({', '.join(MODES)}).")
+        if g.method == "meandiff" and any(m not in VECTOR_MODES for m in g.modes):
+            raise SaedetoxError(f"meandiff runs take modes {', '.join(VECTOR_MODES)}, got {', '.join(g.modes)}.")
+        if g.push and g.method not in ("sae", "meandiff"):
+            raise SaedetoxError(f"push levels are for sae and meandiff runs, not '{g.method}'.")
+        if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= 8 for x in g.push):
+            raise SaedetoxError(f"push levels are fractions of the median residual norm in (0, 8], got {g.push}.")
         g.tiers = [parse_tier(t) for t in g.tiers]
         if g.method == "surgery" and any(not isinstance(t, str) for t in g.tiers):
             raise SaedetoxError("Surgery takes named tiers (low, medium, high) or raw strengths, not numeric tiers.")

@@ -13,6 +13,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.experiments.config import DiscoveryCfg, SweepConfig
 from saedetox.model.load import LoadedModel
 from saedetox.sae.load import load_sae
+from saedetox.steering.spec import default_detector
 
 
 def resolve_features(cfg: SweepConfig, lm: LoadedModel, out: Path) -> tuple[list[int], list[float] | None]:
@@ -35,6 +36,14 @@ def resolve_features(cfg: SweepConfig, lm: LoadedModel, out: Path) -> tuple[list
     if not obj["selected"]:
         raise SaedetoxError("Discovery selected no latent (none reached min_auroc); lower it or change the method.")
     return [int(i) for i in obj["selected"]], obj.get("thresholds")
+
+
+def resolve_detector(cfg: SweepConfig, out: Path) -> dict[str, Any] | None:
+    """The adaptive-mode detector of the sweep's latents: features.json's ``detector``, if any."""
+    if isinstance(cfg.features, str):
+        return default_detector(cfg.features)
+    path = out / "features.json"
+    return default_detector(path) if cfg.discovery is not None and path.exists() else None
 
 
 def run_discovery(

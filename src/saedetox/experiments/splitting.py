@@ -20,7 +20,7 @@ import torch
 from saedetox.discover.features import read_features, write_features
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import evaluate
-from saedetox.experiments.config import SweepConfig
+from saedetox.experiments.config import SplittingCfg, SweepConfig
 from saedetox.experiments.features import run_discovery
 from saedetox.io import atomic_write_json
 from saedetox.methods.contrast import default_contrast
@@ -29,7 +29,7 @@ from saedetox.methods.registry import build_method
 from saedetox.model.load import LoadedModel
 from saedetox.sae.load import load_sae
 from saedetox.sae.loaded import LoadedSAE
-from saedetox.steering.spec import Intervention, SteeringSpec
+from saedetox.steering.spec import Intervention, SteeringSpec, default_detector, default_gates
 
 
 @torch.no_grad()
@@ -96,6 +96,22 @@ def conclusion(rows: list[dict[str, Any]]) -> str:
     return text
 
 
+def width_intervention(sae: str, feats: dict[str, Any], hook: str | None, sp: SplittingCfg) -> Intervention:
+    """One width's intervention: its discovery's latents, the study's mode and tier, the one gate rule."""
+    tau, taus = default_gates(sp.mode, feats)
+    detector = default_detector(feats) if sp.mode == "adaptive" else None
+    return Intervention(
+        sae=sae,
+        latents=feats["selected"],
+        hook=hook,
+        mode=sp.mode,
+        tier=sp.tier,
+        threshold=tau,
+        thresholds=taus,
+        detector=detector,
+    )
+
+
 def run_splitting(
     cfg: SweepConfig, lm: LoadedModel, ecfg: EvalConfig, out: Path, results: dict[str, Any], ref: LoadedModel | None
 ) -> dict[str, Any]:
@@ -130,18 +146,7 @@ def run_splitting(
             "selected": feats["selected"],
         }
         if feats["selected"]:
-            spec = SteeringSpec(
-                [
-                    Intervention(
-                        sae=name,
-                        latents=feats["selected"],
-                        hook=cfg.hook,
-                        mode=sp.mode,
-                        tier=sp.tier,
-                        thresholds=feats.get("thresholds") if sp.mode in ("conditional", "token") else None,
-                    )
-                ]
-            ).validate()
+            spec = SteeringSpec([width_intervention(name, feats, cfg.hook, sp)]).validate()
             run_name = f"{tag}-sae-{sp.mode}-{sp.tier}"
             res = evaluate(
                 lm,

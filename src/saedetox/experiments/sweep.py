@@ -21,7 +21,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.eval.capability import KNOWN_TASKS
 from saedetox.eval.run import evaluate, versions
 from saedetox.experiments.config import SweepConfig
-from saedetox.experiments.features import resolve_features
+from saedetox.experiments.features import resolve_detector, resolve_features
 from saedetox.experiments.plan import PlannedRun, plan
 from saedetox.experiments.splitting import run_splitting
 from saedetox.io import atomic_write_json, atomic_write_text
@@ -34,7 +34,7 @@ from saedetox.report.curves import ComparisonConfig
 from saedetox.report.markdown import markdown_summary
 from saedetox.report.write import write_report
 from saedetox.sae.load import REFERENCE_PREFIX, load_sae, split_registry_name
-from saedetox.steering.spec import Intervention, SteeringSpec
+from saedetox.steering.spec import Intervention, SteeringSpec, default_gates
 
 
 def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -46,6 +46,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
     ref = load_model(cfg.evaluation.ref_model, dtype=cfg.dtype, device=cfg.device) if cfg.evaluation.ref_model else None
     ev = cfg.evaluation.validate()
     features, gates = resolve_features(cfg, lm, out)
+    detector = resolve_detector(cfg, out)  # for adaptive SAE runs
     results: dict[str, Any] = {}
     planned = plan(cfg)
     contrast = None
@@ -53,7 +54,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] |
         contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)
     for i, r in enumerate(planned):
         print(f"[{i + 1}/{len(planned)}] {r.name}", flush=True)
-        method = _method(cfg, lm, r, features, gates, contrast)
+        method = _method(cfg, lm, r, features, gates, contrast, detector)
         run_cfg = replace(ev, capability=ev.capability if r.capability else ())
         results[r.name] = evaluate(
             lm, out / "runs" / r.name, run_cfg, method, run_name=r.name, ref_lm=ref, data_dir=cfg.data_dir
@@ -81,26 +82,33 @@ def _method(
     features: list[int],
     gates: list[float] | None,
     contrast: ContrastData | None,
+    detector: dict[str, Any] | None = None,
 ) -> Method:
     """The method one planned run evaluates: its steering spec (SAE runs) or its baseline."""
     spec = None
     if r.method == "sae":
+        mode = r.mode or "constant"
+        tau, taus = default_gates(mode, gates) if r.threshold == "auto" else (float(r.threshold), None)
         iv = Intervention(
             sae=r.sae,
             latents=features,
             hook=cfg.hook,
-            mode=r.mode or "constant",
+            mode=mode,
             tier=r.tier,
             strength=r.strength,
-            threshold=0.0 if r.threshold == "auto" else float(r.threshold),
-            thresholds=gates if r.threshold == "auto" and r.mode == "conditional" else None,
+            push=r.push,
+            threshold=tau,
+            thresholds=taus,
             positions=r.positions,
             clamp_value=r.clamp_value,
+            detector=detector if mode == "adaptive" else None,
         )
         spec = SteeringSpec([iv]).validate()
     options: dict[str, Any] = {"data_dir": cfg.data_dir}
     if r.method in ("meandiff", "surgery"):
         options.update(tier=r.tier, strength=r.strength, hook=cfg.hook or _sae_hook(cfg, lm))
+    if r.method == "meandiff":
+        options.update(mode=r.mode or "constant", push=r.push)
     if r.method in ("meandiff", "aura", "surgery"):
         options["data"] = contrast
     return build_method(lm, r.method, spec, **options)

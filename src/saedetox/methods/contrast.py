@@ -85,3 +85,16 @@ def run_until_stopped(lm: LoadedModel, batch: dict[str, torch.Tensor]) -> None:
         lm.model(**batch, use_cache=False)
     except StopForward:
         pass
+
+
+@torch.no_grad()
+def max_projection(lm: LoadedModel, texts: Sequence[str], hook: str, direction: torch.Tensor) -> torch.Tensor:
+    """Per-text maximum over real (non-BOS, non-pad) tokens of ``x · direction`` at ``hook``: [n]."""
+    v = direction.float().to(lm.device)
+    out = []
+    for acts, mask, _ in iter_activations(lm, texts, [hook], 32, True, "right", 128):
+        m = mask.bool().clone()
+        m[:, 0] = False
+        proj = (acts[hook].float() @ v).masked_fill(~m, float("-inf"))
+        out.append(proj.amax(1).cpu())
+    return torch.cat(out)
