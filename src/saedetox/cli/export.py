@@ -21,10 +21,12 @@ def export_cmd(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Fold constant steering into the weights: a plain HF checkpoint, no saedetox needed to serve it."""
+    from saedetox.io import check_output_dir
     from saedetox.model.load import parse_dtype  # deferred: see saedetox.cli.app
     from saedetox.steering.export import export
 
     spec = build_spec(steering)
+    check_output_dir(out)  # before the model is loaded
     lm = load_lm(model, dtype, device)
     save = None if save_dtype == "auto" else parse_dtype(save_dtype, lm.device)
     path = export(lm, spec, out, dtype=save)

@@ -9,6 +9,7 @@ uninterrupted one would. A faster decode loop can replace :func:`_generate_batch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from transformers import LogitsProcessorList
 from transformers.generation.logits_process import TopPLogitsWarper
 
 from saedetox.errors import SaedetoxError
+from saedetox.model.guard import check_scores
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import tokenize_batch
 from saedetox.steering.steerer import Steerer
@@ -40,8 +42,8 @@ class SamplingConfig:
             raise SaedetoxError("n_samples, max_new_tokens and batch_size must be at least 1.")
         if not 0 < self.top_p <= 1:
             raise SaedetoxError(f"top_p must be in (0, 1], got {self.top_p}.")
-        if self.temperature <= 0:
-            raise SaedetoxError(f"temperature must be positive, got {self.temperature}.")
+        if not 0 < self.temperature < math.inf:
+            raise SaedetoxError(f"temperature must be a positive finite number, got {self.temperature}.")
         return self
 
     @property
@@ -73,10 +75,13 @@ class NucleusWarper:
 
     def __init__(self, top_p: float, temperature: float = 1.0, k: int = 1024) -> None:
         self.top_p, self.temperature, self.k = float(top_p), float(temperature), int(k)
+        self.step = 0
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.temperature != 1.0:
             scores = scores / self.temperature
+        check_scores(scores, self.step)  # one clear line instead of multinomial's "probability tensor contains nan"
+        self.step += 1
         if self.top_p >= 1.0:
             return scores
         if self.k >= scores.shape[-1]:
@@ -96,6 +101,11 @@ class NucleusWarper:
 
     def _full(self, scores: torch.Tensor) -> torch.Tensor:
         return TopPLogitsWarper(self.top_p)(None, scores)  # type: ignore[arg-type]
+
+
+def _check_greedy(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    check_scores(scores)  # argmax over NaN would pick a token silently
+    return scores
 
 
 def batch_bounds(n_prompts: int, cfg: SamplingConfig) -> list[tuple[int, int]]:
@@ -134,6 +144,8 @@ def _generate_batch(
     if cfg.do_sample:
         warp = NucleusWarper(cfg.top_p, cfg.temperature)
         kwargs.update(top_p=1.0, temperature=1.0, top_k=0, logits_processor=LogitsProcessorList([warp]))
+    else:
+        kwargs.update(logits_processor=LogitsProcessorList([_check_greedy]))
     if steerer is not None:
         with steerer.prompt_length(width):
             out = lm.model.generate(**enc, **kwargs)
