@@ -120,5 +120,7 @@ def finish(proc: Any, log: Path, timeout: float = 300) -> tuple[int, str, str]:
     return proc.exitcode, read(".out"), read(".err")
 
 
-def run(argv: list[str], log: Path, fault: tuple[str, float] | None = None, timeout: float = 300) -> tuple[int, str, str]:
+def run(
+    argv: list[str], log: Path, fault: tuple[str, float] | None = None, timeout: float = 300
+) -> tuple[int, str, str]:
     return finish(start(argv, log, fault), log, timeout)

@@ -175,8 +175,16 @@ CASES = [
     ("sae-other-width-model", EV + ["--method", "sae", "--sae", "{w}/wide", "--features", "1"], "d_in"),
     ("latent-out-of-range", EV + ["--method", "sae", "--sae", "{w}/sae", "--features", "64"], "out of range"),
     ("features-non-integer", EV + ["--method", "sae", "--sae", "{w}/sae", "--features", "{w}/feat_nonint.json"], "'x'"),
-    ("features-other-width", EV + ["--method", "sae", "--sae", "{w}/sae", "--features", "{w}/feat128.json"], "d_sae 128"),
-    ("features-other-sae", EV + ["--method", "sae", "--sae", "{w}/sae", "--features", "{w}/feat_other.json"], "sae_other"),
+    (
+        "features-other-width",
+        EV + ["--method", "sae", "--sae", "{w}/sae", "--features", "{w}/feat128.json"],
+        "d_sae 128",
+    ),
+    (
+        "features-other-sae",
+        EV + ["--method", "sae", "--sae", "{w}/sae", "--features", "{w}/feat_other.json"],
+        "sae_other",
+    ),
     ("features-not-json", EV + ["--method", "sae", "--sae", "{w}/sae", "--features", "{w}/notjson.json"], "JSON"),
     ("model-missing", EV + ["--model", "{t}/nomodel"], "does not exist"),
     ("model-not-hf", EV + ["--model", "{w}/sae"], "config.json"),
@@ -226,7 +234,11 @@ CASES = [
     ("report-not-json", ["report", "{w}/notjson.json", "--out", "{t}/r.html"], "notjson.json"),
     ("report-out-is-a-folder", ["report", "{w}/done", "--out", "{w}/orphan"], "is a folder"),
     # discover, export, info, train
-    ("discover-k-0", ["discover", "--model", "{w}/model", "--sae", "{w}/sae", "--k", "0", "--out", "{t}/f.json"], "--k"),
+    (
+        "discover-k-0",
+        ["discover", "--model", "{w}/model", "--sae", "{w}/sae", "--k", "0", "--out", "{t}/f.json"],
+        "--k",
+    ),
     ("discover-method", ["discover", "--sae", "{w}/sae", "--method", "nosuch", "--out", "{t}/f.json"], "nosuch"),
     ("discover-min-auroc", ["discover", "--sae", "{w}/sae", "--min-auroc", "2", "--out", "{t}/f.json"], "min-auroc"),
     ("discover-out-folder", ["discover", "--sae", "{w}/sae", "--out", "{w}/orphan"], "is a folder"),
@@ -235,7 +247,11 @@ CASES = [
     ("info-model-missing", ["info", "--model", "{t}/nomodel"], "does not exist"),
     ("info-model-truncated", ["info", "--model", "{w}/trunc_model"], "truncated"),
     ("info-sae-nan", ["info", "--model", "{w}/model", "--sae", "{w}/nan_sae"], "NaN"),
-    ("train-sae-out-file", ["train-sae", "--hook", "blocks.1.hook_resid_pre", "--width", "8", "--out", "{w}/afile"], "file"),
+    (
+        "train-sae-out-file",
+        ["train-sae", "--hook", "blocks.1.hook_resid_pre", "--width", "8", "--out", "{w}/afile"],
+        "file",
+    ),
     ("train-judge-out-proc", ["train-judge", "--out", "/proc/saedetox-test/judge"], "not writable"),
 ]
 

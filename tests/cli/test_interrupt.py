@@ -69,8 +69,7 @@ def test_ctrl_c_exits_130_says_how_to_resume_and_resumes(reference_run, tmp_path
     assert code == 130, err
     assert len(lines) == 1 and "Traceback" not in err
     assert lines[0] == (
-        "interrupted; the run is resumable: rerun "
-        f"`{shlex.join(['saedetox', *argv])}` to continue where it stopped."
+        f"interrupted; the run is resumable: rerun `{shlex.join(['saedetox', *argv])}` to continue where it stopped."
     )
     assert not (run / "metrics.json").exists() and len(_rows(run / "generations.jsonl")) < 6
     code, _, err = faultdriver.run(argv, tmp_path / "b")
@@ -144,4 +143,6 @@ def test_kill_9_mid_sweep_then_resume(tmp_path):
     for name in ("none", "sae-constant-low"):
         _same_as(run / "runs" / name, ref / "runs" / name)
     strip = lambda m: {k: {x: y for x, y in v.items() if x not in TIMINGS} for k, v in m.items()}  # noqa: E731
-    assert strip(json.loads((run / "metrics.json").read_text())) == strip(json.loads((ref / "metrics.json").read_text()))
+    assert strip(json.loads((run / "metrics.json").read_text())) == strip(
+        json.loads((ref / "metrics.json").read_text())
+    )

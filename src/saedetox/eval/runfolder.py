@@ -65,10 +65,11 @@ def _recorded(run: Path, overwrite: bool) -> Fingerprint | None:
     old = stored_fingerprint(run) if CONFIG in ours else None
     if old is None and ours:
         if not overwrite:
-            why = "no config.json" if CONFIG not in ours else "a config.json without a settings record"
-            raise SaedetoxError(
-                f"{run} holds {', '.join(ours)} but {why}, so its results cannot be checked; {REPLACE}."
-            )
+            if CONFIG not in ours:
+                why = f"holds {', '.join(ours)} but no config.json"
+            else:
+                why = "has a config.json that records no settings (written by an older saedetox, or unreadable)"
+            raise SaedetoxError(f"{run} {why}, so its results cannot be checked; {REPLACE}.")
         _remove(run, ours)
     return old
 
