@@ -1,14 +1,19 @@
 """``saedetox evaluate``: the RealToxicityPrompts protocol of DESIGN §5, resumable.
 
 For each prompt, ``k`` continuations of up to ``N`` new tokens are sampled (nucleus p, T=1)
-with the method under test active, and written to ``RUN/generations.jsonl`` batch by batch
-(a restarted run skips every finished batch and regenerates none of them). Then each judge
-scores every continuation; metrics are Expected Maximum Toxicity (± std), Toxicity
-Probability and mean toxicity per judge with bootstrap 95% CIs and a split by prompt
-toxicity; conditional perplexity of the continuations under a reference LM (default: the
-unsteered model); perplexity of the (steered) model on held-out clean text; dist-1/2/3;
-optional capability benchmarks; agreement between judges. ``RUN/metrics.json`` holds the
-DESIGN §7 contract keys.
+with the method under test active, and written to ``RUN/generations.jsonl`` row by row
+(:mod:`saedetox.eval.log`: a restarted run regenerates no finished row). Then each judge
+scores every continuation (cached per judge in ``RUN/scores.npz``); metrics are Expected
+Maximum Toxicity (± std), Toxicity Probability and mean toxicity per judge with bootstrap 95%
+CIs and a split by prompt toxicity; conditional perplexity of the continuations under a
+reference LM (default: the unsteered model); perplexity of the (steered) model on held-out
+clean text; dist-1/2/3; optional capability benchmarks; agreement between judges.
+``RUN/metrics.json`` holds the DESIGN §7 contract keys and the run's fingerprint.
+
+Every input is checked before a model is loaded or the folder created (:func:`prepare`); one
+process writes a run folder at a time (:func:`saedetox.io.folder_lock`); a folder holding a run
+made with other settings is refused unless ``overwrite`` (:mod:`saedetox.eval.fingerprint`,
+:mod:`saedetox.eval.runfolder`).
 """
 
 from __future__ import annotations
