@@ -125,7 +125,7 @@ def run_plain(lm: LoadedModel, prompts: list[str], k: int, steerer: Steerer | No
         with torch.no_grad():
             out = lm.model.generate(**enc, **kw)
     else:
-        with steerer, steerer.prompt_length(width), torch.no_grad():
+        with steerer, steerer.generation(width), torch.no_grad():
             out = lm.model.generate(**enc, **kw)
     lm.tokenizer.batch_decode(out[:, width:].tolist(), skip_special_tokens=True)
 

@@ -68,7 +68,7 @@ def test_interrupted_run_resumes_without_redoing(tmp_path, gpt2):
 
 def test_changed_config_is_refused(tmp_path, gpt2):
     evaluate(gpt2, tmp_path / "run", cfg())
-    with pytest.raises(SaedetoxError, match="different run"):
+    with pytest.raises(SaedetoxError, match="was run with n_prompts=6, now 5"):
         evaluate(gpt2, tmp_path / "run", cfg(n_prompts=5))
 
 

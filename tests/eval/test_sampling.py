@@ -128,7 +128,7 @@ def test_greedy_sampling_equals_generate_under_steering(gpt2, sae_dir):
     got = tokens(sample(gpt2, PROMPTS, cfg, st))
     enc = tokenize_batch(gpt2.tokenizer, PROMPTS)
     width = enc["input_ids"].shape[1]
-    with st, st.prompt_length(width), torch.no_grad():
+    with st, st.generation(width), torch.no_grad():
         out = gpt2.model.generate(**enc, do_sample=False, max_new_tokens=6, pad_token_id=gpt2.tokenizer.pad_token_id)
     eos = gpt2.tokenizer.eos_token_id
     assert got == [row[: row.index(eos)] if eos in row else row for row in out[:, width:].tolist()]

@@ -8,6 +8,7 @@ import typer
 
 from saedetox.cli.options import DataDirOpt, DeviceOpt, DtypeOpt, HookOpt, ModelOpt, load_lm
 from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
+from saedetox.errors import SaedetoxError
 
 
 def discover_cmd(
@@ -40,9 +41,18 @@ def discover_cmd(
     from saedetox.discover.features import write_features  # deferred: see saedetox.cli.app
     from saedetox.discover.select import discover
     from saedetox.discover.sets import discovery_sets
+    from saedetox.discover.stats import METHODS
+    from saedetox.io import check_output_file
     from saedetox.sae.load import load_sae
     from saedetox.sae.preflight import check_fit
 
+    if method not in METHODS:
+        raise SaedetoxError(f"Unknown discovery method '{method}': use one of {', '.join(METHODS)}.")
+    if k < 1:
+        raise SaedetoxError(f"--k must be at least 1, got {k}.")
+    if not 0 <= min_auroc <= 1:
+        raise SaedetoxError(f"--min-auroc must be in [0, 1], got {min_auroc}.")
+    check_output_file(out)
     sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir)
     lm = load_lm(model, dtype, device)
     s = load_sae(sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)

@@ -38,6 +38,7 @@ def export_cmd(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Fold constant steering into the weights: a plain HF checkpoint, no saedetox needed to serve it."""
+    from saedetox.io import check_output_dir
     from saedetox.methods.export import export_baseline  # deferred: see saedetox.cli.app
     from saedetox.model.load import parse_dtype
     from saedetox.steering.checkpoint import TargetNotEmpty
@@ -46,6 +47,7 @@ def export_cmd(
     if method not in ("sae", "meandiff", "surgery"):
         raise SaedetoxError(f"Cannot export method '{method}': use sae, meandiff or surgery.")
     spec = build_spec(steering) if method == "sae" else None
+    check_output_dir(out)  # before the model is loaded
     lm = load_lm(model, dtype, device)
     save = None if save_dtype == "auto" else parse_dtype(save_dtype, lm.device)
     try:

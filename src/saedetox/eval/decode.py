@@ -32,6 +32,7 @@ import torch
 from saedetox.eval.kvcache import forward_params, new_cache, repeat_rows
 from saedetox.eval.noise import NoiseStream
 from saedetox.eval.nucleus import gumbel_nucleus_sample
+from saedetox.model.guard import FiniteFlag, check_scores
 from saedetox.model.sites import repeat_batch_state
 
 
@@ -98,7 +99,13 @@ def lean_generate(
     if feed is None:
         feed = _Uncached(model, input_ids, mask0, n_repeat, padded, extra)
     logits = feed.first()
+    finite = FiniteFlag() if dev.type == "cuda" else None  # on the device: one sync per batch, not per step
     for t in range(max_new_tokens):
+        scores = logits if temperature == 1.0 or noise is None else logits / temperature
+        if finite is None:
+            check_scores(scores, t)  # one clear line instead of NaN tokens
+        else:
+            finite.update(scores)
         tok = _sample(logits, t, noise, top_p, temperature)
         if eos_token_id is not None:
             tok = tok.masked_fill_(done, pad_token_id)
@@ -107,6 +114,8 @@ def lean_generate(
         if t == max_new_tokens - 1 or (eos_token_id is not None and stop.all_done(done)):
             break
         logits = feed.next(tok, t)
+    if finite is not None:
+        finite.check()
     return out_tok
 
 

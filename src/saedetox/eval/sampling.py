@@ -16,6 +16,7 @@ by another sampler are never mixed with these.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -49,8 +50,8 @@ class SamplingConfig:
             raise SaedetoxError("n_samples, max_new_tokens and batch_size must be at least 1.")
         if not 0 < self.top_p <= 1:
             raise SaedetoxError(f"top_p must be in (0, 1], got {self.top_p}.")
-        if self.temperature <= 0:
-            raise SaedetoxError(f"temperature must be positive, got {self.temperature}.")
+        if not 0 < self.temperature < math.inf:
+            raise SaedetoxError(f"temperature must be a positive finite number, got {self.temperature}.")
         if self.sampler != SAMPLER:
             raise SaedetoxError(f"Unknown sampler '{self.sampler}': this saedetox samples with {SAMPLER}.")
         return self

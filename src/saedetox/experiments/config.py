@@ -64,6 +64,7 @@ class SweepConfig:
     dtype: str = "auto"
     device: str = "auto"
     data_dir: str | None = None
+    overwrite: bool = False  # replace runs in the output folder that were made with other settings
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:
@@ -76,9 +77,57 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     return cls(**raw)
 
 
+_LISTS = {"modes": str, "tiers": (str, int, float), "strengths": (int, float)}
+
+
+def _check_group(g: RunGroup, where: str) -> None:
+    for key, kind in _LISTS.items():
+        value = getattr(g, key)
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, kind) for v in value):
+            raise SaedetoxError(f"{where}.{key} must be a list of {'names' if kind is str else 'numbers'}.")
+    if not isinstance(g.capability, bool):
+        raise SaedetoxError(f"{where}.capability must be true or false.")
+    if g.threshold != "auto" and (isinstance(g.threshold, bool) or not isinstance(g.threshold, (int, float))):
+        raise SaedetoxError(f"{where}.threshold must be a number or auto, got {g.threshold!r}.")
+
+
+def _check_sections(cfg: SweepConfig) -> None:
+    f = cfg.features
+    if f is not None and not isinstance(f, str):
+        if not isinstance(f, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in f):
+            raise SaedetoxError(
+                f"features must be a list of latent indices (integers) or a features.json path, got {f!r}."
+            )
+    d = cfg.discovery
+    if d is not None:
+        if isinstance(d.k, bool) or not isinstance(d.k, int) or d.k < 1:
+            raise SaedetoxError(f"discovery.k must be a whole number ≥ 1, got {d.k!r}.")
+        if isinstance(d.min_auroc, bool) or not isinstance(d.min_auroc, (int, float)) or not 0 <= d.min_auroc <= 1:
+            raise SaedetoxError(f"discovery.min_auroc must be in [0, 1], got {d.min_auroc!r}.")
+        if d.max_pairs is not None and (
+            isinstance(d.max_pairs, bool) or not isinstance(d.max_pairs, int) or d.max_pairs < 2
+        ):
+            raise SaedetoxError(f"discovery.max_pairs must be a whole number ≥ 2, got {d.max_pairs!r}.")
+    sp = cfg.splitting
+    if sp is not None:
+        if not isinstance(sp.saes, list) or not all(isinstance(x, str) for x in sp.saes):
+            raise SaedetoxError("splitting.saes must be a list of SAE names.")
+        if isinstance(sp.coverage, bool) or not isinstance(sp.coverage, (int, float)) or not 0 < sp.coverage <= 1:
+            raise SaedetoxError(f"splitting.coverage must be in (0, 1], got {sp.coverage!r}.")
+        if sp.mode not in MODES:
+            raise SaedetoxError(f"Unknown mode '{sp.mode}' in splitting ({', '.join(MODES)}).")
+        sp.tier = parse_tier(sp.tier)  # type: ignore[assignment]
+
+
 def parse_config(raw: dict[str, Any]) -> SweepConfig:
     """Validate a sweep mapping against the schema; one clear line per problem."""
-    raw = dict(raw or {})
+    if raw is None:
+        raise SaedetoxError("The sweep config is empty.")
+    if not isinstance(raw, dict):
+        raise SaedetoxError(
+            f"The sweep config must be a mapping of keys (model, sae, runs, …), not a {type(raw).__name__}."
+        )
+    raw = dict(raw)
     for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalConfig), ("splitting", SplittingCfg)):
         if raw.get(key) is not None:
             raw[key] = _build(cls, raw[key], key)
@@ -89,6 +138,17 @@ def parse_config(raw: dict[str, Any]) -> SweepConfig:
         raise SaedetoxError("The sweep config needs a non-empty 'runs' list.")
     raw["runs"] = [_build(RunGroup, g, f"runs[{i}]") for i, g in enumerate(groups)]
     cfg = _build(SweepConfig, raw, "the sweep config")
+    for i, g in enumerate(cfg.runs):
+        _check_group(g, f"runs[{i}]")
+    if not isinstance(cfg.overwrite, bool):
+        raise SaedetoxError("overwrite must be true or false.")
+    for key in ("model", "dtype", "device"):
+        if not isinstance(getattr(cfg, key), str):
+            raise SaedetoxError(f"{key} must be a name, got {getattr(cfg, key)!r}.")
+    for key in ("sae", "hook", "data_dir"):
+        if getattr(cfg, key) is not None and not isinstance(getattr(cfg, key), str):
+            raise SaedetoxError(f"{key} must be a name or a path, got {getattr(cfg, key)!r}.")
+    _check_sections(cfg)
     for g in cfg.runs:
         if g.method not in METHOD_NAMES:
             raise SaedetoxError(f"Unknown method '{g.method}' in runs: use one of {', '.join(METHOD_NAMES)}.")
@@ -114,8 +174,12 @@ def load_config(path: str | Path) -> SweepConfig:
     p = Path(path)
     if not p.exists():
         raise SaedetoxError(f"Sweep config {p} not found.")
+    if p.is_dir():
+        raise SaedetoxError(f"Sweep config {p} is a folder; pass the YAML file.")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SaedetoxError(f"{p} is not UTF-8 text; save the sweep config as UTF-8 YAML.") from None
     except yaml.YAMLError as err:
         raise SaedetoxError(f"{p} is not valid YAML ({str(err).splitlines()[0]}).") from None
     return parse_config(raw)

@@ -71,6 +71,9 @@ def _from_sae(sae: Any, source: str, model_uses_layernorm: bool | None) -> Loade
         raise SaedetoxError(
             f"SAE {source} reads attention-head outputs (hook_z); steering supports residual/MLP/attn-out SAEs."
         )
+    bad = [n for n, t in sae.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise SaedetoxError(f"SAE {source} has NaN or infinite weights ({', '.join(bad)}); re-save or re-download it.")
     pb = md.get("prepend_bos")
     loaded = LoadedSAE(
         sae=sae,
