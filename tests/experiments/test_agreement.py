@@ -103,3 +103,15 @@ def test_dry_run_and_real_run_share_the_checks(tmp_path):
     ok = {"features": [1], "runs": [{"method": "none"}], "evaluation": {"n_prompts": 2, "clean_texts": 0}}
     lines = dry_run(parse_config(ok))
     assert any(x.startswith("model reference: reference world") for x in lines) and lines[-1].startswith("1 runs")
+
+
+def test_dry_run_accepts_adaptive_sae_runs_and_needs_a_detector_in_a_features_file(tmp_path):
+    """Adaptive runs take their detector from discovery at run time; the dry run used to refuse them."""
+    base = {"evaluation": {"n_prompts": 2, "clean_texts": 0}}
+    runs = [{"method": "sae", "modes": ["adaptive"], "push": [0.1]}]
+    lines = dry_run(parse_config(base | {"discovery": {"k": 2}, "runs": runs}))
+    assert lines[-1] == "1 runs planned: sae-adaptive-p0.1"
+    feats = tmp_path / "features.json"
+    feats.write_text(json.dumps({"selected": [1, 2]}))
+    with pytest.raises(SaedetoxError, match="need a detector"):
+        dry_run(parse_config(base | {"features": str(feats), "runs": runs}))

@@ -123,3 +123,18 @@ def test_one_gate_rule(tmp_path):
     assert parse_threshold("0.25", str(path), "conditional") == (0.25, None)
     assert default_detector(str(path)) == {"kind": "latents"} and default_detector(feats) == {"kind": "latents"}
     assert default_detector(tmp_path / "missing.json") is None
+
+
+def test_default_detector_from_discovery_is_usable_and_follows_the_selected_order():
+    """Discovery stores the fitted latents in the detector; the spec takes coef/scale in `selected` order."""
+    from saedetox.steering.spec import Intervention, default_detector
+
+    det = {"kind": "latents", "latents": [4, 3], "coef": [2.0, 1.0], "intercept": -1.0, "scale": [0.5, 0.25]}
+    got = default_detector({"selected": [3, 4], "detector": det})
+    assert got == {"kind": "latents", "coef": [1.0, 2.0], "intercept": -1.0, "scale": [0.25, 0.5]}
+    iv = Intervention(sae="x", latents=[3, 4], mode="adaptive", tier="low", detector=got).validate()
+    assert iv.detector["coef"] == [1.0, 2.0]
+    same = default_detector({"selected": [4, 3], "detector": det})
+    assert same is not None and same["coef"] == [2.0, 1.0] and "latents" not in same
+    with pytest.raises(SaedetoxError, match="other latents"):
+        default_detector({"selected": [3, 5], "detector": det})

@@ -19,7 +19,9 @@ from saedetox.experiments.config import SweepConfig
 from saedetox.experiments.plan import plan
 from saedetox.io import check_output_dir
 from saedetox.model.load import REFERENCE_NAME
-from saedetox.steering.spec import Intervention
+from saedetox.steering.spec import Intervention, default_detector
+
+PLACEHOLDER_DETECTOR = {"kind": "latents", "coef": [0.0], "intercept": 0.0, "scale": [1.0], "pooling": "max"}
 
 
 def check_sweep(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
@@ -51,16 +53,21 @@ def check_sweep(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
     runs = plan(cfg)
     for r in runs:
         if r.method == "sae":
+            mode = r.mode or "constant"
+            if mode == "adaptive" and isinstance(cfg.features, str) and default_detector(cfg.features) is None:
+                raise SaedetoxError(f"Adaptive SAE runs need a detector, and {cfg.features} has none.")
             Intervention(
                 sae=r.sae,
                 latents=[0],
                 hook=cfg.hook,
-                mode=r.mode or "constant",
+                mode=mode,
                 tier=r.tier,
                 strength=r.strength,
                 threshold=0.0 if r.threshold == "auto" else r.threshold,  # type: ignore[arg-type]
                 positions=r.positions,
                 clamp_value=r.clamp_value,
+                # the real detector comes from discovery's features.json when the run starts
+                detector=PLACEHOLDER_DETECTOR if mode == "adaptive" else None,
             ).validate()
     lines.append(f"{len(runs)} runs planned: {', '.join(r.name for r in runs)}")
     return lines

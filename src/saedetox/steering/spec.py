@@ -260,7 +260,19 @@ def default_detector(features: str | Path | dict[str, Any] | None) -> dict[str, 
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None
     det = features.get("detector") if isinstance(features, dict) else None
-    return dict(det) if isinstance(det, dict) else None
+    if not isinstance(det, dict):
+        return None
+    det = dict(det)
+    order = det.pop("latents", None)  # discovery records the latents it was fitted on
+    selected = features.get("selected") if isinstance(features, dict) else None
+    if isinstance(order, list) and isinstance(selected, list) and order != selected:
+        if sorted(order) != sorted(selected) or len(set(order)) != len(order):
+            raise SaedetoxError("The features file's detector was fitted on other latents than the selected ones.")
+        at = {f: i for i, f in enumerate(order)}  # steering uses the selected order: coef and scale follow it
+        for key in ("coef", "scale"):
+            if isinstance(det.get(key), list) and len(det[key]) == len(order):
+                det[key] = [det[key][at[f]] for f in selected]
+    return det
 
 
 def parse_threshold(
