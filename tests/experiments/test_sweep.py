@@ -77,6 +77,34 @@ def test_push_levels_and_meandiff_modes_in_a_sweep():
             parse_config(BASE | {"runs": bad})
 
 
+def test_planner_sets_curves_levels_and_adaptive_pooling(gpt2, sae_dir):
+    from saedetox.experiments.sweep import _method
+
+    runs = [
+        {"method": "surgery", "tiers": ["low", "high"]},
+        {"method": "sae", "modes": ["adaptive"], "push": [0.2], "pooling": "token"},
+        {"method": "sae", "modes": ["adaptive", "constant"], "push": [0.2]},
+        {"method": "meandiff", "modes": ["adaptive"], "push": [0.2], "pooling": "token"},
+    ]
+    cfg = parse_config(BASE | {"sae": str(sae_dir), "runs": runs})
+    planned = plan(cfg)
+    got = [(r.name, r.curve, r.level, r.pooling) for r in planned]
+    assert got == [
+        ("surgery-low", "surgery", 0.125, None),
+        ("surgery-high", "surgery", 0.5, None),
+        ("sae-adaptive-token-p0.2", "sae-adaptive-token", 0.2, "token"),
+        ("sae-adaptive-p0.2", "sae-adaptive", 0.2, None),
+        ("sae-constant-p0.2", "sae-constant", 0.2, None),
+        ("meandiff-adaptive-token-p0.2", "meandiff-adaptive-token", 0.2, "token"),
+    ]
+    det = {"kind": "latents", "coef": [1.0, 1.0], "intercept": 0.0, "scale": [1.0, 1.0], "pooling": "max"}
+    pooled = [_method(cfg, gpt2, planned[i], [1, 2], None, None, det).steerer.spec.interventions[0] for i in (2, 3)]
+    assert [iv.detector["pooling"] for iv in pooled] == ["token", "max"] and det["pooling"] == "max"
+    for bad in ({"method": "sae", "modes": ["constant"], "pooling": "token"}, {"method": "sae", "pooling": "mean"}):
+        with pytest.raises(SaedetoxError, match="pooling"):
+            parse_config(BASE | {"runs": [bad | {"modes": bad.get("modes", ["adaptive"])}]})
+
+
 def test_sweep_and_splitting_share_the_gate_rule(gpt2, sae_dir):
     from saedetox.experiments.config import SplittingCfg
     from saedetox.experiments.plan import PlannedRun
@@ -136,6 +164,8 @@ def test_sweep_resumes_and_writes_report(tmp_path):
     out = tmp_path / "sweep"
     first = run_sweep(parse_config(raw), out)
     assert set(first) == {"none", "sae-constant-low", "prompt"}
+    assert first["sae-constant-low"]["config"]["curve"] == "sae-constant"  # the planner's curve and level
+    assert first["sae-constant-low"]["config"]["level"] == 0.125 and first["prompt"]["config"]["curve"] is None
     stamp = (out / "runs" / "none" / "generations.jsonl").stat().st_mtime_ns
     (out / "runs" / "prompt" / "metrics.json").unlink()
     second = run_sweep(parse_config(raw), out)

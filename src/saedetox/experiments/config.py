@@ -18,7 +18,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.methods.base import METHOD_NAMES
 from saedetox.report.curves import ComparisonConfig
-from saedetox.steering.spec import MODES, VECTOR_MODES, parse_tier
+from saedetox.steering.spec import MODES, POOLINGS, VECTOR_MODES, parse_tier
 
 
 @dataclass
@@ -40,6 +40,7 @@ class RunGroup:
     clamp_value: float = 0.0
     positions: str = "all"
     capability: bool = False
+    pooling: str | None = None  # adaptive runs: the detector's pooling, max or token (default: the detector's own)
 
 
 @dataclass
@@ -157,6 +158,8 @@ def parse_config(raw: dict[str, Any]) -> SweepConfig:
                 raise SaedetoxError(f"Unknown mode '{m}' in runs ({', '.join(MODES)}).")
         if g.method == "meandiff" and any(m not in VECTOR_MODES for m in g.modes):
             raise SaedetoxError(f"meandiff runs take modes {', '.join(VECTOR_MODES)}, got {', '.join(g.modes)}.")
+        if g.pooling is not None and (g.pooling not in POOLINGS or "adaptive" not in g.modes):
+            raise SaedetoxError(f"pooling ({', '.join(POOLINGS)}) is for adaptive runs, got {g.pooling!r}.")
         if g.push and g.method not in ("sae", "meandiff"):
             raise SaedetoxError(f"push levels are for sae and meandiff runs, not '{g.method}'.")
         if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= 8 for x in g.push):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from saedetox.errors import SaedetoxError
 from saedetox.experiments.config import SweepConfig
-from saedetox.steering.spec import tier_label
+from saedetox.steering.spec import TIER_FACTORS, tier_label
 
 
 @dataclass
@@ -24,6 +24,9 @@ class PlannedRun:
     capability: bool = False
     sae: str | None = None
     clamp_value: float = 0.0
+    pooling: str | None = None  # adaptive runs: the detector's pooling (None: the detector's own)
+    curve: str | None = None  # the strength curve the run belongs to (None: a point method)
+    level: float | None = None  # its level along the curve: push, tier fraction or strength
 
 
 def plan(cfg: SweepConfig) -> list[PlannedRun]:
@@ -55,14 +58,16 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
                     )
                 )
                 continue
+            pooled = f"{mode}-{g.pooling}" if mode == "adaptive" and g.pooling else mode
+            if g.method == "sae":
+                curve = f"sae-{pooled}"
+            elif g.method == "meandiff" and mode != "constant":
+                curve = f"meandiff-{pooled}"
+            else:
+                curve = g.method
             for tier, strength, push in levels:
                 level = tier_label(tier) if tier is not None else f"a{strength:g}" if push is None else f"p{push:g}"
-                if g.method == "sae":
-                    name = f"sae-{mode}-{level}"
-                elif g.method == "meandiff" and mode != "constant":
-                    name = f"meandiff-{mode}-{level}"
-                else:
-                    name = f"{g.method}-{level}"
+                name = f"{curve}-{level}"
                 out.append(
                     PlannedRun(
                         name=name,
@@ -75,6 +80,9 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
                         positions=g.positions,
                         capability=g.capability,
                         sae=cfg.sae if g.method == "sae" else None,
+                        pooling=g.pooling if mode == "adaptive" else None,
+                        curve=curve,
+                        level=_level(tier, strength, push),
                     )
                 )
     names = [r.name for r in out]
@@ -82,3 +90,12 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
     if dup:
         raise SaedetoxError(f"Duplicate run name(s) in the sweep: {', '.join(sorted(dup))}.")
     return out
+
+
+def _level(tier: str | float | None, strength: float | None, push: float | None) -> float | None:
+    """A run's level along its curve: the push, the tier's fraction of the median norm, or the strength."""
+    if push is not None:
+        return float(push)
+    if tier is not None:
+        return TIER_FACTORS[tier] if isinstance(tier, str) else float(tier)
+    return None if strength is None else float(strength)

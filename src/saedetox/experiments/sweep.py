@@ -80,7 +80,11 @@ def run_sweep(
                 method,
                 run_name=r.name,
                 ref_lm=ref,
-                run_config=extra if r.method in ("meandiff", "aura", "surgery") else None,
+                run_config={
+                    **(extra if r.method in ("meandiff", "aura", "surgery") else {}),
+                    "curve": r.curve,
+                    "level": r.level,
+                },
                 data_dir=cfg.data_dir,
                 overwrite=overwrite,
             )
@@ -126,7 +130,7 @@ def _method(
             thresholds=taus,
             positions=r.positions,
             clamp_value=r.clamp_value,
-            detector=detector if mode == "adaptive" else None,
+            detector=_pooled(detector, r.pooling) if mode == "adaptive" else None,
         )
         spec = SteeringSpec([iv]).validate()
     options: dict[str, Any] = {"data_dir": cfg.data_dir}
@@ -134,9 +138,16 @@ def _method(
         options.update(tier=r.tier, strength=r.strength, hook=cfg.hook or _sae_hook(cfg, lm))
     if r.method == "meandiff":
         options.update(mode=r.mode or "constant", push=r.push)
+        if r.pooling is not None:
+            options["pooling"] = r.pooling
     if r.method in ("meandiff", "aura", "surgery"):
         options["data"] = contrast
     return build_method(lm, r.method, spec, **options)
+
+
+def _pooled(detector: dict[str, Any] | None, pooling: str | None) -> dict[str, Any] | None:
+    """The adaptive detector with the run's pooling (``None``: as discovery fitted it)."""
+    return detector if detector is None or pooling is None else {**detector, "pooling": pooling}
 
 
 def dry_run(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:

@@ -43,8 +43,10 @@ def build_baseline(
     prefix: str = POLITE_PREFIX,
     mode: str = "constant",
     push: float | None = None,
+    pooling: str = "max",
 ) -> Method:
-    """A :class:`Method` for one baseline. ``hook`` defaults to the spec's hook (the SAE's)."""
+    """A :class:`Method` for one baseline. ``hook`` defaults to the spec's hook (the SAE's); ``pooling``:
+    meandiff-adaptive's detector pooling."""
     if name == "prompt":
         return prompt_method(prefix)
     if hook is None and spec is not None:
@@ -53,7 +55,7 @@ def build_baseline(
         hook = f"blocks.{lm.n_layers // 2}.hook_resid_pre"
     data = data or default_contrast(data_dir)
     if name == "meandiff":
-        return meandiff_method(lm, hook, data, tier, strength, mode=mode, push=push)
+        return meandiff_method(lm, hook, data, tier, strength, mode=mode, push=push, pooling=pooling)
     if push is not None or mode != "constant":
         raise SaedetoxError(f"Baseline '{name}' takes no steering mode or push level (meandiff does).")
     if name == "aura":
