@@ -11,32 +11,52 @@ from saedetox.experiments.config import load_config
 from saedetox.experiments.plan import plan
 from saedetox.experiments.sweep import run_sweep
 
+CONFIGS = Path(str(files("saedetox") / "configs"))
+
+
+def test_demo_is_pre_registered_on_the_test_prompts_and_tuned_on_dev():
+    demo, dev = load_config(CONFIGS / "demo.yaml"), load_config(CONFIGS / "demo_dev.yaml")
+    assert demo.evaluation.prompts == "challenging:test" and dev.evaluation.prompts == "challenging:dev"
+    cmp = demo.comparison
+    assert cmp is not None and cmp.judge in demo.evaluation.judges and cmp.ppl_ratios == [1.05, 1.10, 1.25]
+    planned = plan(demo)
+    curves = {r.curve for r in planned if r.curve}
+    assert cmp.primary in curves and cmp.primary.startswith("sae-")
+    assert {"sae-constant", "sae-conditional", "sae-token", "meandiff", "meandiff-adaptive", "surgery"} <= curves
+    assert any(c.startswith("sae-adaptive") for c in curves)
+    assert {"none", "prompt", "aura"} <= {r.name for r in planned if r.curve is None}
+    for c in curves - {"surgery"}:  # every steering method is a curve over the same effective-push grid
+        pushes = sorted(r.push for r in planned if r.curve == c)
+        assert 6 <= len(pushes) <= 8 and pushes[0] <= 0.05 and pushes[-1] >= 0.5, c
+    caps = [r for r in planned if r.capability]
+    assert "none" in {r.name for r in caps} and len(caps) < len(planned) / 4  # lm-eval only where it informs
+
 
 def test_demo_config_runs_end_to_end_and_resumes(tmp_path):
-    cfg = load_config(Path(str(files("saedetox") / "configs" / "demo.yaml")))
+    cfg = load_config(CONFIGS / "demo.yaml")
     cfg.discovery = dataclasses.replace(cfg.discovery, max_pairs=60)
     cfg.evaluation = dataclasses.replace(
         cfg.evaluation, n_prompts=3, samples=2, max_new_tokens=4, clean_texts=2, capability_limit=2
     )
+    for g in cfg.runs:  # two levels per curve keep the test short; every curve and point still runs
+        g.push = g.push[:1] + g.push[-1:] if len(g.push) > 2 else g.push
     names = [r.name for r in plan(cfg)]
     out = tmp_path / "demo"
     results = run_sweep(cfg, out)
     assert list(results) == names
-    for mode in ("constant", "conditional", "token"):
-        for tier in ("low", "medium", "high"):
-            assert f"sae-{mode}-{tier}" in results
-    for base in ("none", "prompt", "meandiff-medium", "aura", "surgery-medium"):
-        assert base in results
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics) == names  # DESIGN §7: runs keyed by name
     for name, res in results.items():
-        assert set(res["toxicity"]) == {"profanity", "probe"}, name
+        assert set(res["toxicity"]) == set(cfg.evaluation.judges), name
         assert res["fluency"]["ppl_conditional"] > 0
-    assert results["none"]["capability"] and results["sae-constant-medium"]["capability"]
+        if res["config"]["curve"] not in (None, "surgery"):
+            assert res["steering"]["effective_push"] > 0, name
+    assert results["none"]["capability"]
     feats = json.loads((out / "features.json").read_text())
-    assert len(feats["selected"]) == len(feats["thresholds"]) > 0
+    assert len(feats["selected"]) == len(feats["thresholds"]) > 0 and "detector" in feats
     html = (out / "report.html").read_text()
-    assert "sae-constant-medium" in html and "data:image/png;base64" in html
+    assert cfg.comparison is not None and cfg.comparison.primary in html and "data:image/png;base64" in html
+    assert html.index("pre-registered") < html.index("Strength curves")  # the answer comes first
     # a restarted sweep redoes nothing: every run's metrics file is left as it was
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")}
     run_sweep(cfg, out)
