@@ -90,7 +90,7 @@ def run_splitting(
     judge = _primary(results) if results else ecfg.judges[0]
     none = results.get("none")
     rows = []
-    contrast = default_contrast(cfg.data_dir)
+    contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)  # as the sweep's
     dirs: dict[str, torch.Tensor] = {}
     for name in sp.saes:
         sae = load_sae(name, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
