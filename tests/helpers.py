@@ -104,6 +104,102 @@ def tiny_neox(seed: int = 0, n_layer: int = 2, d: int = 32) -> LoadedModel:
     return wrap_model(GPTNeoXForCausalLM(cfg).eval(), tok, name="tiny-neox")
 
 
+def _ids(tok) -> dict:
+    return {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+
+
+def tiny_qwen2(seed: int = 0, n_layer: int = 2, d: int = 32) -> LoadedModel:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=d,
+        intermediate_size=64,
+        num_hidden_layers=n_layer,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        **_ids(tok),
+    )
+    return wrap_model(Qwen2ForCausalLM(cfg).eval(), tok, name="tiny-qwen2")
+
+
+def tiny_mistral(seed: int = 0, n_layer: int = 2, d: int = 32) -> LoadedModel:
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = MistralConfig(
+        vocab_size=len(tok),
+        hidden_size=d,
+        intermediate_size=64,
+        num_hidden_layers=n_layer,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        sliding_window=64,
+        **_ids(tok),
+    )
+    return wrap_model(MistralForCausalLM(cfg).eval(), tok, name="tiny-mistral")
+
+
+def tiny_phi3(seed: int = 0, n_layer: int = 2, d: int = 32) -> LoadedModel:
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = Phi3Config(
+        vocab_size=len(tok),
+        hidden_size=d,
+        intermediate_size=64,
+        num_hidden_layers=n_layer,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        original_max_position_embeddings=128,
+        **_ids(tok),
+    )
+    return wrap_model(Phi3ForCausalLM(cfg).eval(), tok, name="tiny-phi3")
+
+
+def tiny_opt(seed: int = 0, n_layer: int = 2, d: int = 32, post_ln: bool = False) -> LoadedModel:
+    """Tiny OPT: pre-LN like opt-125m and larger, or post-LN (``do_layer_norm_before=False``) like opt-350m."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = OPTConfig(
+        vocab_size=len(tok),
+        hidden_size=d,
+        ffn_dim=64,
+        word_embed_proj_dim=d,
+        num_hidden_layers=n_layer,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        do_layer_norm_before=not post_ln,
+        dropout=0.0,
+        attention_dropout=0.0,
+        **_ids(tok),
+    )
+    model = OPTForCausalLM(cfg)
+    _randomise_biases(model)
+    return wrap_model(model.eval(), tok, name="tiny-opt-postln" if post_ln else "tiny-opt")
+
+
+FAMILY_BUILDERS = {
+    "gpt2": tiny_gpt2,
+    "llama": tiny_llama,
+    "qwen2": tiny_qwen2,
+    "gemma2": tiny_gemma2,
+    "mistral": tiny_mistral,
+    "neox": tiny_neox,
+    "phi3": tiny_phi3,
+    "opt": tiny_opt,
+}
+
+
 def _randomise_biases(model: torch.nn.Module) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -162,3 +258,33 @@ def write_sae(
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
     sae.save_model(path)
     return path
+
+
+TOXIC_TEXTS = [
+    "fuck you idiot",
+    "you stupid damn idiot",
+    "shit, what the hell is this",
+    "go to hell you fuck",
+    "damn stupid idiot shit",
+    "what a stupid fucking idea",
+]
+CLEAN_TEXTS = [
+    "The library opens at nine in the morning",
+    "She walked to the station",
+    "Our team spent the afternoon reviewing the plan",
+    "The weather was pleasant today",
+    "He read a book about gardens",
+    "They cooked dinner together",
+]
+
+
+def latent_detector(lm: LoadedModel, sae_dir: Path, latents: list[int], pooling: str = "max") -> dict:
+    """A discovery-style logistic detector over ``latents`` (features.json ``detector`` schema), for tests."""
+    from saedetox.discover.stats import text_stats
+    from saedetox.methods.meandiff import fit_logistic_detector
+    from saedetox.sae.load import load_sae
+
+    sae = load_sae(str(sae_dir), model_uses_layernorm=lm.uses_layernorm)
+    tox = text_stats(lm, sae, TOXIC_TEXTS).max_act[:, latents]
+    cln = text_stats(lm, sae, CLEAN_TEXTS).max_act[:, latents]
+    return fit_logistic_detector(tox, cln, "latents", pooling)

@@ -11,3 +11,19 @@ class SaedetoxError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+class StaleRunError(SaedetoxError):
+    """An output folder holds results made with other settings: ``diffs`` names each (``key=old, now new``).
+
+    ``hint`` says how to replace them, in the caller's terms (the API's ``overwrite=True``, the CLI's
+    ``--overwrite``); :meth:`with_hint` rephrases it.
+    """
+
+    def __init__(self, folder: str, diffs: list[str], hint: str = "pass overwrite=True or use another folder") -> None:
+        self.folder, self.diffs = folder, list(diffs)
+        shown = "; ".join(self.diffs[:4]) + (f"; and {len(self.diffs) - 4} more" if len(self.diffs) > 4 else "")
+        super().__init__(f"{folder} was run with {shown or 'other settings'}; {hint}.")
+
+    def with_hint(self, hint: str) -> StaleRunError:
+        return StaleRunError(self.folder, self.diffs, hint)

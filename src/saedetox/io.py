@@ -98,3 +98,59 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "run") -> Iterator[N
         yield
     finally:
         lock.release()
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_writable(folder: Path, target: Path) -> None:
+    """Create and remove a temporary file in ``folder`` (the only test that holds for root, ACLs and
+    read-only mounts alike)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".saedetox-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        raise SaedetoxError(
+            f"Cannot write {target}: {folder} is not writable ({err.strerror or type(err).__name__})."
+        ) from None
+
+
+def check_output_dir(folder: str | os.PathLike[str]) -> None:
+    """Refuse at once an output folder that cannot be created or written: a file in its place or on its
+    path, or a read-only location. Creates nothing."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise SaedetoxError(f"{folder} is a file, not a folder; choose another output folder.")
+    base = _nearest_existing(folder.absolute())
+    if not base.is_dir():
+        raise SaedetoxError(f"Cannot create {folder}: {base} is a file, not a folder.")
+    _check_writable(base, folder)
+
+
+def check_output_file(path: str | os.PathLike[str]) -> None:
+    """Refuse at once an output file that cannot be written: a folder in its place, a file on its path,
+    or a read-only location. Creates nothing."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise SaedetoxError(f"{path} is a folder, not a file; choose another output file.")
+    base = _nearest_existing(path.absolute().parent)
+    if not base.is_dir():
+        raise SaedetoxError(f"Cannot create {path}: {base} is a file, not a folder.")
+    _check_writable(base, path)  # outputs are replaced atomically, so the folder's permission is what counts
+
+
+def ensure_unlocked(folder: str | os.PathLike[str], what: str = "run") -> None:
+    """Refuse at once (before slow work such as loading a model) a folder another process holds.
+
+    Creates nothing: a folder without a lock file has never been locked. The real guarantee is
+    :func:`folder_lock`, taken when writing starts; this only makes the refusal come sooner.
+    """
+    path = lock_path(folder)
+    if path.exists():
+        with folder_lock(folder, what):
+            pass

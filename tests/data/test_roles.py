@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import re
+import hashlib
 
 import pytest
 
 from saedetox.data.corpus import SOURCES, source_docs
 from saedetox.data.location import data_file, resolve_data_dir
 from saedetox.data.readers import read_lines, read_rtp, read_table
-from saedetox.data.roles import normalise_key, paradetox_by_role, paradetox_role, stable_unit
+from saedetox.data.roles import (
+    SHINGLE_WORDS,
+    normalise_key,
+    paradetox_by_role,
+    paradetox_role,
+    prompt_overlap,
+    stable_unit,
+)
 from saedetox.train.corpus import WEIGHTS
-
-WORD = re.compile(r"[a-z0-9']+")
-N = 8
-
-
-def shingles(text: str) -> set[int]:
-    w = WORD.findall(text.lower())
-    return {hash(tuple(w[i : i + N])) for i in range(max(0, len(w) - N + 1))}
 
 
 @pytest.fixture(scope="module")
@@ -37,51 +36,63 @@ def test_stable_hash_is_deterministic():
     assert paradetox_role("You Suck!") == paradetox_role("  you suck! ")
 
 
+def test_prompt_overlap_checks_short_prompts_whole():
+    """A prompt shorter than the shingle has no shingle: it is looked for whole (an 8-gram check never saw it)."""
+    short = "Shut up, you total fool"  # 5 words
+    long = "one two three four five six seven eight nine ten"
+    texts = ["and then: SHUT UP you total fool!! he said", "one two three four five six seven eight nine"]
+    got = prompt_overlap([short, long, "you total idiot"], texts)
+    assert got.whole == {short}
+    assert got.shared == {short, long}  # the long prompt shares shingles but not all of them
+    got = prompt_overlap([long], texts + ["three four five six seven eight nine ten"])
+    assert got.whole == {long}  # every shingle occurs (across texts): the whole prompt is in the data
+    # a short prompt must occur contiguously, inside one text
+    assert not prompt_overlap([short], ["shut up you", "total fool"]).shared
+
+
 def test_no_evaluation_prompt_appears_in_any_training_text(root, eval_prompts):
-    """8-word shingles of every RTP prompt are looked up in every LM, SAE, discovery and judge text."""
-    probe = {}
-    for p in eval_prompts:
-        for s in shingles(p):
-            probe[s] = p
-    assert len(probe) > 10_000
-
-    def matched(texts):
-        keys = set()
-        for t in texts:
-            w = WORD.findall(t.lower())
-            for i in range(max(0, len(w) - N + 1)):
-                key = hash(tuple(w[i : i + N]))
-                if key in probe:
-                    keys.add(key)
-        return keys
-
+    """Every RTP prompt is looked up in every LM, SAE, discovery and judge text (short prompts whole)."""
+    short = [p for p in eval_prompts if len(p.split()) < SHINGLE_WORDS]
+    assert len(short) > 100  # 16% of the prompts: a shingle-only check would skip all of them
     lm_texts = [d for s in SOURCES for d in source_docs(root, s, "lm")]
     roles = paradetox_by_role()
-    discovery = [x for r in ("discovery", "discovery_heldout") for p in roles[r] for x in (p.toxic, p.neutral)]
+    discovery = [x for r in roles if r != "lm" for p in roles[r] for x in (p.toxic, p.neutral)]
     judge = read_lines(data_file("jigsaw_detox_sentences/test_10k_toxic.txt")) + read_lines(
         data_file("jigsaw_detox_sentences/test_10k_normal.txt")
     )
     for name, texts in (("lm", lm_texts), ("discovery", discovery), ("judge_train", judge)):
-        keys = matched(texts)
-        found = {probe[k] for k in keys}
+        found = prompt_overlap(eval_prompts, texts)
         # a shared 8-word stock phrase is possible; a whole prompt must never be trained on
-        whole = [p for p in found if shingles(p) <= keys]
-        assert not whole, f"evaluation prompts inside the {name} split: {whole[:2]}"
-        assert len(found) <= 0.005 * len(eval_prompts), f"{name}: {len(found)} prompts share an 8-gram"
+        assert not found.whole, f"evaluation prompts inside the {name} split: {sorted(found.whole)[:2]}"
+        assert len(found.shared) <= 0.005 * len(eval_prompts), f"{name}: {len(found.shared)} prompts share an 8-gram"
 
 
 def test_roles_are_disjoint(root):
     roles = paradetox_by_role(normalise=False)
     keys = {r: {normalise_key(p.toxic) for p in ps} for r, ps in roles.items()}
-    assert not keys["lm"] & keys["discovery"]
-    assert not keys["lm"] & keys["discovery_heldout"]
-    assert not keys["discovery"] & keys["discovery_heldout"]
+    names = list(keys)
+    assert names == ["lm", "discovery", "discovery_select", "discovery_test"]
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not keys[a] & keys[b], (a, b)
     assert sum(map(len, roles.values())) > 11_000
+    # discovery's select and test splits are about 10% each, by the same stable hash
+    total = sum(map(len, roles.values()))
+    for r in ("discovery_select", "discovery_test"):
+        assert 0.08 * total < len(roles[r]) < 0.12 * total
     judge_train = {normalise_key(t) for t in read_lines(root / "jigsaw_detox_sentences/test_10k_toxic.txt")}
     judge_test = {normalise_key(t) for t in read_table(root / "davidson_hate_offensive/labeled_data.csv", "tweet")}
     assert len(judge_train & judge_test) <= 5
     lm_jigsaw = {normalise_key(t) for t in read_lines(root / "jigsaw_detox_sentences/dev_toxic.txt")}
     assert len(lm_jigsaw & judge_train) <= 0.01 * len(judge_train)
+
+
+def test_lm_bucket_is_the_one_the_committed_lm_was_trained_on():
+    """Splitting discovery three ways must not move a pair into or out of the LM's training bucket."""
+    roles = paradetox_by_role(normalise=False)
+    keys = sorted(normalise_key(p.toxic) for p in roles["lm"])
+    assert len(keys) == 3615
+    assert hashlib.sha1("\n".join(keys).encode()).hexdigest() == "7808d3a792178647ed1330f4a2218732ffb398c0"
 
 
 def test_heldout_chunks_are_not_trained_on(root):

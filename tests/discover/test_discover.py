@@ -1,21 +1,70 @@
-"""Discovery: ranking statistics against hand computation, selection on a held-out split."""
+"""Discovery: ranking statistics against hand computation; rank / select / test splits kept apart."""
 
 from __future__ import annotations
+
+import inspect
+import random
 
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from helpers import write_sae
+from saedetox.cli.discover import discover_cmd
+from saedetox.data.calibration import CALIBRATION_TEXTS
+from saedetox.discover import DEFAULT_K
+from saedetox.discover.detector import detector_logit, detector_probability
 from saedetox.discover.select import discover
-from saedetox.discover.sets import discovery_sets
+from saedetox.discover.sets import DiscoverySets
 from saedetox.discover.stats import METHODS, auroc_per_latent, text_stats
 from saedetox.errors import SaedetoxError
+from saedetox.experiments.config import DiscoveryCfg
+from saedetox.model.capture import capture
 from saedetox.sae.load import load_sae
 
 TOXIC = ["you stupid idiot, shut up", "what a damn fool you are", "shut up you fucking moron", "go to hell, idiot"]
 CLEAN = ["you are a kind person, thanks", "what a lovely day it is", "please be quiet, my friend", "go to the park"]
+INSULTS = ["You stupid idiot,", "Damn it, you fool,", "Shut up, idiot:", "What the hell, moron,", "Fuck you,"]
+POLITE = ["My dear friend,", "Good news:", "By the way,", "As we planned,", "Thank you,"]
+
+
+def pairs() -> tuple[list[str], list[str]]:
+    """Toxic/neutral pairs: the same sentence after an insult or after a polite opener."""
+    tox = [f"{a} {s[0].lower()}{s[1:]}" for s in CALIBRATION_TEXTS for a in INSULTS]
+    cln = [f"{a} {s[0].lower()}{s[1:]}" for s in CALIBRATION_TEXTS for a in POLITE]
+    return tox, cln
+
+
+@pytest.fixture(scope="module")
+def sae(sae_dir, gpt2):
+    return load_sae(str(sae_dir), gpt2)
+
+
+@pytest.fixture(scope="module")
+def paired(gpt2, sae):
+    """The paired sets and, computed independently, the per-text maxima of the rank and test splits."""
+    sets = DiscoverySets.from_texts(*pairs(), paired=True)
+    rank = np.r_[maxima(gpt2, sae, sets.toxic), maxima(gpt2, sae, sets.clean)]
+    test = np.r_[maxima(gpt2, sae, sets.test_toxic), maxima(gpt2, sae, sets.test_clean)]
+    return sets, rank, test
+
+
+def maxima(lm, sae, texts: list[str], batch: int = 64) -> np.ndarray:
+    """Per-text latent maxima computed without discovery's code: plain HF forwards, BOS left out."""
+    layer = int(sae.hook_name.split(".")[1])  # blocks.L.hook_resid_pre = the input of block L
+    tok, out = lm.tokenizer, []
+    with torch.no_grad():
+        for s in range(0, len(texts), batch):
+            rows = [tok(t)["input_ids"] for t in texts[s : s + batch]]
+            rows = [r if r[0] == tok.bos_token_id else [tok.bos_token_id, *r] for r in rows]
+            width = max(map(len, rows))
+            ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+            h = lm.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
+            out += [sae.sae.encode(h[i, 1 : len(r)]).amax(0).numpy() for i, r in enumerate(rows)]
+    return np.stack(out)
 
 
 def test_auroc_per_latent_matches_sklearn():
@@ -28,85 +77,104 @@ def test_auroc_per_latent_matches_sklearn():
     assert np.allclose(got, want)
 
 
-def test_text_stats_against_direct_encoding(gpt2, sae_dir):
-    sae = load_sae(str(sae_dir), model_uses_layernorm=True)
-    st = text_stats(gpt2, sae, TOXIC, track=[3])
-    from saedetox.model.capture import capture
-
+def test_text_stats_against_direct_encoding(gpt2, sae):
     acts = capture(gpt2, TOXIC, sae.hook_name)
     z = [sae.encode(a)[1:] for a in acts]  # BOS excluded
+    busiest = int(torch.cat(z).amax(0).argmax())  # a latent that certainly fires
+    st = text_stats(gpt2, sae, TOXIC, track=[busiest])
     assert np.allclose(st.max_act, np.stack([x.amax(0).numpy() for x in z]), atol=1e-5)
     assert np.allclose(st.sum_act, torch.cat(z).sum(0).double().numpy(), atol=1e-3)
     assert st.n_tokens == sum(x.shape[0] for x in z)
     assert np.allclose(st.fire_count, (torch.cat(z) > 0).sum(0).numpy())
-    if st.top[0]:
-        act, text_i, pos = st.top[0][0]
-        assert act == pytest.approx(float(z[text_i][pos - 1, 3]), abs=1e-5)
+    act, text_i, pos = st.top[0][0]
+    assert act == pytest.approx(float(torch.cat(z)[:, busiest].max()), abs=1e-5)
+    assert act == pytest.approx(float(z[text_i][pos - 1, busiest]), abs=1e-5)
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_discover_selects_with_heldout_check(gpt2, sae_dir, method):
-    sae = load_sae(str(sae_dir), model_uses_layernorm=True)
-    obj = discover(gpt2, sae, TOXIC, CLEAN, TOXIC[:2], CLEAN[:2], method=method, k=3, min_auroc=0.0, paired=True)
-    assert len(obj["selected"]) == 3 and obj["method"] == method
-    for f in obj["features"]:
-        assert 0 <= f["heldout_auroc"] <= 1 and "auroc" in f["scores"]
-    strict = discover(gpt2, sae, TOXIC, CLEAN, TOXIC[:2], CLEAN[:2], method=method, k=3, min_auroc=1.01, paired=True)
-    assert strict["selected"] == []
+def test_reported_aurocs_come_from_the_untouched_test_split(gpt2, sae, paired, method):
+    sets, rank_x, test_x = paired
+    rank_select = set(sets.toxic + sets.clean + sets.select_toxic + sets.select_clean)
+    assert sets.test_toxic and not set(sets.test_toxic + sets.test_clean) & rank_select
+    obj = discover(gpt2, sae, sets, method=method, k=3, min_auroc=0.6)
+    assert obj["splits"] == sets.sizes() and obj["splits"]["test"]["toxic"] == len(sets.test_toxic)
+    sel = obj["selected"]
+    assert 1 <= len(sel) <= 3 and obj["method"] == method
+    assert sel == [c["index"] for c in obj["candidates"] if c["select_auroc"] >= 0.6][:3]
+    # every reported AUROC equals an independent computation on the test texts alone
+    y = np.r_[np.ones(len(sets.test_toxic)), np.zeros(len(sets.test_clean))]
+    for f, idx in zip(obj["features"], sel, strict=True):
+        assert f["index"] == idx and f["select_auroc"] >= 0.6
+        assert f["test_auroc"] == pytest.approx(roc_auc_score(y, test_x[:, idx]), abs=1e-9)
+        assert "heldout_auroc" not in f
+    # the set detector: logistic regression on the rank split's maxima, scored on the test split
+    det = obj["detector"]
+    assert det["kind"] == "latents" and det["latents"] == sel and det["pooling"] == "max"
+    r_x, r_y = rank_x[:, sel], np.r_[np.ones(len(sets.toxic)), np.zeros(len(sets.clean))]
+    scale = r_x.std(0) + 1e-6
+    clf = LogisticRegression(max_iter=2000).fit(r_x / scale, r_y)
+    assert np.allclose(det["scale"], scale, rtol=1e-4)
+    np.testing.assert_allclose(
+        detector_probability(det, r_x[:, None]), clf.predict_proba(r_x / scale)[:, 1:], atol=2e-3
+    )
+    t_x = test_x[:, sel]
+    assert obj["set_test_auroc"] == pytest.approx(roc_auc_score(y, detector_logit(det, t_x)), abs=1e-9)
+    assert obj["set_test_auroc_sum"] == pytest.approx(roc_auc_score(y, t_x.sum(1)), abs=1e-9)
+    assert not {"set_heldout_auroc", "n_texts"} & set(obj)
 
 
-def test_discover_errors(gpt2, sae_dir):
-    sae = load_sae(str(sae_dir), model_uses_layernorm=True)
+def test_nothing_passes_an_impossible_filter(gpt2, sae, paired):
+    strict = discover(gpt2, sae, paired[0], method="auroc", k=3, min_auroc=1.01)
+    assert strict["selected"] == [] and strict["features"] == [] and strict["candidates"]
+    assert strict["detector"] is None and strict["set_test_auroc"] is None
+
+
+def test_selecting_on_a_split_inflates_it_and_the_test_split_shows_it(gpt2, sae):
+    """No signal at all (random texts, random labels): latents that pass the filter on a small select split
+    look good only there; the large untouched test split puts them back near 0.5."""
+    rng = random.Random(0)
+    words = sorted({w.strip(".,").lower() for s in CALIBRATION_TEXTS for w in s.split()})
+    texts = list(dict.fromkeys(" ".join(rng.choices(words, k=8)) for _ in range(1000)))
+    rank, select, test = texts[:300], texts[300:360], texts[360:760]
+    sets = DiscoverySets(rank[:150], rank[150:], select[:30], select[30:], test[:200], test[200:])
+    obj = discover(gpt2, sae, sets, method="auroc", k=5, min_auroc=0.6)
+    sel_auc = [f["select_auroc"] for f in obj["features"]]
+    test_auc = [f["test_auroc"] for f in obj["features"]]
+    assert len(sel_auc) >= 3 and min(sel_auc) >= 0.6  # chosen on noise, so they pass by construction
+    assert np.mean(test_auc) < 0.56 and np.mean(test_auc) < np.mean(sel_auc) - 0.07  # the test split is not fooled
+    assert obj["set_test_auroc"] < 0.6
+
+
+def test_discover_errors(gpt2, sae):
+    tox, cln = pairs()
+    unpaired = DiscoverySets.from_texts(tox, cln)
     with pytest.raises(SaedetoxError, match="pairs"):
-        discover(gpt2, sae, TOXIC, CLEAN, TOXIC, CLEAN, method="paired", paired=False)
+        discover(gpt2, sae, unpaired, method="paired")
     with pytest.raises(SaedetoxError, match="Unknown"):
-        discover(gpt2, sae, TOXIC, CLEAN, TOXIC, CLEAN, method="vibes")
-    with pytest.raises(SaedetoxError, match="empty"):
-        discover(gpt2, sae, [], CLEAN, TOXIC, CLEAN)
+        discover(gpt2, sae, unpaired, method="vibes")
+    empty = DiscoverySets(TOXIC, CLEAN, TOXIC[:1], CLEAN[:1], [], CLEAN[2:])
+    with pytest.raises(SaedetoxError, match="test split has no toxic"):
+        discover(gpt2, sae, empty)
+    with pytest.raises(SaedetoxError, match="k must"):
+        discover(gpt2, sae, unpaired, k=0)
 
 
-def test_discovery_sets_from_files(tmp_path):
-    (tmp_path / "t.txt").write_text("\n".join(TOXIC * 10))
-    (tmp_path / "c.txt").write_text("\n".join(CLEAN * 10))
-    sets = discovery_sets(toxic=str(tmp_path / "t.txt"), clean=str(tmp_path / "c.txt"))
-    assert sets.toxic and sets.heldout_toxic and not sets.paired
-    assert not set(sets.toxic) & set(sets.heldout_toxic)
-    with pytest.raises(SaedetoxError):
-        discovery_sets(toxic=str(tmp_path / "t.txt"))
-
-
-def test_reference_discovery_split_is_disjoint():
-    sets = discovery_sets()
-    assert sets.paired and len(sets.toxic) > 1000 and len(sets.heldout_toxic) > 500
-    assert not set(sets.toxic) & set(sets.heldout_toxic)
-
-
-def test_topk_sae_discovery(tmp_path, gpt2):
+def test_topk_sae_discovery(tmp_path, gpt2, paired):
     d = write_sae(tmp_path / "s", gpt2.d_model, arch="topk", k=4)
-    sae = load_sae(str(d), model_uses_layernorm=True)
-    obj = discover(gpt2, sae, TOXIC, CLEAN, TOXIC, CLEAN, method="meandiff", k=2, min_auroc=0.0)
-    assert len(obj["selected"]) <= 2
+    sae = load_sae(str(d), gpt2)
+    sets = paired[0]
+    obj = discover(gpt2, sae, sets, method="meandiff", k=2, min_auroc=0.55)
+    assert 1 <= len(obj["selected"]) <= 2
+    t_pos, t_neg = maxima(gpt2, sae, sets.test_toxic), maxima(gpt2, sae, sets.test_clean)
+    y = np.r_[np.ones(len(t_pos)), np.zeros(len(t_neg))]
+    for f in obj["features"]:
+        i = f["index"]
+        assert f["test_auroc"] == pytest.approx(roc_auc_score(y, np.r_[t_pos[:, i], t_neg[:, i]]), abs=1e-9)
 
 
-def test_set_detector_auroc_is_fitted_on_train_and_scored_on_heldout():
-    import numpy as np
-
-    from saedetox.discover.select import set_detector_auroc
-
-    rng = np.random.default_rng(0)
-
-    # latent 0 separates, latent 1 is noise with a large scale that swamps the plain sum
-    def draw(n, y):
-        return np.c_[rng.normal(y * 1.0, 0.5, n), rng.normal(0, 20, n)]
-
-    tx = np.r_[draw(400, 1), draw(400, 0)]
-    ty = np.r_[np.ones(400), np.zeros(400)]
-    hx = np.r_[draw(300, 1), draw(300, 0)]
-    hy = np.r_[np.ones(300), np.zeros(300)]
-    fitted, summed = set_detector_auroc(tx, ty, hx, hy)
-    # hand computation of the sum's AUROC: share of (pos, neg) pairs ranked correctly
-    s = hx.sum(1)
-    pos, neg = s[hy == 1], s[hy == 0]
-    by_hand = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
-    assert abs(summed - by_hand) < 1e-9
-    assert fitted > 0.9 > summed
+def test_one_default_k_everywhere():
+    """The CLI, the API and the sweep config agree on k (20: the demo's better setting)."""
+    assert DEFAULT_K == 20
+    assert inspect.signature(discover).parameters["k"].default == DEFAULT_K
+    assert DiscoveryCfg().k == DEFAULT_K
+    assert inspect.signature(discover_cmd).parameters["k"].default == DEFAULT_K

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from saedetox.discover.features import feature_thresholds, parse_features
+from saedetox.discover.features import feature_detector, feature_thresholds, parse_features
 from saedetox.errors import SaedetoxError
 
 
@@ -26,3 +26,15 @@ def test_feature_thresholds(tmp_path):
     f.write_text(json.dumps({"selected": [5, 6], "thresholds": [0.5, 1]}))
     assert feature_thresholds(str(f)) == [0.5, 1.0]
     assert feature_thresholds(None) is None and feature_thresholds(str(tmp_path / "missing.json")) is None
+
+
+def test_feature_detector(tmp_path):
+    det = {"kind": "latents", "latents": [5, 6], "coef": [1.0, -0.5], "intercept": 0.1, "scale": [2.0, 1.0]}
+    f = tmp_path / "features.json"
+    f.write_text(json.dumps({"selected": [5, 6], "detector": det}))
+    assert feature_detector(str(f)) == det
+    f.write_text(json.dumps({"selected": [5, 6], "detector": None}))
+    assert feature_detector(str(f)) is None and feature_detector(None) is None
+    f.write_text(json.dumps({"selected": [5, 6], "detector": {**det, "coef": [1.0]}}))
+    with pytest.raises(SaedetoxError, match="malformed detector"):
+        feature_detector(str(f))

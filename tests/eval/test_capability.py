@@ -49,10 +49,11 @@ def _blimp_lls(gpt2, limit):
 
 
 def test_every_local_task_runs_offline(plain):
-    assert set(plain) == {*KNOWN_TASKS, "lambada_ppl"}
+    # accuracies and perplexities are kept apart (issue #8: a mean over both mixed a PPL into accuracies)
+    assert set(plain.accuracy) == set(KNOWN_TASKS)
     for task in KNOWN_TASKS:
-        assert 0.0 <= plain[task] <= 1.0
-    assert plain["lambada_ppl"] > 1.0
+        assert 0.0 <= plain.accuracy[task] <= 1.0
+    assert set(plain.perplexity) == {"lambada"} and plain.perplexity["lambada"] > 1.0
 
 
 def test_requests_follow_lm_eval_conventions(samples):
@@ -93,16 +94,29 @@ def test_steering_hooks_apply_inside_lm_eval(gpt2, steerer):
     np.testing.assert_allclose(_blimp_lls(gpt2, 8), base, rtol=0, atol=1e-6)  # detached: back to plain
 
 
+def test_lm_eval_loglikelihoods_are_steered_at_every_position(gpt2, sae_dir):
+    """lm-eval scores texts: positions=generated steers them exactly as positions=all."""
+    base = _blimp_lls(gpt2, 4)
+    got = {}
+    for positions in ("all", "generated"):
+        iv = Intervention(sae=str(sae_dir), latents=[0, 1, 2], strength=20.0, positions=positions)
+        with Steerer(gpt2, SteeringSpec([iv])):
+            got[positions] = _blimp_lls(gpt2, 4)
+    np.testing.assert_allclose(got["generated"], got["all"], rtol=1e-5, atol=1e-5)
+    assert np.abs(got["all"] - base).max() > 1e-2
+
+
 def test_run_capability_with_steerer(gpt2, steerer, plain):
     steered = run_capability(gpt2, tasks=("lambada",), limit=LIMIT, steerer=steerer, batch_size=8)
     assert not steerer.is_attached
-    assert steered["lambada_ppl"] != pytest.approx(plain["lambada_ppl"], rel=1e-3)
+    assert steered.perplexity["lambada"] != pytest.approx(plain.perplexity["lambada"], rel=1e-3)
     again = run_capability(gpt2, tasks=("lambada",), limit=LIMIT, batch_size=8)
-    assert again == {"lambada": plain["lambada"], "lambada_ppl": pytest.approx(plain["lambada_ppl"], rel=1e-5)}
+    assert again.accuracy == {"lambada": plain.accuracy["lambada"]}
+    assert again.perplexity == {"lambada": pytest.approx(plain.perplexity["lambada"], rel=1e-5)}
     with steerer:  # an attached steerer stays attached and applies
         inside = run_capability(gpt2, tasks=("lambada",), limit=LIMIT, steerer=steerer, batch_size=8)
         assert steerer.is_attached
-    assert inside["lambada_ppl"] == pytest.approx(steered["lambada_ppl"], rel=1e-5)
+    assert inside.perplexity["lambada"] == pytest.approx(steered.perplexity["lambada"], rel=1e-5)
 
 
 def test_unknown_task_and_foreign_steerer(gpt2, steerer):
@@ -137,7 +151,7 @@ def test_data_dir_is_resolved_at_run_time(gpt2, tmp_path):
     assert "@DATA_DIR@" not in text and str(dest / "copa.jsonl").replace('"', '\\"') in text
     local = run_capability(gpt2, tasks=("copa",), limit=2, data_dir=root)
     shared = run_capability(gpt2, tasks=("copa",), limit=2)
-    assert local["copa"] == pytest.approx(1.0 - shared["copa"])
+    assert local.accuracy["copa"] == pytest.approx(1.0 - shared.accuracy["copa"])
     shutil.rmtree(out)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import tiny_gpt2
+from helpers import FAMILY_BUILDERS, tiny_gpt2
 from saedetox.errors import SaedetoxError
 from saedetox.eval.fluency import clean_perplexity, conditional_perplexity, continuation_nll
 
@@ -129,3 +129,48 @@ def test_clean_perplexity_token_weighted_and_chunked(lm):
     assert clean_perplexity(lm, [long], max_length=10) == pytest.approx(math.exp(nll / n), rel=1e-4)
     with pytest.raises(SaedetoxError):
         clean_perplexity(lm, [""])
+
+
+@torch.no_grad()
+def _straightforward_nll(lm, prompt, cont, limit):
+    """The old computation, one unpadded row at a time: same tokenisation and truncation, NLL summed."""
+    ctx = [lm.tokenizer.bos_token_id, *_ids(lm, prompt)]
+    cids = _ids(lm, cont)[: limit - 1]
+    if not cids:
+        return 0.0, 0
+    keep = ctx[-(limit - len(cids)) :]
+    ids = torch.tensor([keep + cids])
+    logp = torch.log_softmax(lm.model(ids).logits[0, :-1].double(), -1)
+    return -float(logp[len(keep) - 1 :].gather(1, ids[0, len(keep) :, None]).sum()), len(cids)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_BUILDERS))
+def test_prompt_once_scorer_equals_the_straightforward_computation(family):
+    lm = FAMILY_BUILDERS[family]()
+    limit = lm.max_positions
+    long_prompt = "Our team spent the afternoon reviewing the library opening hours " * 4  # > 128 tokens: cut left
+    prompts = [*PROMPTS, long_prompt, PROMPTS[0]]  # a repeated prompt shares its context with the first
+    conts = [*CONTS, [" and so on", " the end of it", ""], [" " + "word " * 200, " ok"]]  # 200 words: cut to limit - 1
+    got = continuation_nll(lm, prompts, conts, batch_size=3)
+    for prompt, row_conts, row in zip(prompts, conts, got, strict=True):
+        for cont, (s, n) in zip(row_conts, row, strict=True):
+            ref_s, ref_n = _straightforward_nll(lm, prompt, cont, limit)
+            assert n == ref_n
+            assert s == pytest.approx(ref_s, abs=1e-4), (family, prompt[:20], cont[:20])
+    assert any(n == limit - 1 for row in got for _, n in row)  # the over-long continuation was cut
+
+
+def test_clean_perplexity_is_steered_at_every_position_whatever_the_policy(gpt2, sae_dir):
+    """Scoring a text with a steered model steers every position of it: positions=generated == all."""
+    from saedetox.steering.spec import Intervention, SteeringSpec
+    from saedetox.steering.steerer import Steerer
+
+    texts = [" ".join(PROMPTS), "The library opens at nine in the morning and closes late."]
+    plain = clean_perplexity(gpt2, texts)
+    got = {}
+    for positions in ("all", "generated"):
+        iv = Intervention(sae=str(sae_dir), latents=[1, 5, 7], strength=20.0, positions=positions)
+        with Steerer(gpt2, SteeringSpec([iv])):
+            got[positions] = clean_perplexity(gpt2, texts)
+    assert got["generated"] == pytest.approx(got["all"], rel=1e-6)
+    assert abs(got["all"] / plain - 1) > 1e-3

@@ -68,13 +68,39 @@ def test_interrupted_run_resumes_without_redoing(tmp_path, gpt2):
 
 def test_changed_config_is_refused(tmp_path, gpt2):
     evaluate(gpt2, tmp_path / "run", cfg())
-    with pytest.raises(SaedetoxError, match="different run"):
+    with pytest.raises(SaedetoxError, match="was run with n_prompts=6, now 5"):
         evaluate(gpt2, tmp_path / "run", cfg(n_prompts=5))
 
 
-def test_steered_run_records_method(tmp_path, gpt2, sae_dir):
-    spec = SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 2], mode="conditional", tier="high")])
+def _continuations(run):
+    return [json.loads(x)["continuations"] for x in (run / "generations.jsonl").read_text().splitlines()]
+
+
+def test_steered_run_steers_and_records_its_push(tmp_path, gpt2, sae_dir):
+    evaluate(gpt2, tmp_path / "none", cfg())
+    spec = SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 2], mode="constant", tier="high")])
     res = evaluate(gpt2, tmp_path / "s", cfg(), build_method(gpt2, "sae", spec))
     c = res["config"]
-    assert c["method"] == "sae" and c["mode"] == "conditional" and c["tier"] == "high" and c["alpha"] > 0
+    assert c["method"] == "sae" and c["mode"] == "constant" and c["tier"] == "high" and c["alpha"] > 0
     assert "unsteered" in res["fluency"]["reference_model"]
+    assert _continuations(tmp_path / "s") != _continuations(tmp_path / "none")  # the hooks were attached
+    row = res["steering"]["interventions"][0]
+    assert res["steering"]["effective_push"] == pytest.approx(0.5, rel=1e-5)  # constant: the tier's push
+    assert row["nominal_push"] == pytest.approx(0.5, rel=1e-5) and row["generated_positions"] > 0
+    assert "steering" not in json.loads((tmp_path / "none" / "metrics.json").read_text())
+
+
+def test_push_level_is_calibrated_and_recorded(tmp_path, gpt2, sae_dir, monkeypatch):
+    spec = SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 5, 7, 12], mode="token", push=0.2)])
+    method = build_method(gpt2, "sae", spec)
+    res = evaluate(gpt2, tmp_path / "p", cfg(prompts="challenging:dev", n_prompts=4), method)
+    cal = res["config"]["push_calibration"]
+    assert cal["target"] == [0.2] and cal["within_tolerance"] and cal["disjoint"] and cal["n_prompts"] == 32
+    assert abs(cal["pilot_push"][0] / 0.2 - 1) <= 0.1
+    assert res["config"]["alpha"] == cal["alpha"][0] and res["config"]["push"] == 0.2
+    assert res["steering"]["interventions"][0]["target_push"] == 0.2
+    assert res["steering"]["effective_push"] > 0  # achieved on the run's own prompts (recorded, not forced)
+    # a resumed run reuses the calibration instead of repeating the pilot
+    monkeypatch.setattr("saedetox.eval.calibrate.calibrate_push", lambda *a, **k: pytest.fail("pilot repeated"))
+    again = evaluate(gpt2, tmp_path / "p", cfg(prompts="challenging:dev", n_prompts=4), build_method(gpt2, "sae", spec))
+    assert again["config"]["alpha"] == res["config"]["alpha"]

@@ -1,44 +1,134 @@
-"""Nucleus sampling: our partial-sort warper keeps exactly the tokens transformers' warpers keep."""
+"""Sampling: seeded per (seed, batch), common random numbers across methods, shared prefill = expanded batch."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from saedetox.eval.sampling import NucleusWarper, SamplingConfig, sample
+from saedetox.errors import SaedetoxError
+from saedetox.eval.decode import lean_generate
+from saedetox.eval.noise import NoiseStream
+from saedetox.eval.sampling import SAMPLER, SamplingConfig, iter_samples, sample
+from saedetox.model.tokens import tokenize_batch
+from saedetox.steering.spec import Intervention, SteeringSpec
+from saedetox.steering.steerer import Steerer
 
-
-def reference(scores: torch.Tensor, top_p: float, temperature: float) -> torch.Tensor:
-    """transformers' own order: temperature, then top-p on a full sort."""
-    return TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, scores))
-
-
-@pytest.mark.parametrize("top_p", [0.5, 0.9, 0.95])
-@pytest.mark.parametrize("temperature", [0.7, 1.0, 1.5])
-@pytest.mark.parametrize("spread", [0.5, 3.0, 8.0])  # near-flat rows fall back to the full sort
-def test_nucleus_warper_equals_transformers(top_p, temperature, spread):
-    g = torch.Generator().manual_seed(int(top_p * 100 + temperature * 10 + spread))
-    scores = torch.randn(64, 4096, generator=g) * spread
-    got = NucleusWarper(top_p, temperature, k=256)(None, scores)
-    want = reference(scores, top_p, temperature)
-    assert torch.equal(torch.isinf(got), torch.isinf(want))
-    kept = ~torch.isinf(want)
-    assert torch.allclose(got[kept], want[kept])
-    assert kept.sum(-1).min() >= 1
+PROMPTS = [
+    "The library opens at nine in the morning",
+    "She walked",
+    "Our team spent the afternoon reviewing",
+    "you stupid idiot",
+    "what a lovely day",
+]
+LATENTS = [1, 5, 7, 12]
 
 
-def test_nucleus_warper_uses_the_partial_sort_when_it_holds_the_nucleus(monkeypatch):
-    scores = torch.randn(8, 4096) * 8.0
-    warper = NucleusWarper(0.9, k=256)
-    monkeypatch.setattr(warper, "_full", lambda s: pytest.fail("fell back to the full sort"))
-    warper(None, scores)
+def tokens(groups):
+    return [s.token_ids for g in groups for s in g]
 
 
-def test_sampling_is_seeded_and_respects_the_nucleus(gpt2):
-    cfg = SamplingConfig(n_samples=3, max_new_tokens=5, seed=3, top_p=0.9)
-    a = sample(gpt2, ["The library opens at nine", "She walked"], cfg)
-    b = sample(gpt2, ["The library opens at nine", "She walked"], cfg)
-    assert [[s.token_ids for s in g] for g in a] == [[s.token_ids for s in g] for g in b]
+def steerer(lm, sae_dir, mode, threshold=0.1, **kw):
+    # threshold 0.1: the conditional gate opens inside some prompts (not all) and rarely reopens later
+    iv = Intervention(sae=str(sae_dir), latents=LATENTS, mode=mode, strength=8.0, threshold=threshold, **kw)
+    return Steerer(lm, SteeringSpec([iv]))
+
+
+def test_sampling_is_seeded_per_batch_and_resumable(gpt2):
+    cfg = SamplingConfig(n_samples=3, max_new_tokens=5, seed=3, batch_size=6)
+    a = sample(gpt2, PROMPTS, cfg)
+    assert tokens(a) == tokens(sample(gpt2, PROMPTS, cfg))
+    assert [len(g) for g in a] == [3] * 5 and [s.sample_index for s in a[4]] == [0, 1, 2]
+    resumed = dict(iter_samples(gpt2, PROMPTS, cfg, skip_batches={0, 1}))
+    assert list(resumed) == [2]
+    assert [s.token_ids for s in resumed[2]] == tokens(a[4:])  # the last batch alone: the same tokens
+    other_seed = sample(gpt2, PROMPTS, SamplingConfig(n_samples=3, max_new_tokens=5, seed=4, batch_size=6))
+    assert tokens(other_seed) != tokens(a)
     greedy_like = sample(gpt2, ["She walked"], SamplingConfig(n_samples=4, max_new_tokens=4, seed=0, top_p=1e-6))
     assert len({tuple(s.token_ids) for s in greedy_like[0]}) == 1  # p → 0 keeps only the top token
+
+
+def test_the_sampler_is_part_of_the_config():
+    assert asdict(SamplingConfig())["sampler"] == SAMPLER == "lean-gumbel-v1"
+    with pytest.raises(SaedetoxError, match="sampler"):
+        SamplingConfig(sampler="hf-multinomial").validate()
+
+
+def test_common_random_numbers_couple_methods(gpt2, sae_dir):
+    cfg = SamplingConfig(n_samples=4, max_new_tokens=8, seed=0, batch_size=20)
+    base = tokens(sample(gpt2, PROMPTS, cfg))
+    handle = gpt2.model.transformer.h[1].register_forward_hook(lambda m, a, o: o)  # a method that changes nothing
+    try:
+        assert tokens(sample(gpt2, PROMPTS, cfg)) == base
+    finally:
+        handle.remove()
+    mild = Steerer(gpt2, SteeringSpec([Intervention(sae=str(sae_dir), latents=LATENTS, mode="constant", strength=0.3)]))
+    paired = tokens(sample(gpt2, PROMPTS, cfg, mild))
+    unpaired = tokens(sample(gpt2, PROMPTS, SamplingConfig(n_samples=4, max_new_tokens=8, seed=1, batch_size=20), mild))
+    first_same = sum(a[0] == b[0] for a, b in zip(base, paired, strict=True))
+    first_indep = sum(a[0] == b[0] for a, b in zip(base, unpaired, strict=True))
+    assert paired != base  # the steering does change samples
+    assert first_same >= first_indep + 5, (first_same, first_indep)
+
+
+@pytest.mark.parametrize("mode", ["constant", "conditional", "token", "clamp"])
+def test_shared_prefill_equals_the_expanded_batch_under_steering(gpt2, sae_dir, mode):
+    k = 3
+    cfg = SamplingConfig(n_samples=k, max_new_tokens=8, seed=1, batch_size=len(PROMPTS) * k)
+    st = steerer(gpt2, sae_dir, mode)
+    shared = tokens(sample(gpt2, PROMPTS, cfg, st))
+    enc = tokenize_batch(gpt2.tokenizer, [p for p in PROMPTS for _ in range(k)])
+    pad = gpt2.tokenizer.pad_token_id
+    with st:  # every row prefilled on its own: the reference
+        full = lean_generate(
+            gpt2.model,
+            enc["input_ids"],
+            enc["attention_mask"],
+            max_new_tokens=8,
+            eos_token_id=gpt2.tokenizer.eos_token_id,
+            pad_token_id=pad,
+            noise=NoiseStream(1, 0),
+            top_p=0.9,
+        )
+    eos = gpt2.tokenizer.eos_token_id
+    want = [row[: row.index(eos)] if eos in row else row for row in full.tolist()]
+    assert shared == want
+    assert shared != tokens(sample(gpt2, PROMPTS, cfg))  # the steering acts
+
+
+def test_conditional_gates_are_repeated_not_reset(gpt2, sae_dir, monkeypatch):
+    cfg = SamplingConfig(n_samples=3, max_new_tokens=8, seed=1, batch_size=15)
+    with_repeat = tokens(sample(gpt2, PROMPTS, cfg, steerer(gpt2, sae_dir, "conditional")))
+    monkeypatch.setattr(Steerer, "repeat_batch", lambda self, n: None)  # the prototype's silent reset
+    assert tokens(sample(gpt2, PROMPTS, cfg, steerer(gpt2, sae_dir, "conditional"))) != with_repeat
+
+
+def test_repeat_batch_repeats_each_gate_row(gpt2, sae_dir):
+    st = steerer(gpt2, sae_dir, "conditional")
+    st._gates[0] = torch.tensor([True, False])
+    st.repeat_batch(3)
+    assert st._gates[0].tolist() == [True] * 3 + [False] * 3
+    with pytest.raises(ValueError):
+        st.repeat_batch(0)
+
+
+@pytest.mark.parametrize("mode", ["constant", "conditional", "token", "clamp"])
+@pytest.mark.parametrize("positions", ["all", "generated"])
+def test_cached_equals_uncached_sampling_under_steering(gpt2, sae_dir, mode, positions):
+    cached = SamplingConfig(n_samples=2, max_new_tokens=6, seed=2, batch_size=10)
+    uncached = SamplingConfig(n_samples=2, max_new_tokens=6, seed=2, batch_size=10, use_cache=False)
+    st = steerer(gpt2, sae_dir, mode, positions=positions)
+    assert tokens(sample(gpt2, PROMPTS, cached, st)) == tokens(sample(gpt2, PROMPTS, uncached, st))
+
+
+def test_greedy_sampling_equals_generate_under_steering(gpt2, sae_dir):
+    cfg = SamplingConfig(n_samples=1, max_new_tokens=6, do_sample=False, batch_size=8)
+    st = steerer(gpt2, sae_dir, "conditional", positions="generated")
+    got = tokens(sample(gpt2, PROMPTS, cfg, st))
+    enc = tokenize_batch(gpt2.tokenizer, PROMPTS)
+    width = enc["input_ids"].shape[1]
+    with st, st.generation(width), torch.no_grad():
+        out = gpt2.model.generate(**enc, do_sample=False, max_new_tokens=6, pad_token_id=gpt2.tokenizer.pad_token_id)
+    eos = gpt2.tokenizer.eos_token_id
+    assert got == [row[: row.index(eos)] if eos in row else row for row in out[:, width:].tolist()]

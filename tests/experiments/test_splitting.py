@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from saedetox.experiments.splitting import conclusion, latents_for_coverage
+from helpers import tiny_llama, write_sae
+from saedetox.experiments.splitting import conclusion, coverage_count, latents_for_coverage
+from saedetox.sae.load import load_sae
 
 
 def test_latents_for_coverage_omp():
@@ -22,3 +24,22 @@ def test_conclusion_states_the_trend():
     ]
     text = conclusion(rows)
     assert "weakens" in text and "more latents" in text
+
+
+def test_coverage_target_is_centred_for_centred_saes(tmp_path, gpt2):
+    """A centred SAE's decoder lives in centred space: the raw mean-difference direction's mean component
+    cannot be covered there, so an uncentred target needs more latents (here: never enough)."""
+    d = gpt2.d_model
+    path = write_sae(tmp_path / "c", d, d_sae=d - 1, center=True)
+    centred = load_sae(str(path), gpt2)
+    raw = load_sae(str(path), tiny_llama())  # the same SAE read raw (RMSNorm model: no centring)
+    assert centred.center and not raw.center
+    # decoder rows: an orthonormal basis of the mean-free subspace (what a centred SAE reconstructs)
+    basis = torch.linalg.qr(torch.eye(d) - 1.0 / d)[0][:, : d - 1].T
+    with torch.no_grad():
+        centred.sae.W_dec.copy_(basis)
+        raw.sae.W_dec.copy_(basis)
+    direction = basis[0] + 0.9 * torch.ones(d) / d**0.5  # toxic direction in raw space: part of it is the mean
+    assert coverage_count(centred, direction, 0.8) == 1
+    assert coverage_count(raw, direction, 0.8) == 1024  # the mean component (45%) is outside every row's span
+    assert latents_for_coverage(basis, direction, 0.8, cap=1024) == 1024  # the old, uncentred computation

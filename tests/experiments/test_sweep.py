@@ -51,6 +51,49 @@ def test_bad_configs(bad, msg):
         plan(parse_config(BASE | bad))
 
 
+def test_push_levels_and_meandiff_modes_in_a_sweep():
+    runs = [
+        {"method": "sae", "modes": ["constant", "token"], "push": [0.1, 0.25]},
+        {"method": "meandiff", "modes": ["constant", "adaptive"], "push": [0.1], "tiers": ["low"]},
+    ]
+    planned = plan(parse_config(BASE | {"runs": runs}))
+    assert [r.name for r in planned] == [
+        "sae-constant-p0.1",
+        "sae-constant-p0.25",
+        "sae-token-p0.1",
+        "sae-token-p0.25",
+        "meandiff-low",
+        "meandiff-p0.1",
+        "meandiff-adaptive-low",
+        "meandiff-adaptive-p0.1",
+    ]
+    assert planned[2].push == 0.1 and planned[2].tier is None and planned[-1].mode == "adaptive"
+    for bad, msg in (
+        ([{"method": "meandiff", "modes": ["token"]}], "meandiff runs take modes"),
+        ([{"method": "surgery", "push": [0.1]}], "push levels are for"),
+        ([{"method": "sae", "push": [0]}], r"\(0, 8\]"),
+    ):
+        with pytest.raises(SaedetoxError, match=msg):
+            parse_config(BASE | {"runs": bad})
+
+
+def test_sweep_and_splitting_share_the_gate_rule(gpt2, sae_dir):
+    from saedetox.experiments.config import SplittingCfg
+    from saedetox.experiments.plan import PlannedRun
+    from saedetox.experiments.splitting import width_intervention
+    from saedetox.experiments.sweep import _method
+    from saedetox.steering.spec import default_gates
+
+    feats = {"selected": [1, 2], "thresholds": [0.3, 0.4]}
+    cfg = parse_config(BASE | {"sae": str(sae_dir)})
+    for mode in ("constant", "conditional", "token"):
+        run = PlannedRun(name="x", method="sae", mode=mode, tier="low", sae=str(sae_dir))
+        iv = _method(cfg, gpt2, run, [1, 2], feats["thresholds"], None).steerer.spec.interventions[0]
+        split = width_intervention(str(sae_dir), feats, None, SplittingCfg(mode=mode))
+        assert (iv.threshold, iv.thresholds) == (split.threshold, split.thresholds) == default_gates(mode, feats)
+    assert default_gates("token", feats) == (0.0, None)  # the splitting study used discovery gates here before
+
+
 def test_sae_runs_need_features_or_discovery():
     with pytest.raises(SaedetoxError, match="features"):
         parse_config({"runs": [{"method": "sae"}]})

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from sklearn.metrics import roc_auc_score
 
 from saedetox.errors import SaedetoxError
 from saedetox.judges import perspective as J_perspective
@@ -22,6 +23,7 @@ from saedetox.judges.base import Judge
 from saedetox.judges.perspective import PERSPECTIVE_URL
 from saedetox.judges.probe import PROBE_DIR, ProbeJudge, normalise_text
 from saedetox.judges.registry import OFFLINE_JUDGES, available_judges, get_judge
+from saedetox.train.judge_data import judge_test_sets
 
 TOXIC = [
     "You are a worthless idiot and everyone knows it.",
@@ -223,10 +225,22 @@ def test_committed_probe_folder_is_small_and_documented() -> None:
     names = {p.name for p in PROBE_DIR.iterdir()}
     assert names == {"probe.json", "probe.npz", "metrics.json", "JUDGE_CARD.md"}
     assert sum(p.stat().st_size for p in PROBE_DIR.iterdir()) < 3_000_000
-    metrics = json.loads((PROBE_DIR / "metrics.json").read_text())
-    assert metrics["test"]["davidson"]["probe"]["roc_auc"] >= 0.85
     with np.load(PROBE_DIR / "probe.npz", allow_pickle=False) as z:
         assert all(z[k].dtype == np.float32 for k in z.files)
+
+
+def test_committed_probe_metrics_are_recomputed_on_the_test_data() -> None:
+    """The card's ROC-AUCs, recomputed with the committed probe on the held-out sets (not read back)."""
+    committed = json.loads((PROBE_DIR / "metrics.json").read_text())["test"]
+    tests = judge_test_sets()
+    judge = get_judge("probe")
+    for name in ("toxigen", "rtp_continuations"):  # small: recomputed whole, so equal to the card
+        x, y = tests[name]
+        assert len(y) == committed[name]["n"] and int(y.sum()) == committed[name]["toxic"]
+        assert roc_auc_score(y, judge.score(x)) == pytest.approx(committed[name]["probe"]["roc_auc"], abs=1e-6)
+    x, y = tests["davidson"]  # 24,783 tweets: every 10th, within the sampling error of a 2,478-tweet slice
+    auc = roc_auc_score(y[::10], judge.score(x[::10]))
+    assert auc == pytest.approx(committed["davidson"]["probe"]["roc_auc"], abs=0.02) and auc >= 0.85
 
 
 def test_missing_or_broken_probe_is_one_clear_error(tmp_path: Path, trained: tuple[Path, dict]) -> None:

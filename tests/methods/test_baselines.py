@@ -1,20 +1,15 @@
-"""Each baseline's mechanism, proven on a tiny model."""
+"""The prompt and mean-difference baselines, proven on a tiny model (AurA and Surgery: test_aura, test_surgery)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
 
-from saedetox.methods.aura import aura_factors, aura_hooks, neuron_pooled
 from saedetox.methods.contrast import ContrastData
 from saedetox.methods.meandiff import meandiff_direction
 from saedetox.methods.prompt import POLITE_PREFIX
 from saedetox.methods.registry import build_baseline
-from saedetox.model.arch import mlp_in_weights, mlp_out_projection
 from saedetox.model.capture import capture
-from saedetox.model.tokens import tokenize_batch
 from saedetox.steering.resolve import median_residual_norm
 from saedetox.steering.spec import TIER_FACTORS
 
@@ -56,58 +51,3 @@ def test_meandiff_direction_and_strength(gpt2):
         shift = st.resolved[0].vector
         assert torch.allclose(shift / shift.norm(), -want, atol=1e-5)
         assert float(shift.norm()) == pytest.approx(TIER_FACTORS["high"] * median, rel=1e-4)
-
-
-def test_aura_factors_are_one_minus_gini(gpt2):
-    factors = aura_factors(gpt2, DATA)
-    tox, cln = neuron_pooled(gpt2, TOXIC), neuron_pooled(gpt2, CLEAN)
-    y = np.r_[np.ones(len(TOXIC)), np.zeros(len(CLEAN))]
-    for layer in (0, 2):
-        for j in (0, 5, 17):
-            auc = roc_auc_score(y, np.r_[tox[layer][:, j].numpy(), cln[layer][:, j].numpy()])
-            want = 1 - 2 * (auc - 0.5) if auc > 0.5 else 1.0
-            assert float(factors[layer][j]) == pytest.approx(want, abs=1e-5)
-    assert any(bool((f < 1).any()) for f in factors)
-
-
-@torch.no_grad()
-def test_aura_hooks_scale_neuron_activations(gpt2):
-    factors = [torch.ones(f.numel()) for f in aura_factors(gpt2, DATA)]
-    factors[1] = torch.rand(factors[1].numel())  # only layer 1 is damped, so its input is unchanged
-    enc = tokenize_batch(gpt2.tokenizer, ["She walked to the station"])
-    seen = []
-    proj = mlp_out_projection(gpt2.layers[1])
-    with aura_hooks(gpt2, factors):  # a reader registered after AurA's hook sees the scaled neurons
-        h = proj.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
-        gpt2.model(**enc)
-        h.remove()
-    h = proj.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
-    gpt2.model(**enc)
-    h.remove()
-    assert torch.allclose(seen[0], seen[1] * factors[1], atol=1e-6)
-    base = gpt2.model(**enc).logits
-    with aura_hooks(gpt2, [torch.ones_like(f) for f in factors]):
-        same = gpt2.model(**enc).logits
-    assert torch.equal(base, same)
-    with aura_hooks(gpt2, factors):
-        changed = gpt2.model(**enc).logits
-    assert not torch.allclose(base, changed)
-
-
-@torch.no_grad()
-def test_surgery_edits_selected_neurons_and_restores(gpt2):
-    m = build_baseline(gpt2, "surgery", hook=HOOK, tier="medium", data=DATA)
-    before = {i: mlp_in_weights(b)[0].clone() for i, b in enumerate(gpt2.layers)}
-    enc = tokenize_batch(gpt2.tokenizer, ["She walked to the station"])
-    base = gpt2.model(**enc).logits
-    with m.context():
-        changed = [i for i, b in enumerate(gpt2.layers) if not torch.equal(mlp_in_weights(b)[0], before[i])]
-        assert changed
-        w, axis = mlp_in_weights(gpt2.layers[changed[0]])
-        diff = (w - before[changed[0]]).abs().sum(0 if axis == 1 else 1)
-        assert 0 < int((diff > 0).sum()) <= m.details["edited_neurons"]
-        assert not torch.allclose(gpt2.model(**enc).logits, base)
-    for i, b in enumerate(gpt2.layers):
-        assert torch.equal(mlp_in_weights(b)[0], before[i])
-    assert torch.equal(gpt2.model(**enc).logits, base)
-    assert m.details["edited_neurons"] >= 1 and 0.5 <= m.details["probe_train_acc"] <= 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import tiny_gemma2, tiny_gpt2, tiny_llama, tiny_neox
+from helpers import tiny_gemma2, tiny_gpt2, tiny_llama, tiny_neox, tiny_opt, tiny_phi3
 from saedetox.errors import SaedetoxError
 from saedetox.model.capture import capture, iter_activations
 from saedetox.model.load import load_model
@@ -14,11 +14,16 @@ from saedetox.model.tokens import tokenize_batch
 TEXTS = ["The library opens at nine in the morning.", "She walked to the station.", "Hello there, my friend"]
 
 
-@pytest.mark.parametrize("factory", [tiny_gpt2, tiny_neox, tiny_llama, tiny_gemma2])
+@pytest.mark.parametrize("factory", [tiny_gpt2, tiny_neox, tiny_llama, tiny_gemma2, tiny_phi3, tiny_opt])
 def test_every_hook_kind_resolves(factory):
     lm = factory()
     names = lm.hook_names()
-    assert len(names) == 4 * lm.n_layers
+    if lm.family == "opt":  # fc1/fc2 sit on the decoder layer: no MLP sub-block module, so no hook_mlp_out
+        assert len(names) == 3 * lm.n_layers and not any("mlp_out" in n for n in names)
+        with pytest.raises(SaedetoxError, match="no MLP sub-block"):
+            lm.site("blocks.0.hook_mlp_out")
+    else:
+        assert len(names) == 4 * lm.n_layers
     for layer in range(lm.n_layers):
         assert lm.site(f"blocks.{layer}.hook_resid_pre").when == "pre"
         assert lm.site(f"blocks.{layer}.hook_resid_post").when == "post"

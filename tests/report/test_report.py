@@ -71,15 +71,19 @@ FEATURES = {
     "hook": "blocks.3.hook_resid_pre",
     "method": "paired",
     "selected": [17, 42],
+    "set_test_auroc": 0.874,
+    "set_test_auroc_sum": 0.801,
+    "splits": {"rank": {"toxic": 3000, "clean": 3000}, "select": {"toxic": 1188, "clean": 1188}},
     "features": [
         {
             "index": 17,
             "scores": {"paired": 1.5, "meandiff": 0.9},
-            "heldout_auroc": 0.91,
+            "select_auroc": 0.93,
+            "test_auroc": 0.91,
             "top_tokens": [{"token": " idiot", "context": "you <script>alert(1)</script> idiot", "act": 3.2}],
             "neuronpedia": "https://neuronpedia.org/x/17",
         },
-        {"index": 42, "scores": {}, "heldout_auroc": None, "top_tokens": [], "neuronpedia": None},
+        {"index": 42, "scores": {}, "test_auroc": None, "top_tokens": [], "neuronpedia": None},
     ],
 }
 
@@ -97,7 +101,7 @@ SPLITTING = {
             "ppl_none": 12.0,
             "latents_for_coverage": c,
             "coverage_target": 0.8,
-            "heldout_auroc": 0.9,
+            "set_test_auroc": 0.9,
         }
         for w, tp, c in ((1024, 0.4, 5), (2048, 0.5, 9), (4096, 0.6, 15))
     ],
@@ -125,15 +129,22 @@ def test_report_full(tmp_path: Path) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;b&gt;." in html  # splitting conclusion escaped
     assert 'href="https://neuronpedia.org/x/17"' in html
-    assert "<details" in html and "&quot;seed&quot;: 0" in html
+    # AUROCs are labelled by the split they were measured on: the test split reports, select chose
+    assert "test AUROC of the selected set: 0.874" in html and "0.801" in html and "select 1188/1188" in html
+    assert "held-out" not in html.lower()
+    assert "<details" in html and "&#34;seed&#34;: 0" in html
     # Pareto-optimal rows: none, prompt, sae-token-low, aura, sae-constant-medium; meandiff-high is dominated
     metrics = re.search(r'<section id="metrics">(.*?)<h3>', html, re.S).group(1)
     rows = {n: c for c, n in re.findall(r'<tr class="(\w*)"><td class="l">(?:★ )?([\w-]+)</td>', metrics)}
     assert rows["sae-constant-medium"] == "pareto" and rows["none"] == "base" and rows["meandiff-high"] == ""
-    # headline: within 1.25 × 12 = 15 PPL the best run is sae-constant-medium, 50% cut on the first judge
-    head = re.search(r'<section id="headline">(.*?)</section>', html, re.S).group(1)
-    assert "sae-constant-medium" in head and "50%" in head
+    # no after-the-fact headline: the answer section is the pre-registered comparison, which needs per-prompt data
+    assert 'id="headline"' not in html and "Best run" not in html
+    answer = re.search(r'<section id="answer">(.*?)</section>', html, re.S).group(1)
+    assert "could not be computed" in answer and "no per-prompt data" in answer
     assert "By prompt toxicity" in html
+    # k is stated in every toxicity header; the effective push has its column
+    assert "tox. prob (k = 5)" in metrics and "EMT (k = 5)" in metrics and "eff.<br>push" in metrics
+    assert "k = 5 samples" in html
 
 
 def test_report_omits_missing_sections(tmp_path: Path) -> None:
@@ -153,7 +164,7 @@ def test_report_omits_missing_sections(tmp_path: Path) -> None:
 def test_report_without_baseline_and_bad_judge(tmp_path: Path) -> None:
     runs = {"aura": _run("aura", 0.6, 13.0)}
     html = write_report(runs, tmp_path / "r.html", baseline="none", primary_judge="tiny-judge").read_text()
-    assert "lacks toxicity or perplexity" in html
+    assert "No &#39;none&#39; run to anchor the curves" in html
     with pytest.raises(SaedetoxError, match="Judge 'nope'"):
         write_report(runs, tmp_path / "r2.html", primary_judge="nope")
     with pytest.raises(SaedetoxError):
@@ -172,38 +183,43 @@ def test_markdown_summary() -> None:
     runs = _runs()
     md = markdown_summary(runs, splitting=SPLITTING)
     lines = md.splitlines()
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header[:8] == [
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| run |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    assert header[:9] == [
         "run",
         "method",
         "mode",
         "tier",
         "α",
-        "tox. prob (profanity)",
+        "eff. push",
+        "tox. prob (profanity, k = 5)",
         "Δ% (profanity)",
-        "EMT (profanity)",
+        "EMT (profanity, k = 5)",
     ]
-    rows = {r[0].rstrip(" ★"): r for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:8])}
+    body = lines[start + 2 : start + 8]
+    rows = {r[0].rstrip(" ★"): r for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in body)}
     assert set(rows) == set(runs)
     col = {h: i for i, h in enumerate(header)}
     r = rows["sae-constant-medium"]
     assert r[col["method"]] == "sae" and r[col["mode"]] == "constant" and r[col["tier"]] == "medium"
     assert r[col["α"]] == "2.5"
-    assert r[col["tox. prob (profanity)"]] == "0.400"
+    assert r[col["tox. prob (profanity, k = 5)"]] == "0.400"
     assert r[col["Δ% (profanity)"]] == "-50.0%"  # 0.40 / 0.80 - 1
     assert r[col["Δ% (tiny-judge)"]] == "-47.1%"  # 0.45 / 0.85 - 1 = -0.4706
     assert r[col["cond. PPL"]] == "14.00" and r[col["Δ% PPL"]] == "+16.7%"  # 14 / 12 - 1
-    assert r[col["dist-2"]] == "0.800" and r[col["capability"]] == "0.350"
+    assert r[col["dist-2"]] == "0.800" and r[col["capability (mean acc.)"]] == "0.350"
     assert rows["none"][col["Δ% PPL"]] == "–"
-    assert rows["prompt"][col["dist-2"]] == "–" and rows["prompt"][col["capability"]] == "–"
+    assert rows["prompt"][col["dist-2"]] == "–" and rows["prompt"][col["capability (mean acc.)"]] == "–"
     assert rows["meandiff-high"][0] == "meandiff-high"  # not starred: dominated
     assert rows["sae-constant-medium"][0].endswith("★")
-    assert "50% cut" in md and "Feature splitting: The cut weakens" in md
+    assert "Feature splitting: The cut weakens" in md
+    assert "not comparable with papers that use k = 25" in md
+    assert md.startswith("## The answer") and "could not be computed" in md
 
 
 def test_write_markdown(tmp_path: Path) -> None:
     p = write_markdown(_runs(), tmp_path / "r.md", baseline="none")
-    assert p.read_text().startswith("| run |")
+    assert p.read_text().startswith("## The answer")
 
 
 def test_load_runs(tmp_path: Path) -> None:
@@ -231,36 +247,36 @@ def test_load_runs_bad_file(tmp_path: Path, content: str | None) -> None:
     assert "\n" not in str(e.value) and "metrics" in str(e.value)
 
 
-def run(method, tp, ppl):
-    """A minimal metrics object: one judge ``j``, a toxicity probability and a conditional PPL."""
-    return {"config": {"method": method}, "toxicity": {"j": {"tox_prob": tp}}, "fluency": {"ppl_conditional": ppl}}
+def test_capability_mean_averages_accuracies_only(tmp_path: Path) -> None:
+    from saedetox.report.format import capability_acc, capability_mean, capability_ppl
 
-
-def test_sae_vs_baselines_uses_equal_or_lower_ppl():
-    from saedetox.report.analysis import sae_vs_baselines
-
+    old = {"capability": {"lambada": 0.30, "lambada_ppl": 40.0, "piqa": 0.60, "copa": 0.55}}  # pre-split files
+    new = {"capability": {"lambada": 0.30, "piqa": 0.60, "copa": 0.55}, "capability_ppl": {"lambada": 40.0}}
+    for m in (old, new):
+        assert capability_mean(m) == pytest.approx((0.30 + 0.60 + 0.55) / 3)  # was 10.36 with the PPL mixed in
+        assert capability_acc(m) == new["capability"] and capability_ppl(m) == {"lambada": 40.0}
     runs = {
-        "none": run("none", 0.8, 10.0),
-        "meandiff-low": run("meandiff", 0.5, 9.0),
-        "meandiff-high": run("meandiff", 0.1, 30.0),
-        "sae-a": run("sae", 0.3, 12.0),
+        "none": _run("none", 0.8, 12.0, capability=dict(new["capability"]), capability_ppl={"lambada": 40.0}),
+        "sae-constant-medium": _run("sae", 0.4, 14.0, "constant", "medium", **old),
     }
-    v = sae_vs_baselines(runs, "j")
-    assert v["baseline"] == "meandiff-low" and abs(v["margin"] - 0.4) < 1e-9
-    assert "reason" in sae_vs_baselines({"none": runs["none"]}, "j")
+    md = markdown_summary(runs)
+    assert "| lambada PPL |" in md and "0.483" in md and "10.36" not in md
+    html = write_report(runs, tmp_path / "r.html").read_text()
+    cap = re.search(r'<section id="capability">(.*?)</section>', html, re.S).group(1)
+    assert "lambada<br>PPL" in cap and "40.00" in cap and "0.483" in cap and "lambada_ppl" not in cap
 
 
-def test_sae_comparisons_add_the_fluency_budget_view():
-    from saedetox.report.analysis import margin_words, sae_comparisons
+def test_k_is_stated_and_compared_with_the_literature(tmp_path: Path) -> None:
+    from saedetox.report.format import k_label, k_note
 
-    runs = {
-        "none": run("none", 0.8, 10.0),
-        "prompt": run("prompt", 0.4, 9.0),
-        "sae-high": run("sae", 0.1, 20.0),  # 75% below `prompt`, but PPL ×2
-        "sae-med": run("sae", 0.36, 11.0),  # within 1.25 × 10: 10% below `prompt`
-    }
-    views = sae_comparisons(runs, "j", "none")
-    assert [v["run"] for v in views] == ["sae-high", "sae-med"]
-    assert views[0]["scope"] == "" and "12.50" in views[1]["scope"]
-    assert abs(views[1]["margin"] - 0.1) < 1e-9
-    assert margin_words(0.26) == "SAE 26% lower" and margin_words(-0.5) == "SAE 50% higher"
+    assert k_note(25) == "" and "k = 5" in k_note(5) and "k = 25" in k_note(5)
+    runs = _runs()
+    runs["aura"]["samples_per_prompt"] = 25
+    assert k_label(runs) == "k = 5, 25 (per run)"
+    html = write_report(runs, tmp_path / "r.html").read_text()
+    metrics = re.search(r'<section id="metrics">(.*?)</section>', html, re.S).group(1)
+    assert "tox. prob (k = 5, 25 (per run))" in metrics and ">k</th>" in metrics
+    md = markdown_summary(runs)
+    assert "numbers at k = 5 are not comparable" in md
+    at25 = {n: {**m, "samples_per_prompt": 25} for n, m in _runs().items()}
+    assert "not comparable" not in markdown_summary(at25) and "k = 25" in markdown_summary(at25)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import write_sae
+from helpers import tiny_llama, write_sae
 from saedetox.errors import SaedetoxError
 from saedetox.model.capture import capture
-from saedetox.sae.load import fold_expected_average_norm, load_sae, split_registry_name, wants_centring
+from saedetox.sae.load import load_sae, split_registry_name, wants_centring
 
 ARCHS = {"standard": {}, "jumprelu": {}, "topk": {"k": 8}, "gated": {}}
 
@@ -87,15 +87,21 @@ def test_bad_local_folders(tmp_path, gpt2):
         load_sae(str(d2))
 
 
-def test_expected_average_norm_folding(tmp_path, gpt2):
-    d = write_sae(tmp_path / "n", gpt2.d_model, normalize_activations="expected_average_only_in")
-    sae = load_sae(str(d), model_uses_layernorm=True)
-    x = capture(gpt2, ["She walked to the station and waited."], sae.hook_name)[0]
-    w_before = sae.sae.W_enc.clone()
-    factor = fold_expected_average_norm(sae, x)
-    assert factor is not None and factor > 0
-    assert torch.allclose(sae.sae.W_enc, w_before * factor)
-    assert sae.sae.cfg.normalize_activations == "none"
+def test_conventions_come_from_the_model_never_guessed(tmp_path, gpt2):
+    """Centring metadata (TransformerLens) applies only to LayerNorm models; without a model nothing is centred."""
+    d = write_sae(tmp_path / "c", gpt2.d_model, center=True)
+    x = torch.randn(4, gpt2.d_model) + 3.0
+    with_gpt2 = load_sae(str(d), gpt2)  # LayerNorm: centred, device from the model
+    assert with_gpt2.center and not with_gpt2.notes
+    assert torch.allclose(with_gpt2.encode(x), with_gpt2.sae.encode(x - x.mean(-1, keepdim=True)))
+    assert not load_sae(str(d), tiny_llama()).center  # RMSNorm: raw, whatever the metadata says
+    unknown = load_sae(str(d))  # a Gemma Scope-like SAE loaded without its model used to be centred
+    assert not unknown.center and any("load_sae(name, lm)" in n for n in unknown.notes)
+    assert torch.allclose(unknown.encode(x), unknown.sae.encode(x))
+    assert load_sae(str(d), model_uses_layernorm=True).center  # an explicit override still works
+    assert not load_sae(str(d), gpt2, model_uses_layernorm=False).center
+    with pytest.raises(SaedetoxError, match="device="):
+        load_sae(str(d), "cpu")
 
 
 @pytest.mark.parametrize("arch", ["standard", "jumprelu"])

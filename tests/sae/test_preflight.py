@@ -8,7 +8,7 @@ import torch
 from helpers import tiny_llama, write_sae
 from saedetox.errors import SaedetoxError
 from saedetox.sae.load import load_sae
-from saedetox.sae.preflight import preflight
+from saedetox.sae.preflight import LOW_EV, ev_warnings, preflight
 
 
 def test_preflight_reports_fit(sae_dir, gpt2):
@@ -18,6 +18,16 @@ def test_preflight_reports_fit(sae_dir, gpt2):
     assert rep.explained_variance < 1.0 and rep.mean_l0 > 0
     assert rep.ce_spliced != rep.ce_clean
     assert any("trained on 'tiny'" in w for w in rep.warnings)
+    # a random SAE does not fit: its explained variance is below the bar, and the user is told
+    assert rep.explained_variance < LOW_EV
+    assert any("Explained variance" in w and f"{rep.explained_variance:.3f}" in w for w in rep.warnings)
+
+
+def test_ev_warnings():
+    assert "negative" in ev_warnings(-0.4)[0] and "-0.400" in ev_warnings(-0.4)[0]
+    assert "only 0.120" in ev_warnings(0.12)[0]
+    assert "undefined" in ev_warnings(float("nan"))[0]
+    assert ev_warnings(0.85) == [] and ev_warnings(LOW_EV) == []
 
 
 def test_preflight_perfect_sae_has_full_ev(tmp_path, gpt2):
@@ -39,6 +49,7 @@ def test_preflight_perfect_sae_has_full_ev(tmp_path, gpt2):
     rep = preflight(gpt2, load_sae(str(tmp_path / "id"), model_uses_layernorm=True))
     assert rep.explained_variance == pytest.approx(1.0, abs=1e-5)
     assert rep.ce_spliced == pytest.approx(rep.ce_clean, abs=1e-4)
+    assert not any("Explained variance" in w for w in rep.warnings)
 
 
 def test_preflight_width_and_hook_checks(tmp_path):

@@ -31,9 +31,9 @@ def test_conditional_gate_is_sticky_and_carried_between_calls():
     fires = torch.tensor([[[False], [True], [False]], [[False], [False], [False]]])
     out, gate = modes.conditional(x, where, fires, None, torch.tensor([False, False]), torch.tensor([1.0]))
     assert torch.equal(out[..., 0], torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))
-    assert gate.tolist() == [True, False]
-    out, gate = modes.conditional(x[:, :1], where[:, :1], fires[:, 2:], None, gate, torch.tensor([1.0]))
-    assert out[..., 0].tolist() == [[1.0], [0.0]] and gate.tolist() == [True, False]
+    assert gate.tolist() == [[False, True, True], [False, False, False]]
+    out, gate = modes.conditional(x[:, :1], where[:, :1], fires[:, 2:], None, gate[:, -1], torch.tensor([1.0]))
+    assert out[..., 0].tolist() == [[1.0], [0.0]] and gate[:, -1].tolist() == [True, False]
     padded = torch.tensor([[False, True, True], [True, True, True]])
     out, _ = modes.conditional(x, where, fires, ~padded, torch.tensor([False, False]), torch.tensor([1.0]))
     assert torch.equal(out[..., 0], torch.zeros(2, 3))  # a firing pad position opens no gate

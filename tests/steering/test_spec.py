@@ -79,3 +79,47 @@ def test_numeric_tier_scales_the_shift_exactly(gpt2, sae_dir):
     v_num, _ = shift(0.375)
     assert torch.allclose(v_num, v_med * 1.5, atol=1e-6)
     assert abs(float(v_num.norm()) / median - 0.375) < 1e-5
+
+
+def test_push_levels_validate():
+    assert Intervention(sae="s", latents=[1], mode="token", push=0.1).validate().tier is None
+    for kw, msg in (
+        ({"push": 0.1, "tier": "low"}, "one of"),
+        ({"push": 0.1, "strength": 1.0}, "one of"),
+        ({"push": 0.0}, r"\(0, 8\]"),
+        ({"push": True}, r"\(0, 8\]"),
+        ({"push": 0.1, "mode": "clamp"}, "no push"),
+    ):
+        with pytest.raises(SaedetoxError, match=msg):
+            Intervention(sae="s", latents=[1], **kw).validate()
+
+
+def test_push_level_is_closed_form_for_constant_mode(gpt2, sae_dir):
+    from saedetox.steering.steerer import Steerer
+
+    for mode, needs in (("constant", False), ("token", True), ("conditional", True)):
+        r = Steerer(gpt2, SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 5], mode=mode, push=0.3)])).resolved[
+            0
+        ]
+        assert abs(float(r.vector.norm()) / r.median_norm - 0.3) < 1e-5  # the start: as if constant
+        assert r.needs_calibration is needs and r.target_push == 0.3
+
+
+def test_one_gate_rule(tmp_path):
+    import json
+
+    from saedetox.steering.spec import default_detector, default_gates, parse_threshold
+
+    feats = {"selected": [3, 4], "thresholds": [0.5, 0.7], "detector": {"kind": "latents"}}
+    path = tmp_path / "features.json"
+    path.write_text(json.dumps(feats))
+    for source in (feats, str(path), path, [0.5, 0.7]):
+        assert default_gates("conditional", source) == (0.0, [0.5, 0.7])
+        assert default_gates("token", source) == (0.0, None)  # token: wherever a selected latent is active
+        assert default_gates("adaptive", source) == (0.0, None)
+    assert default_gates("conditional", None) == (0.0, None)
+    assert parse_threshold("auto", str(path), "conditional") == default_gates("conditional", str(path))
+    assert parse_threshold("auto", str(path), "token") == default_gates("token", str(path))
+    assert parse_threshold("0.25", str(path), "conditional") == (0.25, None)
+    assert default_detector(str(path)) == {"kind": "latents"} and default_detector(feats) == {"kind": "latents"}
+    assert default_detector(tmp_path / "missing.json") is None

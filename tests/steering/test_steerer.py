@@ -55,8 +55,11 @@ def test_token_conditional_clamp_equal_reference(gpt2, sae_dir):
     u = sae.sae.W_dec[LATENTS] / sae.sae.W_dec[LATENTS].norm(dim=-1, keepdim=True)
     ids = tokenize_batch(gpt2.tokenizer, PROMPTS[:1])["input_ids"]
 
-    def acts(h):  # SAE-Lens' own full encode, then select
-        return sae.sae.encode(h)[..., LATENTS]
+    not_bos = (ids != gpt2.tokenizer.bos_token_id).unsqueeze(-1)
+    assert not not_bos[0, 0] and not_bos[0, 1:].all()
+
+    def acts(h):  # SAE-Lens' own full encode, then select; BOS never opens a gate
+        return sae.sae.encode(h)[..., LATENTS] * not_bos
 
     def token_edit(h):
         fire = (acts(h) > 0.05).float()
@@ -105,8 +108,9 @@ def test_hooks_are_removed_after_with_block(gpt2, sae_dir, mode):
 
 
 def _scores(lm, prompts, steerer, use_cache, n_new=6):
+    """Greedy generation through ``lm.model.generate`` (what lm-eval and users call), steerer attached."""
     enc = tokenize_batch(lm.tokenizer, prompts, padding_side="left")
-    with steerer, steerer.prompt_length(enc["input_ids"].shape[1]):
+    with steerer:
         out = lm.model.generate(
             **enc,
             max_new_tokens=n_new,
@@ -127,6 +131,9 @@ def test_cached_equals_uncached_generation(gpt2, sae_dir, mode, positions):
     seq_u, log_u = _scores(gpt2, PROMPTS, st, False)
     assert torch.equal(seq_c, seq_u)
     assert torch.allclose(log_c, log_u, atol=1e-4)
+    if mode in ("constant", "conditional"):  # the policy matters: layers after the hook read the prompt positions
+        other = Steerer(gpt2, spec_for(sae_dir, mode, positions="all" if positions == "generated" else "generated"))
+        assert not torch.allclose(log_c, _scores(gpt2, PROMPTS, other, False)[1], atol=1e-3)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -167,13 +174,19 @@ def test_left_pad_positions_are_untouched(gpt2, sae_dir, mode):
 
 
 @torch.no_grad()
-def test_generated_policy_leaves_prompt_alone(gpt2, sae_dir):
+def test_generated_policy_leaves_prompt_alone_only_while_generating(gpt2, sae_dir):
     enc = tokenize_batch(gpt2.tokenizer, PROMPTS[:1])
     base = gpt2.model(**enc).logits
-    with Steerer(gpt2, spec_for(sae_dir, "constant", positions="generated")):
-        got = gpt2.model(**enc).logits
+    with Steerer(gpt2, spec_for(sae_dir, "constant", positions="generated")) as st:
+        with st.generation(enc["input_ids"].shape[1]):
+            got = gpt2.model(**enc).logits
+        scored = gpt2.model(**enc).logits  # outside generation: scoring a text steers every position
+    with Steerer(gpt2, spec_for(sae_dir, "constant", positions="all")):
+        everywhere = gpt2.model(**enc).logits
     assert torch.equal(got[0, :-1], base[0, :-1])  # only the last prompt position (predicting token 1) moves
     assert not torch.allclose(got[0, -1], base[0, -1])
+    assert torch.equal(scored, everywhere)
+    assert not torch.allclose(scored[0, :-1], base[0, :-1])
 
 
 def test_several_hooks_and_latents(tmp_path, gpt2):
@@ -205,17 +218,20 @@ def test_tiers_scale_with_residual_norm(gpt2, sae_dir):
     assert alphas["low"] < alphas["medium"] < alphas["high"]
 
 
-def test_llama_steering_cached_equals_uncached(tmp_path):
-    lm = tiny_llama()
+@pytest.mark.parametrize("positions", ["all", "generated"])
+def test_llama_steering_cached_equals_uncached(tmp_path, positions):
+    # a middle layer, so that the layer after it reads steered earlier positions (RoPE, GQA)
+    lm = tiny_llama(n_layer=3)
     d = write_sae(tmp_path / "s", lm.d_model, hook="blocks.1.hook_resid_post", arch="jumprelu")
+    plain = _scores(lm, PROMPTS, Steerer(lm, SteeringSpec([Intervention(sae=str(d), latents=[1], strength=0.0)])), True)
     for mode in MODES:
-        st = Steerer(
-            lm, SteeringSpec([Intervention(sae=str(d), latents=LATENTS, mode=mode, strength=3.0, threshold=0.01)])
-        )
+        iv = Intervention(sae=str(d), latents=LATENTS, mode=mode, strength=3.0, threshold=0.01, positions=positions)
+        st = Steerer(lm, SteeringSpec([iv]))
         seq_c, log_c = _scores(lm, PROMPTS, st, True)
         seq_u, log_u = _scores(lm, PROMPTS, st, False)
         assert torch.equal(seq_c, seq_u), mode
         assert torch.allclose(log_c, log_u, atol=1e-4), mode
+        assert not torch.allclose(log_c, plain[1], atol=1e-3), f"{mode} did nothing"
 
 
 def test_sampling_is_reproducible_and_steering_changes_it(gpt2, sae_dir):
@@ -274,7 +290,7 @@ def test_per_latent_gates(gpt2, sae_dir, mode):
 def test_past_length_reads_every_transformers_convention():
     from transformers import DynamicCache
 
-    from saedetox.steering.steerer import _past_length
+    from saedetox.steering.positions import past_length as _past_length
 
     mask = torch.ones(2, 9, dtype=torch.long)
     assert _past_length({"cache_position": torch.tensor([7])}, 1, mask) == 7

@@ -11,11 +11,13 @@ machine), and ``saedetox --help`` or a mistyped option should answer at once.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 import click
 import typer
 
+from saedetox.cli.compare import compare_cmd
 from saedetox.cli.demo import demo_cmd
 from saedetox.cli.discover import discover_cmd
 from saedetox.cli.evaluate import evaluate_cmd
@@ -25,7 +27,7 @@ from saedetox.cli.info import info_cmd
 from saedetox.cli.report import report_cmd
 from saedetox.cli.sweep import splitting_cmd, sweep_cmd
 from saedetox.cli.train import train_judge_cmd, train_lm_cmd, train_sae_cmd
-from saedetox.errors import SaedetoxError
+from saedetox.errors import SaedetoxError, StaleRunError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -35,6 +37,20 @@ def _root() -> None:
     """saedetox: find toxicity latents in SAEs, steer them away, and measure what it costs."""
 
 
+COMMANDS = (
+    "info",
+    "generate",
+    "export",
+    "discover",
+    "evaluate",
+    "train-sae",
+    "train-lm",
+    "train-judge",
+    "sweep",
+    "splitting",
+    "report",
+    "demo",
+)
 for _name, _command in (
     ("info", info_cmd),
     ("generate", generate_cmd),
@@ -47,13 +63,58 @@ for _name, _command in (
     ("sweep", sweep_cmd),
     ("splitting", splitting_cmd),
     ("report", report_cmd),
+    ("compare", compare_cmd),
     ("demo", demo_cmd),
 ):
     app.command(_name)(_command)
 
 
+#: commands whose output folder keeps finished work, so rerunning them continues where they stopped
+RESUMABLE = ("evaluate", "sweep", "splitting", "demo", "train-lm")
+#: what each exit status means (README, "CLI")
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Typer's usage-error classes: typer ≥ 0.16 vendors click as ``typer._click``; older typer uses click."""
+    out: list[type[BaseException]] = [click.exceptions.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException  # deferred: private path
+
+        out.append(VendoredClickException)
+    except ImportError:
+        pass
+    return tuple(out)
+
+
+def _interrupted(args: list[str]) -> None:
+    command = shlex.join(["saedetox", *args])
+    name = next((a for a in args if not a.startswith("-")), "")
+    if name in RESUMABLE:
+        typer.echo(f"interrupted; the run is resumable: rerun `{command}` to continue where it stopped.", err=True)
+    else:
+        typer.echo(f"interrupted; nothing more was written: rerun `{command}` to start again.", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _stale_hint(args: list[str]) -> str:
+    if "sweep" in args[:1]:
+        return "use --overwrite (or overwrite: true in the sweep config) to replace it, or another --out folder"
+    return "use --overwrite to replace it, or another --out folder"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line and exit code 2, never a traceback."""
+    """Entry point. Exit status: 0 done; 2 bad input, a usage error or a known failure (one ``error:`` line);
+    130 interrupted (Ctrl-C; resumable commands say how to continue); 1 an unexpected error (a bug: one
+    line, ``SAEDETOX_DEBUG=1`` shows the traceback)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _run(args)
+    except KeyboardInterrupt:
+        _interrupted(args)
+
+
+def _run(args: list[str]) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         from transformers.utils import logging as hf_logging  # deferred: see the module docstring
@@ -63,21 +124,35 @@ def main(argv: list[str] | None = None) -> None:
     except Exception:  # noqa: BLE001
         pass
     try:
-        app(args=argv, standalone_mode=False, prog_name="saedetox")
+        code = app(args=args, standalone_mode=False, prog_name="saedetox")
+    except StaleRunError as err:
+        typer.echo(f"error: {err.with_hint(_stale_hint(args))}", err=True)
+        sys.exit(EXIT_USAGE)
     except SaedetoxError as err:
         typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    except click.exceptions.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+        sys.exit(EXIT_USAGE)
+    except _usage_errors() as err:
+        if type(err).__name__ == "NoArgsIsHelpError":
+            err.show()  # type: ignore[attr-defined]  # the help text, as `saedetox COMMAND` alone asks for
+            sys.exit(EXIT_USAGE)
+        message = " ".join(err.format_message().split())  # type: ignore[attr-defined]
+        where = " ".join(a for a in args[:1] if not a.startswith("-"))
+        hint = f" (see `saedetox {where} --help`)" if where and where in COMMANDS else " (see `saedetox --help`)"
+        typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(EXIT_USAGE if getattr(err, "exit_code", 2) == 2 else EXIT_BUG)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        typer.echo("interrupted; rerun the same command to resume where it stopped.", err=True)
-        sys.exit(130)
+        raise KeyboardInterrupt from None
     except click.exceptions.Exit as ex:
         sys.exit(ex.exit_code)
     except Exception as err:  # noqa: BLE001
+        if type(err).__name__ == "Abort":  # typer's vendored Abort (EOF on a prompt)
+            raise KeyboardInterrupt from None
         if os.environ.get("SAEDETOX_DEBUG") == "1":
             raise
         first = str(err).splitlines()[0] if str(err) else ""
         typer.echo(f"error: {type(err).__name__}: {first} (set SAEDETOX_DEBUG=1 for the traceback)", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_BUG)
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into Exit(130) and returns it
+        raise KeyboardInterrupt
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from saedetox.cli.options import DataDirOpt, DeviceOpt, DtypeOpt, HookOpt, ModelOpt, load_lm
+from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
+from saedetox.errors import SaedetoxError
 
 
 def discover_cmd(
@@ -16,13 +18,19 @@ def discover_cmd(
     method: Annotated[
         str, typer.Option("--method", help="attribution|auroc|paired|meandiff|freqratio|paper-max|paper-freq")
     ] = "attribution",
-    k: Annotated[int, typer.Option("--k", help="How many latents to select.")] = 10,
-    min_auroc: Annotated[float, typer.Option("--min-auroc", help="Minimum held-out AUROC per latent.")] = 0.6,
+    k: Annotated[int, typer.Option("--k", help="How many latents to select.")] = DEFAULT_K,
+    min_auroc: Annotated[
+        float, typer.Option("--min-auroc", help="Minimum AUROC per latent on the select split.")
+    ] = DEFAULT_MIN_AUROC,
     pairs: Annotated[str | None, typer.Option("--pairs", help="ParaDetox-style TSV (toxic, neutral1).")] = None,
     toxic: Annotated[str | None, typer.Option("--toxic", help="Toxic texts (txt/jsonl/csv).")] = None,
     clean: Annotated[str | None, typer.Option("--clean", help="Clean texts (txt/jsonl/csv).")] = None,
-    heldout_toxic: Annotated[str | None, typer.Option("--heldout-toxic")] = None,
-    heldout_clean: Annotated[str | None, typer.Option("--heldout-clean")] = None,
+    heldout_toxic: Annotated[
+        str | None, typer.Option("--heldout-toxic", help="Held-out toxic texts (split 50/50 into select/test).")
+    ] = None,
+    heldout_clean: Annotated[
+        str | None, typer.Option("--heldout-clean", help="Held-out clean texts (split 50/50 into select/test).")
+    ] = None,
     field: Annotated[str, typer.Option("--field", help="Field/column for jsonl/csv files.")] = "text",
     hook: HookOpt = None,
     data_dir: DataDirOpt = None,
@@ -31,17 +39,26 @@ def discover_cmd(
 ) -> None:
     """Rank SAE latents by toxicity-specificity and write features.json."""
     from saedetox.discover.features import write_features  # deferred: see saedetox.cli.app
-    from saedetox.discover.select import discover_sets
+    from saedetox.discover.select import discover
     from saedetox.discover.sets import discovery_sets
+    from saedetox.discover.stats import METHODS
+    from saedetox.io import check_output_file
     from saedetox.sae.load import load_sae
     from saedetox.sae.preflight import check_fit
 
+    if method not in METHODS:
+        raise SaedetoxError(f"Unknown discovery method '{method}': use one of {', '.join(METHODS)}.")
+    if k < 1:
+        raise SaedetoxError(f"--k must be at least 1, got {k}.")
+    if not 0 <= min_auroc <= 1:
+        raise SaedetoxError(f"--min-auroc must be in [0, 1], got {min_auroc}.")
+    check_output_file(out)
     sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir)
     lm = load_lm(model, dtype, device)
     s = load_sae(sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
     check_fit(lm, s, hook)
-    obj = discover_sets(lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook)
+    obj = discover(lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook)
     write_features(obj, out)
-    auc = obj["set_heldout_auroc"]
+    auc = obj["set_test_auroc"]
     shown = "n/a" if auc is None else f"{auc:.3f}"
-    typer.echo(f"selected {obj['selected']} (set held-out AUROC {shown}); wrote {out}")
+    typer.echo(f"selected {obj['selected']} (set AUROC on the test split {shown}); wrote {out}")

@@ -15,9 +15,11 @@ from saedetox.cli.options import (
     ModelOpt,
     SteeringOptions,
     build_spec,
+    check_method_features,
     load_lm,
     steering_options,
 )
+from saedetox.errors import SaedetoxError
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -50,14 +52,22 @@ def evaluate_cmd(
     data_dir: DataDirOpt = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a run in OUT that was made with other settings.")
+    ] = False,
 ) -> None:
     """The RealToxicityPrompts protocol: toxicity per judge, fluency, diversity (resumable)."""
     from saedetox.eval.config import EvalConfig  # deferred: see saedetox.cli.app
-    from saedetox.eval.run import evaluate
-    from saedetox.judges.registry import get_judge
-    from saedetox.methods.base import BASELINES
+    from saedetox.eval.fingerprint import texts_digest
+    from saedetox.eval.run import evaluate, prepare
+    from saedetox.io import ensure_unlocked
+    from saedetox.methods.base import BASELINES, METHOD_NAMES
+    from saedetox.methods.contrast import default_contrast
     from saedetox.methods.registry import build_method
+    from saedetox.steering.spec import parse_tier
 
+    if method not in METHOD_NAMES:
+        raise SaedetoxError(f"Unknown method '{method}': use one of {', '.join(METHOD_NAMES)}.")
     baseline = method in BASELINES
     # a baseline's --tier / --strength set the baseline's own strength, not an SAE intervention's
     own = replace(
@@ -81,18 +91,46 @@ def evaluate_cmd(
         batch_size=batch_size,
         seed=seed,
         ref_model=ref_model,
-    ).validate()
-    for j in cfg.judges:  # fail fast on an unknown or unavailable judge
-        get_judge(j)
+    )
+    if baseline and method != "prompt" and steering.tier is not None:
+        parse_tier(steering.tier)
+    prepare(cfg, Path(out), data_dir, overwrite)
+    ensure_unlocked(out, "evaluate")  # config, judges, out folder, prompts, a stale run: before any model
     lm = load_lm(model, dtype, device)
     ref = load_lm(cfg.ref_model, dtype, device) if cfg.ref_model else None
     options: dict[str, Any] = {"data_dir": data_dir}
+    run_config: dict[str, Any] = {}
     if baseline and method != "prompt":
         tier, strength = steering.tier, steering.strength
         options.update(hook=steering.hook, tier=tier if (tier or strength is not None) else "medium", strength=strength)
+        options["data"] = contrast = default_contrast(data_dir)
+        run_config["contrast"] = texts_digest(contrast.toxic + ["\x00"] + contrast.clean)
     m = build_method(lm, method, spec, **options)
-    res = evaluate(lm, out, cfg, m, ref_lm=ref, data_dir=data_dir)
+    check_method_features(m, own)
+    res = evaluate(lm, out, cfg, m, ref_lm=ref, run_config=run_config, data_dir=data_dir, overwrite=overwrite)
     for j, t in res["toxicity"].items():
-        typer.echo(f"{j}: tox_prob {t['tox_prob']:.3f}  EMT {t['emt']:.3f}  mean {t['mean']:.3f}")
-    typer.echo(f"ppl_conditional {res['fluency']['ppl_conditional']:.2f}  dist-2 {res['diversity']['dist2']:.3f}")
+        typer.echo(
+            f"{j}: tox_prob {_num(t['tox_prob'], '.3f')}  EMT {_num(t['emt'], '.3f')}  mean {_num(t['mean'], '.3f')}"
+        )
+    fl = res["fluency"]
+    typer.echo(f"ppl_conditional {_ppl(fl)}  dist-2 {_num(res['diversity']['dist2'], '.3f')}")
     typer.echo(f"wrote {Path(out) / 'metrics.json'}")
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _ppl(fluency: dict[str, Any]) -> str:
+    """Conditional PPL, or n/a with the reason it is undefined."""
+    if fluency.get("ppl_conditional") is not None:
+        return format(fluency["ppl_conditional"], ".2f")
+    if fluency.get("n_dropped"):
+        why = (
+            "every continuation's perplexity ≥ 1e4"
+            if not fluency.get("n_empty")
+            else "every continuation is empty or has perplexity ≥ 1e4"
+        )
+    else:
+        why = "every continuation is empty"
+    return f"n/a ({why})"

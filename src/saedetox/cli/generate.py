@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ from saedetox.cli.options import (
     ModelOpt,
     SteeringOptions,
     build_spec,
+    check_method_features,
     load_lm,
     steering_options,
 )
@@ -39,7 +41,7 @@ def generate_cmd(
     """Sample continuations, steered or not."""
     from saedetox.data.readers import read_texts  # deferred: see saedetox.cli.app
     from saedetox.eval.sampling import SamplingConfig, sample
-    from saedetox.io import atomic_write_text
+    from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, folder_lock
     from saedetox.steering.steerer import Steerer
 
     texts = list(prompt or [])
@@ -50,8 +52,6 @@ def generate_cmd(
     if any(not t.strip() for t in texts):
         raise SaedetoxError("Empty prompt: every prompt must contain some text.")
     spec = build_spec(steering, required=False)
-    lm = load_lm(model, dtype, device)
-    steerer = Steerer(lm, spec) if spec else None
     cfg = SamplingConfig(
         n_samples=n_samples,
         max_new_tokens=max_new_tokens,
@@ -60,16 +60,26 @@ def generate_cmd(
         do_sample=not greedy,
         seed=seed,
         prepend_bos=True,
-    )
-    results = sample(lm, texts, cfg, steerer)
-    rows = [
-        {"prompt": texts[i], "sample": s.sample_index, "continuation": s.text}
-        for i, group in enumerate(results)
-        for s in group
-    ]
+    ).validate()  # before the model is loaded
+    if seed < 0:
+        raise SaedetoxError(f"seed must be a whole number ≥ 0, got {seed}.")
     if out:
-        atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
-        typer.echo(f"wrote {len(rows)} samples to {out}", err=True)
-    else:
-        for r in rows:
-            typer.echo(f"{r['prompt']}\u2502{r['continuation']}")
+        check_output_file(out)  # before anything is generated
+        ensure_unlocked(out, "generate")
+    lm = load_lm(model, dtype, device)
+    steerer = Steerer(lm, spec) if spec else None
+    if steerer is not None:
+        check_method_features(steerer, steering)
+    with folder_lock(out, "generate") if out else nullcontext():
+        results = sample(lm, texts, cfg, steerer)
+        rows = [
+            {"prompt": texts[i], "sample": s.sample_index, "continuation": s.text}
+            for i, group in enumerate(results)
+            for s in group
+        ]
+        if out:
+            atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
+            typer.echo(f"wrote {len(rows)} samples to {out}", err=True)
+            return
+    for r in rows:
+        typer.echo(f"{r['prompt']}\u2502{r['continuation']}")

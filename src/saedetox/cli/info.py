@@ -10,6 +10,18 @@ import typer
 from saedetox.cli.options import DeviceOpt, DtypeOpt, HookOpt, ModelOpt, SaeOpt, load_lm
 
 
+def hook_pattern(names: list[str], n_layers: int) -> str:
+    """Hook names in brace form: ``blocks.{0..N}.hook_{a,b}`` for the kinds every layer has, plus any others."""
+    kinds: dict[str, list[int]] = {}
+    for name in names:
+        layer, kind = name.split(".")[1], name.split(".hook_")[1]
+        kinds.setdefault(kind, []).append(int(layer))
+    full = [k for k, layers in kinds.items() if layers == list(range(n_layers))]
+    parts = [f"blocks.{{0..{n_layers - 1}}}.hook_{{{','.join(full)}}}"] if full else []
+    parts += [f"blocks.{{{','.join(map(str, kinds[k]))}}}.hook_{k}" for k in kinds if k not in full]
+    return "; ".join(parts) or "none"
+
+
 def info_cmd(
     model: ModelOpt = "reference",
     sae: SaeOpt = None,
@@ -32,7 +44,7 @@ def info_cmd(
         "params": sum(p.numel() for p in lm.model.parameters()),
         "norm": "LayerNorm" if lm.uses_layernorm else "RMSNorm",
         "layers_path": lm.layers_path,
-        "hooks": f"blocks.{{0..{lm.n_layers - 1}}}.hook_{{resid_pre,resid_post,attn_out,mlp_out}}",
+        "hooks": hook_pattern(lm.hook_names(), lm.n_layers),  # only hooks that resolve on this model
     }
     if sae:
         s = load_sae(sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)

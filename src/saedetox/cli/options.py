@@ -13,6 +13,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -20,8 +21,10 @@ import typer
 from saedetox.errors import SaedetoxError
 
 if TYPE_CHECKING:  # the CLI imports the pipeline only when a command runs (see saedetox.cli.app)
+    from saedetox.methods.base import Method
     from saedetox.model.load import LoadedModel
     from saedetox.steering.spec import SteeringSpec
+    from saedetox.steering.steerer import Steerer
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="HF hub name, local model dir, or 'reference'.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto | float32 | float16 | bfloat16.")]
@@ -40,7 +43,7 @@ class SteeringOptions:
 
     sae: SaeOpt = None
     features: Annotated[str | None, typer.Option("--features", help="Latents: 3,17,42 or a features.json file.")] = None
-    mode: Annotated[str, typer.Option("--mode", help="constant | conditional | token | clamp.")] = "constant"
+    mode: Annotated[str, typer.Option("--mode", help="constant | conditional | token | clamp | adaptive.")] = "constant"
     strength: Annotated[float | None, typer.Option("--strength", help="Raw strength alpha.")] = None
     tier: Annotated[
         str | None, typer.Option("--tier", help="low | medium | high, or a fraction of the median residual norm.")
@@ -89,7 +92,8 @@ def steering_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | None:
     """The steering spec the options describe (``--spec`` file, or one intervention from the flags)."""
     from saedetox.discover.features import parse_features  # deferred: see saedetox.cli.app
-    from saedetox.steering.spec import Intervention, SteeringSpec, parse_threshold
+    from saedetox.experiments.agreement import check_features_file
+    from saedetox.steering.spec import Intervention, SteeringSpec, default_detector, parse_threshold
 
     if opts.spec:
         return SteeringSpec.load(opts.spec)
@@ -101,10 +105,13 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
         return None
     if not opts.features:
         raise SaedetoxError("--sae needs --features (indices like 3,17 or a features.json file).")
+    latents = parse_features(opts.features)
+    if _is_file(opts.features):
+        check_features_file(opts.features, opts.sae)  # recorded for this SAE? (before any model is loaded)
     tau, taus = parse_threshold(opts.threshold, opts.features, opts.mode)
     iv = Intervention(
         sae=opts.sae,
-        latents=parse_features(opts.features),
+        latents=latents,
         hook=opts.hook,
         mode=opts.mode,
         strength=opts.strength,
@@ -113,8 +120,21 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
         thresholds=taus,
         clamp_value=opts.clamp_value,
         positions=opts.positions,
+        detector=default_detector(opts.features) if opts.mode == "adaptive" else None,
     )
     return SteeringSpec([iv]).validate()
+
+
+def _is_file(value: str | None) -> bool:
+    return bool(value) and Path(str(value)).is_file()
+
+
+def check_method_features(method: Method | Steerer, opts: SteeringOptions) -> None:
+    """After the SAE is loaded: a features.json recorded for another SAE width is refused."""
+    from saedetox.experiments.agreement import check_features_against  # deferred: see saedetox.cli.app
+
+    if opts.sae and _is_file(opts.features):
+        check_features_against(method, str(opts.features), opts.sae)
 
 
 def load_lm(model: str, dtype: str, device: str) -> LoadedModel:

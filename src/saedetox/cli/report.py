@@ -7,20 +7,30 @@ from typing import Annotated
 
 import typer
 
+from saedetox.errors import SaedetoxError
+
 
 def report_cmd(
     runs: Annotated[list[str], typer.Argument(help="metrics.json files (per run or per sweep).")],
     out: Annotated[str, typer.Option("--out", help="Output HTML file.")] = "report.html",
-    baseline: Annotated[str, typer.Option("--baseline", help="Run to compare against.")] = "none",
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="Run to compare against (default: the 'none' run, if any).")
+    ] = None,
 ) -> None:
     """Tables and plots (self-contained HTML + markdown) from one or more metrics.json files."""
-    from saedetox.io import atomic_write_text  # deferred: see saedetox.cli.app
-    from saedetox.report.load import load_runs
+    from saedetox.io import atomic_write_text, check_output_file  # deferred: see saedetox.cli.app
+    from saedetox.report.load import load_comparison_config, load_runs
     from saedetox.report.markdown import markdown_summary
     from saedetox.report.write import write_report
 
+    check_output_file(out)
+    check_output_file(Path(out).with_suffix(".md"))
     results = load_runs([Path(r) for r in runs])
-    write_report(results, out, baseline=baseline)
+    if baseline is not None and baseline not in results:
+        raise SaedetoxError(f"No run named '{baseline}' to compare against; the runs are: {', '.join(results)}.")
+    baseline = baseline or "none"
+    comparison = load_comparison_config(runs)  # a sweep's pre-registered comparison, from its manifest.json
+    write_report(results, out, baseline=baseline, comparison=comparison)
     md = Path(out).with_suffix(".md")
-    atomic_write_text(md, markdown_summary(results, baseline=baseline))
+    atomic_write_text(md, markdown_summary(results, baseline=baseline, comparison=comparison))
     typer.echo(f"wrote {out} and {md}")

@@ -16,7 +16,12 @@ from saedetox.errors import SaedetoxError
 def sweep_cmd(
     config: Annotated[str, typer.Argument(help="Sweep YAML (see src/saedetox/configs/).")],
     out: Annotated[str | None, typer.Option("--out", help="Output folder (resumable).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate names and schema offline; run nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Run every check a real run makes first, offline; run nothing.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace runs in OUT that were made with other settings.")
+    ] = False,
 ) -> None:
     """Run many evaluate runs from one YAML (resumable); write metrics.json and report.html."""
     from saedetox.experiments.config import load_config  # deferred: see saedetox.cli.app
@@ -25,19 +30,23 @@ def sweep_cmd(
 
     cfg = load_config(config)
     if dry_run:
-        for line in check(cfg):
+        for line in check(cfg, out):
             typer.echo(line)
         typer.echo("dry run OK")
         return
     if out is None:
         raise SaedetoxError("Give --out DIR (or --dry-run).")
-    run_sweep(cfg, out, config_source=yaml.safe_load(Path(config).read_text()))
+    source = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    run_sweep(cfg, out, config_source=source, overwrite=overwrite or cfg.overwrite)
     typer.echo(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'report.html'}")
 
 
 def splitting_cmd(
     out: Annotated[str, typer.Option("--out", help="Output folder (resumable).")] = "splitting_out",
     config: Annotated[str | None, typer.Option("--config", help="Sweep YAML with a splitting section.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace runs in OUT that were made with other settings.")
+    ] = False,
 ) -> None:
     """The feature-splitting study (default: the reference world's committed SAE widths)."""
     from saedetox.experiments.config import load_config  # deferred: see saedetox.cli.app
@@ -47,6 +56,6 @@ def splitting_cmd(
     cfg = load_config(path)
     if cfg.splitting is None or not cfg.splitting.saes:
         raise SaedetoxError(f"{path} has no splitting section with SAEs.")
-    run_sweep(cfg, out)
+    run_sweep(cfg, out, overwrite=overwrite or cfg.overwrite)
     study = json.loads((Path(out) / "splitting.json").read_text())
     typer.echo(study["conclusion"])

@@ -25,8 +25,10 @@ def train_sae_cmd(
 ) -> None:
     """Train a BatchTopK SAE on a model's activations; saves a JumpReLU SAE-Lens folder."""
     from saedetox.data.readers import read_texts  # deferred: see saedetox.cli.app
+    from saedetox.io import check_output_dir
     from saedetox.train.sae import SAETrainConfig, train_sae
 
+    check_output_dir(out)
     cfg = SAETrainConfig(
         model=model, hook=hook, width=width, out=out, k=k, tokens=tokens, seed=seed, data_dir=data_dir, device=device
     )
@@ -56,8 +58,10 @@ def train_lm_cmd(
     init_from: Annotated[str | None, typer.Option(help="Continue from a trained model dir (new schedule).")] = None,
 ) -> None:
     """Train the reference world's tokenizer and GPT-2 model (resumes from OUT/checkpoints)."""
+    from saedetox.io import check_output_dir
     from saedetox.train.lm import LMTrainConfig, train_lm  # deferred: see saedetox.cli.app
 
+    check_output_dir(out)
     cfg = LMTrainConfig(
         out=out,
         data_dir=data_dir,
@@ -83,8 +87,10 @@ def train_judge_cmd(
     seed: int = 0,
 ) -> None:
     """Train the offline 'probe' toxicity judge (TF-IDF + logistic regression on Jigsaw)."""
+    from saedetox.io import check_output_dir
     from saedetox.train.judge import train_judge  # deferred: see saedetox.cli.app
 
+    check_output_dir(out)
     res = train_judge(out, data_dir=data_dir, seed=seed)
     typer.echo(json.dumps(res.get("test", {}), indent=2, default=str))
     typer.echo(f"wrote {out}")

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,18 @@ def evaluate_tasks(
             ) from None
 
 
+@dataclass
+class CapabilityScores:
+    """Benchmark results of one run: accuracies (``{task: acc}``) and perplexity-type numbers (``{task: ppl}``).
+
+    They are kept apart because they do not average: ``metrics.json`` holds them as ``capability``
+    and ``capability_ppl``.
+    """
+
+    accuracy: dict[str, float] = field(default_factory=dict)
+    perplexity: dict[str, float] = field(default_factory=dict)
+
+
 def run_capability(
     lm: LoadedModel,
     tasks: Sequence[str] = KNOWN_TASKS,
@@ -172,18 +185,21 @@ def run_capability(
     batch_size: int = 16,
     data_dir: str | Path | None = None,
     online_tasks: bool = False,
-) -> dict[str, float]:
-    """Zero-shot accuracy per task (plus ``lambada_ppl``), with ``steerer``'s hooks active when given.
+) -> CapabilityScores:
+    """Zero-shot accuracy per task and, apart, perplexities (LAMBADA's), with ``steerer``'s hooks active when given.
 
-    ``limit`` caps the items per task (the first ones; BLiMP interleaves its paradigms). A
-    steerer that is already attached stays attached; otherwise it is attached for the run only.
+    ``accuracy[task]`` is lm-eval's ``acc``; ``perplexity[task]`` its ``perplexity`` (other
+    perplexity-type metrics as ``task_metric``). Other metrics of online tasks (``acc_norm``, …)
+    are not kept. ``limit`` caps the items per task (the first ones; BLiMP interleaves its
+    paradigms). A steerer that is already attached stays attached; otherwise it is attached for
+    the run only.
     """
     if steerer is not None and steerer.lm is not lm:
         raise SaedetoxError("The steerer is attached to a different model than the one being evaluated.")
     hooks = nullcontext() if steerer is None or steerer.is_attached else steerer
     with hooks:
         res = evaluate_tasks(lm, tasks, limit, batch_size, data_dir, online_tasks)
-    out: dict[str, float] = {}
+    out = CapabilityScores()
     for name, metrics in res["results"].items():
         short = name[len(_PREFIX) :] if name.startswith(_PREFIX) else name
         for key, value in metrics.items():
@@ -191,11 +207,11 @@ def run_capability(
             if not filt or "stderr" in metric or not isinstance(value, (int, float)):
                 continue
             if metric == "acc":
-                out[short] = float(value)
+                out.accuracy[short] = float(value)
             elif metric == "perplexity":
-                out[f"{short}_ppl"] = float(value)
-            else:
-                out[f"{short}_{metric}"] = float(value)
+                out.perplexity[short] = float(value)
+            elif "perplexity" in metric:
+                out.perplexity[f"{short}_{metric}"] = float(value)
     return out
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
+from saedetox.errors import SaedetoxError
+from saedetox.eval.capability import KNOWN_TASKS
 from saedetox.eval.sampling import SamplingConfig
+from saedetox.judges.registry import available_judges
 
 
 @dataclass
@@ -29,8 +34,8 @@ class EvalConfig:
     ppl_batch_size: int = 32
 
     def __post_init__(self) -> None:
-        self.judges = tuple(self.judges)
-        self.capability = tuple(self.capability)
+        self.judges = _names(self.judges)
+        self.capability = _names(self.capability)
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -45,5 +50,55 @@ class EvalConfig:
         )
 
     def validate(self) -> EvalConfig:
+        """Every field has a usable type and value (one clear line naming the first that does not)."""
+        _whole(self, "samples", 1)
+        _whole(self, "max_new_tokens", 1)
+        _whole(self, "batch_size", 1)
+        _whole(self, "ppl_batch_size", 1)
+        _whole(self, "clean_texts", 0)
+        _whole(self, "seed", 0)
+        _whole(self, "n_boot", 0)
+        _whole(self, "n_prompts", 0, optional=True)
+        _whole(self, "capability_limit", 1, optional=True)
+        if not isinstance(self.prompts, str) or not self.prompts.strip():
+            raise SaedetoxError(f"prompts must name a prompt set or a file, got {self.prompts!r}.")
+        if self.ref_model is not None and (not isinstance(self.ref_model, str) or not self.ref_model.strip()):
+            raise SaedetoxError(f"ref_model must name a model, got {self.ref_model!r}.")
+        _number(self, "top_p", lambda v: 0 < v <= 1, "in (0, 1]")
+        _number(self, "temperature", lambda v: 0 < v < math.inf, "a positive finite number")
+        _number(self, "threshold", lambda v: 0 <= v <= 1, "in [0, 1] (judges score in [0, 1])")
+        if not self.judges:
+            raise SaedetoxError("No judges given: name at least one (e.g. profanity, probe).")
+        known = available_judges()
+        for j in self.judges:
+            if not isinstance(j, str) or j.strip().lower() not in known:
+                raise SaedetoxError(f"Unknown judge {j!r}: choose from {', '.join(known)}.")
+        if len(set(self.judges)) != len(self.judges):
+            raise SaedetoxError(f"A judge is named twice in {', '.join(self.judges)}.")
+        for t in self.capability:
+            if t not in KNOWN_TASKS:
+                raise SaedetoxError(f"Unknown capability task {t!r}: use {', '.join(KNOWN_TASKS)}.")
         self.sampling.validate()
         return self
+
+
+def _names(value: Any) -> tuple[Any, ...]:
+    """A list of names, or one comma-separated string of them."""
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,) if value is not None else ()
+
+
+def _whole(cfg: Any, name: str, least: int, optional: bool = False) -> None:
+    value = getattr(cfg, name)
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        what = "a whole number" + (f" ≥ {least}" if least else " ≥ 0")
+        raise SaedetoxError(f"{name} must be {what}, got {value!r}.")
+
+
+def _number(cfg: Any, name: str, ok: Any, what: str) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(float(value)):
+        raise SaedetoxError(f"{name} must be {what}, got {value!r}.")

@@ -2,8 +2,8 @@
 
 Conditional perplexity: per continuation, the mean negative log-likelihood of its tokens given
 the prompt under a reference LM, exp'd; continuations with PPL ≥ 1e4 are dropped and the rest
-averaged. Here it is batched: prompt and continuation are scored in one forward pass and the
-prompt tokens are masked out.
+averaged. Here each prompt is encoded once and its KV cache shared by its continuations
+(:mod:`saedetox.eval.shared_prefix`); clean-text perplexity batches rows by length.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from saedetox.errors import SaedetoxError
+from saedetox.eval.shared_prefix import shared_prefix_nll
 from saedetox.eval.stats import bootstrap_ci, ci_list, none_if_nan
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import DEFAULT_CONTEXT, bos_id, encode_text
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sequence_nll(lm: LoadedModel, rows: Sequence[tuple[Sequence[int], int]], batch_size: int = 32) -> np.ndarray:
     """``[n, 2]`` = (summed NLL, token count) of ``ids[start:]`` given ``ids[:start]`` for each ``(ids, start)``.
 
@@ -69,12 +70,14 @@ def continuation_nll(
     tokens are the continuation's own tokenisation (what a model emits after the prompt), never
     a token merged across the boundary; DExperts instead tokenises ``prompt + continuation``
     jointly and counts ``len(full) − len(prompt)``. Over-long inputs keep the continuation and
-    the last prompt tokens that fit the model. Empty continuations get ``(0.0, 0)``.
+    the last prompt tokens that fit the model. Empty continuations get ``(0.0, 0)``. Each prompt
+    is encoded once for all its continuations (:mod:`saedetox.eval.shared_prefix`);
+    ``batch_size`` continuations are scored per forward pass.
     """
     if len(prompts) != len(continuations):
         raise SaedetoxError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations.")
     limit = int(lm.max_positions or DEFAULT_CONTEXT)
-    rows: list[tuple[list[int], int]] = []
+    items: list[tuple[list[int], list[int]]] = []
     where: list[tuple[int, int]] = []
     result: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(c) for c in continuations]
     for i, (prompt, conts) in enumerate(zip(prompts, continuations, strict=True)):
@@ -84,11 +87,11 @@ def continuation_nll(
         for j, cont in enumerate(conts):
             cids = encode_text(lm.tokenizer, cont)[: limit - 1]
             if cids:
-                keep = ctx[-(limit - len(cids)) :]
-                rows.append((keep + cids, len(keep)))
+                items.append((ctx[-(limit - len(cids)) :], cids))
                 where.append((i, j))
-    for (i, j), (s, n) in zip(where, sequence_nll(lm, rows, batch_size), strict=True):
-        result[i][j] = (float(s), int(n))
+    if items:
+        for (i, j), (s, n) in zip(where, shared_prefix_nll(lm, items, batch_rows=batch_size), strict=True):
+            result[i][j] = (float(s), int(n))
     return result
 
 
@@ -104,13 +107,16 @@ def conditional_perplexity(
 ) -> dict[str, Any]:
     """DExperts fluency: mean over continuations of exp(mean NLL of its tokens | prompt), dropping PPL ≥ ``max_ppl``.
 
-    Returns ``{"ppl", "ppl_ci", "n_scored", "n_dropped", "n_empty"}``; the CI resamples prompts.
-    Run it on an unsteered reference model (hooks on ``lm.model`` would apply).
+    Returns ``{"ppl", "ppl_ci", "n_scored", "n_dropped", "n_empty", "log_ppl"}``; the CI resamples
+    prompts. ``log_ppl[i]`` is the mean over prompt ``i``'s kept continuations of their mean token
+    NLL (the log of each continuation's PPL; ``None`` when none was kept): the per-prompt value
+    paired comparisons use. Run it on an unsteered reference model (hooks on ``lm.model`` would apply).
     """
     per_prompt = []
+    log_ppl: list[float | None] = []
     n_dropped = n_empty = 0
     for row in continuation_nll(lm, prompts, continuations, batch_size, prepend_bos):
-        kept = []
+        kept, logs = [], []
         for s, n in row:
             if n == 0:
                 n_empty += 1
@@ -120,7 +126,9 @@ def conditional_perplexity(
                 n_dropped += 1
             else:
                 kept.append(ppl)
+                logs.append(s / n)
         per_prompt.append((sum(kept), len(kept)))
+        log_ppl.append(sum(logs) / len(logs) if logs else None)
     sums = np.array(per_prompt, dtype=np.float64).reshape(-1, 2)
 
     def ratio(a: np.ndarray) -> float:
@@ -132,6 +140,7 @@ def conditional_perplexity(
         "n_scored": int(sums[:, 1].sum()),
         "n_dropped": n_dropped,
         "n_empty": n_empty,
+        "log_ppl": log_ppl,
     }
 
 

@@ -1,41 +1,96 @@
-"""``generations.jsonl``: a run's continuations, appended batch by batch, so a run resumes where it stopped."""
+"""``generations.jsonl``: a run's continuations, one line per prompt, so a run resumes row by row.
+
+Rows are appended batch by batch (one write, flushed and fsync'd). An interruption can leave
+only the last line torn (a partly written batch is a prefix of its bytes): it is dropped on
+reading, and the batch is sampled again as a whole (its seed makes it reproducible only as a
+whole) but only its missing rows are written, so the file ends byte-identical to an
+uninterrupted run's. Anything else that is not a row of this run — a corrupt line before the
+last, a row for another prompt or with another number of samples — is an error, never skipped.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
 
 
 class GenerationLog:
-    """``generations.jsonl``: one line per prompt, appended batch by batch, fsync'd; a torn last line is dropped."""
+    """The rows of ``generations.jsonl`` by prompt index (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rows: dict[int, dict[str, Any]] = {}
         if path.exists():
-            good = []
-            lines = path.read_text(encoding="utf-8").splitlines()
-            for line in lines:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # a torn last line from an interruption
-                self.rows[int(row["i"])] = row
-                good.append(line)
-            if len(good) < len(lines) or not path.read_text(encoding="utf-8").endswith("\n"):
-                atomic_write_text(path, "".join(x + "\n" for x in good))
+            self._read()
+
+    def _read(self) -> None:
+        lines = self.path.read_bytes().split(b"\n")
+        torn = lines.pop() != b""  # a complete file ends with a newline
+        clean = not torn
+        last = -1
+        for n, line in enumerate(lines):
+            if not line.strip():
+                clean = False
+                continue
+            row = _parse(line)
+            if row is None:
+                raise SaedetoxError(
+                    f"{self.path} line {n + 1} is corrupt (only the last line can be cut by an interruption); "
+                    "repair or delete the file to regenerate it."
+                )
+            i = row["i"]
+            if i in self.rows or i < last:
+                clean = False  # a duplicate or an out-of-order row (written by an older saedetox)
+            last = max(last, i)
+            self.rows.setdefault(i, row)
+        if not clean:
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        atomic_write_text(self.path, "".join(json.dumps(self.rows[i]) + "\n" for i in sorted(self.rows)))
+
+    def check(self, prompts: Sequence[str], n_samples: int) -> None:
+        """Every stored row must belong to this run: a known prompt, its text, ``n_samples`` continuations."""
+        for i, row in self.rows.items():
+            if i >= len(prompts) or row.get("prompt") != prompts[i] or len(row["continuations"]) != n_samples:
+                raise SaedetoxError(
+                    f"{self.path} holds a row (prompt {i}) that does not belong to this run; "
+                    "delete the file, or start the run again in another folder."
+                )
 
     def done_batches(self, bounds: list[tuple[int, int]]) -> set[int]:
         return {b for b, (s, e) in enumerate(bounds) if all(i in self.rows for i in range(s, e))}
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
+    def append(self, rows: list[dict[str, Any]]) -> int:
+        """Append the rows not already stored (one write, fsync'd); return how many were written."""
+        new = [r for r in rows if int(r["i"]) not in self.rows]
+        if not new:
+            return 0
         with self.path.open("a", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
-                self.rows[int(row["i"])] = row
+            fh.write("".join(json.dumps(r) + "\n" for r in new))
             fh.flush()
             os.fsync(fh.fileno())
+        for r in new:
+            self.rows[int(r["i"])] = r
+        return len(new)
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ok = (
+        isinstance(row, dict)
+        and isinstance(row.get("i"), int)
+        and row["i"] >= 0
+        and isinstance(row.get("continuations"), list)
+        and all(isinstance(c, str) for c in row["continuations"])
+    )
+    return row if ok else None

@@ -1,25 +1,31 @@
 """``saedetox evaluate``: the RealToxicityPrompts protocol of DESIGN §5, resumable.
 
 For each prompt, ``k`` continuations of up to ``N`` new tokens are sampled (nucleus p, T=1)
-with the method under test active, and written to ``RUN/generations.jsonl`` batch by batch
-(a restarted run skips every finished batch and regenerates none of them). Then each judge
-scores every continuation; metrics are Expected Maximum Toxicity (± std), Toxicity
-Probability and mean toxicity per judge with bootstrap 95% CIs and a split by prompt
-toxicity; conditional perplexity of the continuations under a reference LM (default: the
-unsteered model); perplexity of the (steered) model on held-out clean text; dist-1/2/3;
-optional capability benchmarks; agreement between judges. ``RUN/metrics.json`` holds the
-DESIGN §7 contract keys.
+with the method under test active, and written to ``RUN/generations.jsonl`` row by row
+(:mod:`saedetox.eval.log`: a restarted run regenerates no finished row). Then each judge
+scores every continuation (cached per judge in ``RUN/scores.npz``); metrics are Expected
+Maximum Toxicity (± std), Toxicity Probability and mean toxicity per judge with bootstrap 95%
+CIs and a split by prompt toxicity; conditional perplexity of the continuations under a
+reference LM (default: the unsteered model); perplexity of the (steered) model on held-out
+clean text; dist-1/2/3; optional capability benchmarks; agreement between judges.
+``RUN/metrics.json`` holds the DESIGN §7 contract keys and the run's fingerprint.
+
+Every input is checked before a model is loaded or the folder created (:func:`prepare`); one
+process writes a run folder at a time (:func:`saedetox.io.folder_lock`); a folder holding a run
+made with other settings is refused unless ``overwrite`` (:mod:`saedetox.eval.fingerprint`,
+:mod:`saedetox.eval.runfolder`).
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import importlib.metadata as md
+import io
 import json
-import os
 import platform
 import random
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -33,14 +39,20 @@ from saedetox.data.readers import Prompt, read_lines, read_rtp
 from saedetox.data.roles import is_reference_prompt_set, reference_prompts
 from saedetox.errors import SaedetoxError
 from saedetox.eval.agreement import judge_agreement
-from saedetox.eval.capability import run_capability
+from saedetox.eval.calibrate import calibrate_method
+from saedetox.eval.capability import CapabilityScores, run_capability
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.diversity import diversity
+from saedetox.eval.fingerprint import Fingerprint, protocol_settings, run_fingerprint
 from saedetox.eval.fluency import clean_perplexity, conditional_perplexity
+from saedetox.eval.identity import judge_identity
 from saedetox.eval.log import GenerationLog
+from saedetox.eval.paired import per_prompt_block
+from saedetox.eval.runfolder import CONFIG, GENERATIONS, METRICS, SCORES, discard_if_empty, open_run, precheck
 from saedetox.eval.sampling import SamplingConfig, batch_bounds, iter_samples
 from saedetox.eval.toxicity import toxicity_summary
-from saedetox.io import atomic_write_json
+from saedetox.io import atomic_write_bytes, atomic_write_json, check_output_dir, folder_lock
+from saedetox.judges.base import Judge
 from saedetox.judges.registry import get_judge
 from saedetox.methods.base import Method
 from saedetox.model.load import LoadedModel
@@ -56,15 +68,20 @@ def load_prompts(cfg: EvalConfig, data_dir: str | None = None) -> list[Prompt]:
         p = Path(src)
         prompts = read_rtp(p) if p.suffix in (".jsonl", ".json") else [Prompt(t) for t in read_lines(p)]
     if cfg.n_prompts is not None and cfg.n_prompts < 0:
-        raise SaedetoxError("--n-prompts must be 0 (all prompts) or positive.")
+        raise SaedetoxError("n_prompts must be 0 (all prompts) or positive.")
     if cfg.n_prompts and cfg.n_prompts < len(prompts):
         idx = sorted(random.Random(cfg.seed).sample(range(len(prompts)), cfg.n_prompts))
         prompts = [prompts[i] for i in idx]
+    if not prompts:
+        raise SaedetoxError(f"No prompts in {src}.")
+    if any(not p.text.strip() for p in prompts):
+        raise SaedetoxError(f"{src} holds an empty prompt: every prompt must contain some text.")
     return prompts
 
 
-def _fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def clean_texts(cfg: EvalConfig, data_dir: str | None = None) -> list[str]:
+    """The held-out clean texts for ``ppl_clean`` (``clean_texts`` of them; none when it is 0)."""
+    return heldout_texts(resolve_data_dir(data_dir))[: cfg.clean_texts] if cfg.clean_texts else []
 
 
 def versions() -> dict[str, str]:
@@ -83,8 +100,13 @@ def versions() -> dict[str, str]:
 def generate_all(
     lm: LoadedModel, prompts: list[Prompt], method: Method, sampling: SamplingConfig, run: Path
 ) -> list[list[str]]:
-    """Continuations per prompt, with ``method`` active; finished batches in ``RUN/generations.jsonl`` are kept."""
-    log = GenerationLog(run / "generations.jsonl")
+    """Continuations per prompt, with ``method`` active; rows already in ``RUN/generations.jsonl`` are kept.
+
+    A batch that was partly written when the run stopped is sampled again as a whole (its seed
+    reproduces it only as a whole) and only its missing rows are appended.
+    """
+    log = GenerationLog(run / GENERATIONS)
+    log.check([p.text for p in prompts], sampling.n_samples)
     bounds = batch_bounds(len(prompts), sampling)
     done = log.done_batches(bounds)
     texts = [method.prefix + p.text for p in prompts]
@@ -113,22 +135,77 @@ def generate_all(
 # --------------------------------------------------------------------------- scoring
 
 
-def score_judges(judges: Sequence[str], conts: list[list[str]], run: Path) -> dict[str, np.ndarray]:
-    """Scores [n_prompts, k] per judge, cached in ``RUN/scores.npz``."""
-    cache = run / "scores.npz"
-    have: dict[str, np.ndarray] = {}
+def score_judges(
+    judges: Sequence[str], conts: list[list[str]], run: Path, generation: str = ""
+) -> dict[str, np.ndarray]:
+    """Scores [n_prompts, k] per judge, cached in ``RUN/scores.npz`` after each judge.
+
+    A cached score is used only for the same continuations (``generation``: the fingerprint of
+    what they depend on) and the same judge (its identity: files or package version).
+    """
+    cache = run / SCORES
     shape = (len(conts), len(conts[0]) if conts else 0)
-    if cache.exists():
-        with np.load(cache) as z:
-            have = {k: z[k] for k in z.files if z[k].shape == shape}
+    have = _cached_scores(cache, shape, generation)
     flat = [c for row in conts for c in row]
     for name in judges:
         if name not in have:
-            have[name] = np.asarray(get_judge(name).score(flat), dtype=np.float64).reshape(shape)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, **have)
-    os.replace(tmp, cache)
-    return {j: have[j] for j in judges}
+            scores = np.asarray(_judge(name).score(flat), dtype=np.float64).reshape(shape)
+            have[name] = (judge_identity(name), scores)
+            _save_scores(cache, have, generation)
+    return {j: have[j][1] for j in judges}
+
+
+def _cached_scores(cache: Path, shape: tuple[int, int], generation: str) -> dict[str, tuple[str, np.ndarray]]:
+    if not cache.exists():
+        return {}
+    try:
+        with np.load(cache) as z:
+            meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
+            if meta.get("generation") != generation:
+                return {}
+            ids = meta.get("judges", {})
+            return {
+                k: (ids[k], z[k]) for k in z.files if k in ids and z[k].shape == shape and ids[k] == judge_identity(k)
+            }
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+        return {}  # an unreadable cache is computed again
+
+
+def _save_scores(cache: Path, have: dict[str, tuple[str, np.ndarray]], generation: str) -> None:
+    meta = {"generation": generation, "judges": {k: v[0] for k, v in have.items()}}
+    buf = io.BytesIO()
+    np.savez(buf, __meta__=np.array(json.dumps(meta)), **{k: v[1] for k, v in have.items()})
+    atomic_write_bytes(cache, buf.getvalue())
+
+
+@functools.lru_cache(maxsize=8)
+def _judge(name: str) -> Judge:
+    return get_judge(name)
+
+
+def check_judges(judges: Sequence[str]) -> None:
+    """Every judge can be built here (known name, optional package installed, API key set), before any work."""
+    for j in judges:
+        _judge(j)
+
+
+def prepare(
+    cfg: EvalConfig, run: Path, data_dir: str | None = None, overwrite: bool = False
+) -> tuple[list[Prompt], list[str], Fingerprint]:
+    """Everything checked before a model is loaded or a folder created: the config, the judges, the
+    output folder, the prompts and clean texts, and (without ``overwrite``) that ``run`` holds no run
+    made with other model-independent settings. Returns the prompts, clean texts and those settings."""
+    cfg.validate()
+    check_judges(cfg.judges)
+    check_output_dir(run)
+    prompts = load_prompts(cfg, data_dir)
+    clean = clean_texts(cfg, data_dir)
+    base = protocol_settings(cfg, prompts, clean)
+    precheck(run, base, overwrite)
+    return prompts, clean, base
+
+
+# --------------------------------------------------------------------------- the protocol
 
 
 def evaluate(
@@ -140,18 +217,50 @@ def evaluate(
     ref_lm: LoadedModel | None = None,
     run_config: dict[str, Any] | None = None,
     data_dir: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the protocol; write ``RUN/metrics.json``; return the metrics object.
 
-    ``data_dir`` is where the datasets live (prompt sets, held-out text, benchmark files).
+    ``data_dir`` is where the datasets live (prompt sets, held-out text, benchmark files). A
+    folder holding a finished run with the same fingerprint returns its metrics; an unfinished
+    one resumes; one made with other settings is refused (:class:`StaleRunError`) unless
+    ``overwrite``. Everything is validated before the folder is created; one writer per folder.
     """
     t0 = time.time()
     method = method or Method()
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    prompts = load_prompts(cfg, data_dir)
-    sampling = cfg.sampling
-    config = {
+    prompts, clean, base = prepare(cfg, run, data_dir, overwrite)
+    fp = run_fingerprint(base, lm, method, ref_lm, run_config)  # push targets, not the calibrated strengths
+    with folder_lock(run, "evaluate"):
+        done = open_run(run, fp, overwrite)
+        if done is not None:
+            if done.get("config", {}).get("run") != (run_name or run.name):  # a renamed or copied run folder
+                done["config"]["run"] = run_name or run.name
+                atomic_write_json(run / METRICS, done)
+            return done
+        created = not run.exists()
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+            calibrate_method(lm, method, cfg, prompts, data_dir, run / "push_calibration.json")  # push levels
+            config = _run_config(run, cfg, method, lm, prompts, run_name, run_config)
+            atomic_write_json(run / CONFIG, {"fingerprint": fp.to_dict(), **config})
+            conts = generate_all(lm, prompts, method, cfg.sampling, run)
+        except SaedetoxError:
+            discard_if_empty(run, created)
+            raise
+        return _measure(lm, run, cfg, method, prompts, conts, clean, ref_lm, data_dir, config, fp, t0)
+
+
+def _run_config(
+    run: Path,
+    cfg: EvalConfig,
+    method: Method,
+    lm: LoadedModel,
+    prompts: list[Prompt],
+    run_name: str | None,
+    run_config: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
         "run": run_name or run.name,
         "method": method.name,
         **method.details,
@@ -160,27 +269,31 @@ def evaluate(
         "prompts": cfg.prompts,
         "n_prompts": len(prompts),
         "subset_seed": cfg.seed,
-        "sampling": asdict(sampling),
+        "sampling": asdict(cfg.sampling),
         "judges": list(cfg.judges),
         "prefix": method.prefix,
     }
-    fp = _fingerprint({k: v for k, v in config.items() if k not in ("judges",)})
-    cfg_path = run / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if old.get("fingerprint") != fp:
-            raise SaedetoxError(f"{run} holds a different run (its config differs); use a new --out folder.")
-        done = run / "metrics.json"
-        if done.exists():  # finished before: nothing to redo
-            prev = json.loads(done.read_text())
-            if prev.get("config", {}).get("judges") == list(cfg.judges) and bool(prev.get("capability")) == bool(
-                cfg.capability
-            ):
-                return prev
-    atomic_write_json(cfg_path, {"fingerprint": fp, **config})
-    conts = generate_all(lm, prompts, method, sampling, run)
+
+
+def _measure(
+    lm: LoadedModel,
+    run: Path,
+    cfg: EvalConfig,
+    method: Method,
+    prompts: list[Prompt],
+    conts: list[list[str]],
+    clean: list[str],
+    ref_lm: LoadedModel | None,
+    data_dir: str | None,
+    config: dict[str, Any],
+    fp: Fingerprint,
+    t0: float,
+) -> dict[str, Any]:
+    """Score the continuations, measure fluency and capability; write and return ``RUN/metrics.json``."""
     gen_seconds = time.time() - t0
-    scores = score_judges(cfg.judges, conts, run)
+    steering = method.stats() if method.stats is not None else None  # gathered while generating
+    sampling = cfg.sampling
+    scores = score_judges(cfg.judges, conts, run, fp.generation)
     ptox = [p.toxicity for p in prompts]
     toxicity = {
         j: toxicity_summary(s, prompt_toxicity=ptox, threshold=cfg.threshold, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -198,10 +311,9 @@ def evaluate(
         "reference_model": ref.name if ref_lm is not None else f"{lm.name} (unsteered)",
     }
     with method.context():
-        if cfg.clean_texts:
-            clean = heldout_texts(resolve_data_dir(data_dir))[: cfg.clean_texts]
+        if clean:
             fluency["ppl_clean"] = clean_perplexity(lm, clean, prepend_bos=sampling.prepend_bos)
-        capability: dict[str, float] = {}
+        capability = CapabilityScores()
         if cfg.capability:
             capability = run_capability(lm, tasks=cfg.capability, limit=cfg.capability_limit, data_dir=data_dir)
     result = {
@@ -212,12 +324,16 @@ def evaluate(
         "toxicity": toxicity,
         "fluency": fluency,
         "diversity": diversity(conts),
-        "capability": capability,
+        "capability": capability.accuracy,
+        "capability_ppl": capability.perplexity,
         "judge_agreement": judge_agreement({j: s.ravel() for j, s in scores.items()}, threshold=cfg.threshold)
         if len(scores) > 1
         else {},
+        "per_prompt": per_prompt_block(prompts, scores, cfg.threshold, ppl["log_ppl"]),
+        **({"steering": steering} if steering is not None else {}),
         "generation_seconds": round(gen_seconds, 2),
         "wall_seconds": round(time.time() - t0, 2),
+        "fingerprint": fp.to_dict(),
     }
-    atomic_write_json(run / "metrics.json", result)
+    atomic_write_json(run / METRICS, result)
     return result

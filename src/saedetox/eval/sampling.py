@@ -1,26 +1,35 @@
 """The one sampling function every caller uses (evaluate, sweep, demo, generate).
 
-Prompts are left-padded, BOS is prepended when asked, each prompt is expanded to
-``n_samples`` sequences, and batches are generated with HF ``generate`` and its KV cache.
-Batch boundaries depend only on the prompt order and ``prompts_per_batch``, and each batch is
-seeded from ``(seed, batch index)``, so a resumed run regenerates exactly the batches an
-uninterrupted one would. A faster decode loop can replace :func:`_generate_batch` alone.
+Prompts are left-padded, BOS is prepended when asked, and each batch of prompts is generated
+by the lean decode loop (:mod:`saedetox.eval.decode`): every prompt is encoded once and its KV
+cache repeated to its ``n_samples`` sequences. Batch boundaries depend only on the prompt order
+and ``prompts_per_batch``, and the random numbers of a batch depend only on ``(seed, batch
+index, step)`` and its shape (:class:`~saedetox.eval.noise.NoiseStream`), so a resumed run
+regenerates exactly the batches an uninterrupted one would, and every method that samples the
+same prompts sees the same noise (common random numbers: paired comparisons between methods).
+
+Sampling is temperature + nucleus (top-p) exactly as transformers defines it, drawn by
+Gumbel-max on that noise (:mod:`saedetox.eval.nucleus`). The sampler's id, :data:`SAMPLER`, is
+part of the config (and so of each run's recorded config and fingerprint): generations made
+by another sampler are never mixed with these.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-import torch
-from transformers import LogitsProcessorList
-from transformers.generation.logits_process import TopPLogitsWarper
-
 from saedetox.errors import SaedetoxError
+from saedetox.eval.decode import lean_generate
+from saedetox.eval.noise import NoiseStream
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import tokenize_batch
-from saedetox.steering.steerer import Steerer
+from saedetox.steering.steerer import Steerer, generating
+
+#: the sampler's name and version; bump it whenever the same config would sample other tokens
+SAMPLER = "lean-gumbel-v1"
 
 
 @dataclass
@@ -34,14 +43,17 @@ class SamplingConfig:
     batch_size: int = 64  # sequences (prompts × samples) per generate call
     prepend_bos: bool = True
     use_cache: bool = True
+    sampler: str = SAMPLER
 
     def validate(self) -> SamplingConfig:
         if self.n_samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise SaedetoxError("n_samples, max_new_tokens and batch_size must be at least 1.")
         if not 0 < self.top_p <= 1:
             raise SaedetoxError(f"top_p must be in (0, 1], got {self.top_p}.")
-        if self.temperature <= 0:
-            raise SaedetoxError(f"temperature must be positive, got {self.temperature}.")
+        if not 0 < self.temperature < math.inf:
+            raise SaedetoxError(f"temperature must be a positive finite number, got {self.temperature}.")
+        if self.sampler != SAMPLER:
+            raise SaedetoxError(f"Unknown sampler '{self.sampler}': this saedetox samples with {SAMPLER}.")
         return self
 
     @property
@@ -59,59 +71,19 @@ class Sample:
     token_ids: list[int]
 
 
-class NucleusWarper:
-    """Temperature, then nucleus (top-p) filtering: transformers' rule, on a partial sort.
-
-    transformers' ``TopPLogitsWarper`` sorts the whole vocabulary at every step (a third of
-    generation time for an 8k vocabulary on CPU; far more for Gemma's 256k). A token is dropped
-    when the mass of it and every smaller token is ≤ 1 − p, i.e. when the mass strictly above it
-    is ≥ p, so only the top-``k`` logits need sorting when they already hold more than p of the
-    mass; the rows where they do not get the full sort. The kept set equals transformers'
-    except where float rounding puts a token within ~1e-6 of the boundary. Temperature is applied
-    here because ``generate`` runs user processors before its own warpers.
-    """
-
-    def __init__(self, top_p: float, temperature: float = 1.0, k: int = 1024) -> None:
-        self.top_p, self.temperature, self.k = float(top_p), float(temperature), int(k)
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self.temperature != 1.0:
-            scores = scores / self.temperature
-        if self.top_p >= 1.0:
-            return scores
-        if self.k >= scores.shape[-1]:
-            return self._full(scores)
-        logits = scores.float()
-        top, idx = logits.topk(self.k, dim=-1)  # descending
-        probs = (top - logits.logsumexp(-1, keepdim=True)).exp()
-        head = probs.cumsum(-1)
-        keep_top = (head - probs) < self.top_p  # mass strictly above the token < p; the top token always
-        keep_top[:, 0] = True
-        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, keep_top)
-        out = scores.masked_fill(~keep, float("-inf"))
-        flat = head[:, -1] <= self.top_p + 1e-4  # rows whose nucleus reaches past the top k
-        if bool(flat.any()):
-            out[flat] = self._full(scores[flat])
-        return out
-
-    def _full(self, scores: torch.Tensor) -> torch.Tensor:
-        return TopPLogitsWarper(self.top_p)(None, scores)  # type: ignore[arg-type]
-
-
 def batch_bounds(n_prompts: int, cfg: SamplingConfig) -> list[tuple[int, int]]:
     ppb = cfg.prompts_per_batch
     return [(s, min(s + ppb, n_prompts)) for s in range(0, n_prompts, ppb)]
 
 
-@torch.no_grad()
 def _generate_batch(
-    lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig, seed: int, steerer: Steerer | None
+    lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig, batch: int, steerer: Steerer | None
 ) -> list[list[int]]:
-    expanded = [p for p in prompts for _ in range(cfg.n_samples)]
+    """Token ids of ``n_samples`` continuations per prompt, prompt-major, each cut before its first EOS."""
     room = lm.max_positions - cfg.max_new_tokens if lm.max_positions else None
     enc = tokenize_batch(
         lm.tokenizer,
-        expanded,
+        list(prompts),
         prepend_bos=cfg.prepend_bos,
         padding_side="left",
         device=lm.device,
@@ -120,27 +92,24 @@ def _generate_batch(
     )
     width = enc["input_ids"].shape[1]
     eos = lm.tokenizer.eos_token_id
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else eos
-    torch.manual_seed(seed)
-    if lm.device.type == "cuda":
-        torch.cuda.manual_seed_all(seed)
-    kwargs = dict(
-        max_new_tokens=cfg.max_new_tokens,
-        do_sample=cfg.do_sample,
-        pad_token_id=pad,
-        eos_token_id=eos,
-        use_cache=cfg.use_cache,
-    )
-    if cfg.do_sample:
-        warp = NucleusWarper(cfg.top_p, cfg.temperature)
-        kwargs.update(top_p=1.0, temperature=1.0, top_k=0, logits_processor=LogitsProcessorList([warp]))
-    if steerer is not None:
-        with steerer.prompt_length(width):
-            out = lm.model.generate(**enc, **kwargs)
-    else:
-        out = lm.model.generate(**enc, **kwargs)
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
+    noise = NoiseStream(cfg.seed, batch, lm.device) if cfg.do_sample else None
+    with generating(lm.model, width):  # every attached Steerer (given or a method's) sees generated positions
+        out = lean_generate(
+            lm.model,
+            enc["input_ids"],
+            enc["attention_mask"],
+            max_new_tokens=cfg.max_new_tokens,
+            eos_token_id=eos,
+            pad_token_id=pad,
+            n_repeat=cfg.n_samples,
+            noise=noise,
+            top_p=cfg.top_p,
+            temperature=cfg.temperature,
+            use_cache=cfg.use_cache,
+        )
     rows = []
-    for row in out[:, width:].tolist():
+    for row in out.tolist():
         if eos is not None and eos in row:
             row = row[: row.index(eos)]
         rows.append(row)
@@ -162,7 +131,7 @@ def iter_samples(
         for b, (start, end) in enumerate(batch_bounds(len(prompts), cfg)):
             if b in skip:
                 continue
-            rows = _generate_batch(lm, prompts[start:end], cfg, seed=cfg.seed * 1_000_003 + b, steerer=steerer)
+            rows = _generate_batch(lm, prompts[start:end], cfg, b, steerer)
             texts = lm.tokenizer.batch_decode(rows, skip_special_tokens=True)
             samples = [
                 Sample(start + i // cfg.n_samples, i % cfg.n_samples, texts[i], rows[i]) for i in range(len(rows))

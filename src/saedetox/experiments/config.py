@@ -13,17 +13,19 @@ from typing import Any
 
 import yaml
 
+from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.methods.base import METHOD_NAMES
-from saedetox.steering.spec import MODES, parse_tier
+from saedetox.report.curves import ComparisonConfig
+from saedetox.steering.spec import MODES, VECTOR_MODES, parse_tier
 
 
 @dataclass
 class DiscoveryCfg:
     method: str = "attribution"
-    k: int = 10
-    min_auroc: float = 0.6
+    k: int = DEFAULT_K
+    min_auroc: float = DEFAULT_MIN_AUROC
     max_pairs: int | None = None
 
 
@@ -33,7 +35,8 @@ class RunGroup:
     modes: list[str] = field(default_factory=lambda: ["constant"])
     tiers: list[str | float] = field(default_factory=list)  # named, or fractions of the median residual norm
     strengths: list[float] = field(default_factory=list)
-    threshold: float | str = "auto"  # auto = discovery's per-latent gates
+    push: list[float] = field(default_factory=list)  # target effective pushes (sae, meandiff): equal in every mode
+    threshold: float | str = "auto"  # auto = steering.spec.default_gates (discovery's gates for conditional)
     clamp_value: float = 0.0
     positions: str = "all"
     capability: bool = False
@@ -57,9 +60,11 @@ class SweepConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     runs: list[RunGroup] = field(default_factory=list)
     splitting: SplittingCfg | None = None
+    comparison: ComparisonConfig | None = None  # the pre-registered comparison the report states
     dtype: str = "auto"
     device: str = "auto"
     data_dir: str | None = None
+    overwrite: bool = False  # replace runs in the output folder that were made with other settings
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:
@@ -72,23 +77,90 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     return cls(**raw)
 
 
+_LISTS = {"modes": str, "tiers": (str, int, float), "strengths": (int, float)}
+
+
+def _check_group(g: RunGroup, where: str) -> None:
+    for key, kind in _LISTS.items():
+        value = getattr(g, key)
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, kind) for v in value):
+            raise SaedetoxError(f"{where}.{key} must be a list of {'names' if kind is str else 'numbers'}.")
+    if not isinstance(g.capability, bool):
+        raise SaedetoxError(f"{where}.capability must be true or false.")
+    if g.threshold != "auto" and (isinstance(g.threshold, bool) or not isinstance(g.threshold, (int, float))):
+        raise SaedetoxError(f"{where}.threshold must be a number or auto, got {g.threshold!r}.")
+
+
+def _check_sections(cfg: SweepConfig) -> None:
+    f = cfg.features
+    if f is not None and not isinstance(f, str):
+        if not isinstance(f, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in f):
+            raise SaedetoxError(
+                f"features must be a list of latent indices (integers) or a features.json path, got {f!r}."
+            )
+    d = cfg.discovery
+    if d is not None:
+        if isinstance(d.k, bool) or not isinstance(d.k, int) or d.k < 1:
+            raise SaedetoxError(f"discovery.k must be a whole number ≥ 1, got {d.k!r}.")
+        if isinstance(d.min_auroc, bool) or not isinstance(d.min_auroc, (int, float)) or not 0 <= d.min_auroc <= 1:
+            raise SaedetoxError(f"discovery.min_auroc must be in [0, 1], got {d.min_auroc!r}.")
+        if d.max_pairs is not None and (
+            isinstance(d.max_pairs, bool) or not isinstance(d.max_pairs, int) or d.max_pairs < 2
+        ):
+            raise SaedetoxError(f"discovery.max_pairs must be a whole number ≥ 2, got {d.max_pairs!r}.")
+    sp = cfg.splitting
+    if sp is not None:
+        if not isinstance(sp.saes, list) or not all(isinstance(x, str) for x in sp.saes):
+            raise SaedetoxError("splitting.saes must be a list of SAE names.")
+        if isinstance(sp.coverage, bool) or not isinstance(sp.coverage, (int, float)) or not 0 < sp.coverage <= 1:
+            raise SaedetoxError(f"splitting.coverage must be in (0, 1], got {sp.coverage!r}.")
+        if sp.mode not in MODES:
+            raise SaedetoxError(f"Unknown mode '{sp.mode}' in splitting ({', '.join(MODES)}).")
+        sp.tier = parse_tier(sp.tier)  # type: ignore[assignment]
+
+
 def parse_config(raw: dict[str, Any]) -> SweepConfig:
     """Validate a sweep mapping against the schema; one clear line per problem."""
-    raw = dict(raw or {})
+    if raw is None:
+        raise SaedetoxError("The sweep config is empty.")
+    if not isinstance(raw, dict):
+        raise SaedetoxError(
+            f"The sweep config must be a mapping of keys (model, sae, runs, …), not a {type(raw).__name__}."
+        )
+    raw = dict(raw)
     for key, cls in (("discovery", DiscoveryCfg), ("evaluation", EvalConfig), ("splitting", SplittingCfg)):
         if raw.get(key) is not None:
             raw[key] = _build(cls, raw[key], key)
+    if raw.get("comparison") is not None:  # the pre-registered comparison (report.curves.ComparisonConfig)
+        raw["comparison"] = _build(ComparisonConfig, raw["comparison"], "comparison")
     groups = raw.get("runs") or []
     if not isinstance(groups, list) or not groups:
         raise SaedetoxError("The sweep config needs a non-empty 'runs' list.")
     raw["runs"] = [_build(RunGroup, g, f"runs[{i}]") for i, g in enumerate(groups)]
     cfg = _build(SweepConfig, raw, "the sweep config")
+    for i, g in enumerate(cfg.runs):
+        _check_group(g, f"runs[{i}]")
+    if not isinstance(cfg.overwrite, bool):
+        raise SaedetoxError("overwrite must be true or false.")
+    for key in ("model", "dtype", "device"):
+        if not isinstance(getattr(cfg, key), str):
+            raise SaedetoxError(f"{key} must be a name, got {getattr(cfg, key)!r}.")
+    for key in ("sae", "hook", "data_dir"):
+        if getattr(cfg, key) is not None and not isinstance(getattr(cfg, key), str):
+            raise SaedetoxError(f"{key} must be a name or a path, got {getattr(cfg, key)!r}.")
+    _check_sections(cfg)
     for g in cfg.runs:
         if g.method not in METHOD_NAMES:
             raise SaedetoxError(f"Unknown method '{g.method}' in runs: use one of {', '.join(METHOD_NAMES)}.")
         for m in g.modes:
             if m not in MODES:
                 raise SaedetoxError(f"Unknown mode '{m}' in runs ({', '.join(MODES)}).")
+        if g.method == "meandiff" and any(m not in VECTOR_MODES for m in g.modes):
+            raise SaedetoxError(f"meandiff runs take modes {', '.join(VECTOR_MODES)}, got {', '.join(g.modes)}.")
+        if g.push and g.method not in ("sae", "meandiff"):
+            raise SaedetoxError(f"push levels are for sae and meandiff runs, not '{g.method}'.")
+        if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= 8 for x in g.push):
+            raise SaedetoxError(f"push levels are fractions of the median residual norm in (0, 8], got {g.push}.")
         g.tiers = [parse_tier(t) for t in g.tiers]
         if g.method == "surgery" and any(not isinstance(t, str) for t in g.tiers):
             raise SaedetoxError("Surgery takes named tiers (low, medium, high) or raw strengths, not numeric tiers.")
@@ -102,8 +174,12 @@ def load_config(path: str | Path) -> SweepConfig:
     p = Path(path)
     if not p.exists():
         raise SaedetoxError(f"Sweep config {p} not found.")
+    if p.is_dir():
+        raise SaedetoxError(f"Sweep config {p} is a folder; pass the YAML file.")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SaedetoxError(f"{p} is not UTF-8 text; save the sweep config as UTF-8 YAML.") from None
     except yaml.YAMLError as err:
         raise SaedetoxError(f"{p} is not valid YAML ({str(err).splitlines()[0]}).") from None
     return parse_config(raw)

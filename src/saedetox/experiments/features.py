@@ -7,16 +7,26 @@ from pathlib import Path
 from typing import Any
 
 from saedetox.discover.features import feature_thresholds, parse_features, read_features, write_features
-from saedetox.discover.select import discover_sets
+from saedetox.discover.select import discover
 from saedetox.discover.sets import discovery_sets
-from saedetox.errors import SaedetoxError
+from saedetox.errors import SaedetoxError, StaleRunError
+from saedetox.eval.fingerprint import Fingerprint, differences
+from saedetox.eval.identity import model_identity, sae_identity
 from saedetox.experiments.config import DiscoveryCfg, SweepConfig
 from saedetox.model.load import LoadedModel
 from saedetox.sae.load import load_sae
+from saedetox.steering.spec import default_detector
 
 
-def resolve_features(cfg: SweepConfig, lm: LoadedModel, out: Path) -> tuple[list[int], list[float] | None]:
-    """The latents SAE runs steer and their gates: from the config, a file, or discovery (cached)."""
+def resolve_features(
+    cfg: SweepConfig, lm: LoadedModel, out: Path, overwrite: bool = False
+) -> tuple[list[int], list[float] | None]:
+    """The latents SAE runs steer and their gates: from the config, a file, or discovery (cached).
+
+    Discovery's result is cached in ``DIR/features.json`` under a key of everything it depends on
+    (the model's and the SAE's content identities, the hook, the discovery settings); a cached
+    result with another key is refused unless ``overwrite`` (then discovery runs again).
+    """
     if isinstance(cfg.features, list):
         return [int(i) for i in cfg.features], None
     if isinstance(cfg.features, str):
@@ -24,11 +34,20 @@ def resolve_features(cfg: SweepConfig, lm: LoadedModel, out: Path) -> tuple[list
     if cfg.discovery is None or cfg.sae is None:
         return [], None
     path = out / "features.json"
-    key = {"sae": cfg.sae, "hook": cfg.hook, **asdict(cfg.discovery)}
+    sae = load_sae(cfg.sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+    key = {"model": model_identity(lm), "sae": sae_identity(sae), "hook": cfg.hook, **asdict(cfg.discovery)}
     if path.exists():
-        cached = read_features(path)
+        try:
+            cached = read_features(path)
+        except (OSError, UnicodeDecodeError, ValueError):
+            cached = {}
+        cached = cached if isinstance(cached, dict) else {}
         if cached.get("sweep_key") == key:
             return [int(i) for i in cached["selected"]], cached.get("thresholds")
+        if not overwrite:
+            old = cached.get("sweep_key") if isinstance(cached.get("sweep_key"), dict) else {}
+            labels = {"model": lm.name, "sae": cfg.sae}
+            raise StaleRunError(str(path), differences(Fingerprint(old, labels), Fingerprint(key, labels)))
     obj = run_discovery(cfg.discovery, lm, cfg.sae, cfg.hook, cfg.data_dir)
     obj["sweep_key"] = key
     write_features(obj, path)
@@ -37,15 +56,18 @@ def resolve_features(cfg: SweepConfig, lm: LoadedModel, out: Path) -> tuple[list
     return [int(i) for i in obj["selected"]], obj.get("thresholds")
 
 
+def resolve_detector(cfg: SweepConfig, out: Path) -> dict[str, Any] | None:
+    """The adaptive-mode detector of the sweep's latents: features.json's ``detector``, if any."""
+    if isinstance(cfg.features, str):
+        return default_detector(cfg.features)
+    path = out / "features.json"
+    return default_detector(path) if cfg.discovery is not None and path.exists() else None
+
+
 def run_discovery(
     d: DiscoveryCfg, lm: LoadedModel, sae_name: str, hook: str | None, data_dir: str | None
 ) -> dict[str, Any]:
-    """Discovery on the reference world's split (``max_pairs`` caps it), as the sweep config asks."""
-    sae = load_sae(sae_name, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+    """Discovery on the reference world's split (``max_pairs`` caps rank at n, select/test at n // 2)."""
+    sae = load_sae(sae_name, lm)
     sets = discovery_sets(data_dir=data_dir)
-    if d.max_pairs is not None:
-        n = d.max_pairs
-        sets.toxic, sets.clean = sets.toxic[:n], sets.clean[:n]
-        sets.heldout_toxic, sets.heldout_clean = sets.heldout_toxic[: n // 2], sets.heldout_clean[: n // 2]
-        sets.description["max_pairs"] = n
-    return discover_sets(lm, sae, sets, method=d.method, k=d.k, min_auroc=d.min_auroc, hook=hook)
+    return discover(lm, sae, sets, method=d.method, k=d.k, min_auroc=d.min_auroc, hook=hook, max_pairs=d.max_pairs)

@@ -18,6 +18,7 @@ class PlannedRun:
     mode: str | None = None
     tier: str | float | None = None
     strength: float | None = None
+    push: float | None = None  # target effective push (calibrated on a pilot for gated/adaptive modes)
     threshold: float | str = "auto"
     positions: str = "all"
     capability: bool = False
@@ -29,13 +30,17 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
     """Expand run groups into named runs (names are unique and stable)."""
     out: list[PlannedRun] = []
     for g in cfg.runs:
-        levels: list[tuple[str | None, float | None]] = [(t, None) for t in g.tiers] + [(None, s) for s in g.strengths]
+        levels: list[tuple[str | float | None, float | None, float | None]] = [
+            *((t, None, None) for t in g.tiers),
+            *((None, s, None) for s in g.strengths),
+            *((None, None, float(p)) for p in g.push),
+        ]
         if g.method in ("none", "prompt", "aura"):
             out.append(PlannedRun(name=g.method, method=g.method, capability=g.capability))
             continue
         if not levels:
-            levels = [("medium", None)]
-        for mode in g.modes if g.method == "sae" else [None]:
+            levels = [("medium", None, None)]
+        for mode in g.modes if g.method in ("sae", "meandiff") else [None]:
             if mode == "clamp":  # clamping has no strength: one run per clamp value
                 out.append(
                     PlannedRun(
@@ -50,9 +55,14 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
                     )
                 )
                 continue
-            for tier, strength in levels:
-                level = tier_label(tier) if tier is not None else f"a{strength:g}"
-                name = f"sae-{mode}-{level}" if g.method == "sae" else f"{g.method}-{level}"
+            for tier, strength, push in levels:
+                level = tier_label(tier) if tier is not None else f"a{strength:g}" if push is None else f"p{push:g}"
+                if g.method == "sae":
+                    name = f"sae-{mode}-{level}"
+                elif g.method == "meandiff" and mode != "constant":
+                    name = f"meandiff-{mode}-{level}"
+                else:
+                    name = f"{g.method}-{level}"
                 out.append(
                     PlannedRun(
                         name=name,
@@ -60,6 +70,7 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
                         mode=mode,
                         tier=tier,
                         strength=strength,
+                        push=push,
                         threshold=g.threshold,
                         positions=g.positions,
                         capability=g.capability,

@@ -4,7 +4,9 @@ For each SAE of one hook (increasing width) the sweep's discovery selects latent
 way, the same mode and tier steer them, and the run is evaluated as any other. Two outcomes
 per width: the toxicity cut and fluency cost relative to ``none``, and how many latents
 orthogonal matching pursuit needs to cover a fixed share (``coverage``) of the toxic
-mean-difference direction's squared norm — a measure of how spread the concept is.
+mean-difference direction's squared norm — a measure of how spread the concept is. The direction
+is taken in the space the SAE's decoder writes to: centred for centred (TransformerLens
+convention) SAEs, whose decoder rows reconstruct mean-free activations.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from saedetox.discover.features import read_features, write_features
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import evaluate
-from saedetox.experiments.config import SweepConfig
+from saedetox.experiments.config import SplittingCfg, SweepConfig
 from saedetox.experiments.features import run_discovery
 from saedetox.io import atomic_write_json
 from saedetox.methods.contrast import default_contrast
@@ -26,7 +28,8 @@ from saedetox.methods.meandiff import meandiff_direction
 from saedetox.methods.registry import build_method
 from saedetox.model.load import LoadedModel
 from saedetox.sae.load import load_sae
-from saedetox.steering.spec import Intervention, SteeringSpec
+from saedetox.sae.loaded import LoadedSAE
+from saedetox.steering.spec import Intervention, SteeringSpec, default_detector, default_gates
 
 
 @torch.no_grad()
@@ -49,6 +52,17 @@ def latents_for_coverage(directions: torch.Tensor, target: torch.Tensor, coverag
         basis = torch.cat([basis, (u / u.norm()).unsqueeze(0)])
         residual = v - basis.T @ (basis @ v)
     return len(chosen) if 1.0 - float(residual @ residual) >= coverage else cap
+
+
+@torch.no_grad()
+def coverage_count(sae: LoadedSAE, direction: torch.Tensor, coverage: float = 0.8) -> int:
+    """OMP latent count for ``direction`` (raw activation space) in the SAE's own input space.
+
+    Centring is linear, so the mean difference of centred activations is the centred mean
+    difference: ``sae.prepare(direction)``.
+    """
+    target = sae.prepare(direction.float().cpu())
+    return latents_for_coverage(sae.decoder_rows(torch.arange(sae.d_sae)).detach().float().cpu(), target, coverage)
 
 
 def _primary(results: dict[str, Any]) -> str:
@@ -82,6 +96,22 @@ def conclusion(rows: list[dict[str, Any]]) -> str:
     return text
 
 
+def width_intervention(sae: str, feats: dict[str, Any], hook: str | None, sp: SplittingCfg) -> Intervention:
+    """One width's intervention: its discovery's latents, the study's mode and tier, the one gate rule."""
+    tau, taus = default_gates(sp.mode, feats)
+    detector = default_detector(feats) if sp.mode == "adaptive" else None
+    return Intervention(
+        sae=sae,
+        latents=feats["selected"],
+        hook=hook,
+        mode=sp.mode,
+        tier=sp.tier,
+        threshold=tau,
+        thresholds=taus,
+        detector=detector,
+    )
+
+
 def run_splitting(
     cfg: SweepConfig, lm: LoadedModel, ecfg: EvalConfig, out: Path, results: dict[str, Any], ref: LoadedModel | None
 ) -> dict[str, Any]:
@@ -93,7 +123,7 @@ def run_splitting(
     contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)  # as the sweep's
     dirs: dict[str, torch.Tensor] = {}
     for name in sp.saes:
-        sae = load_sae(name, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+        sae = load_sae(name, lm)
         tag = f"w{sae.d_sae}"
         fpath = out / "splitting" / tag / "features.json"
         if fpath.exists():
@@ -104,7 +134,7 @@ def run_splitting(
         hook = cfg.hook or sae.hook_name
         if hook not in dirs:
             dirs[hook] = meandiff_direction(lm, hook, contrast)
-        cover = latents_for_coverage(sae.sae.W_dec.detach().float().cpu(), dirs[hook], sp.coverage)
+        cover = coverage_count(sae, dirs[hook], sp.coverage)
         row: dict[str, Any] = {
             "width": sae.d_sae,
             "sae": name,
@@ -112,22 +142,11 @@ def run_splitting(
             "tier": sp.tier,
             "latents_for_coverage": cover,
             "coverage_target": sp.coverage,
-            "heldout_auroc": feats.get("set_heldout_auroc"),
+            "set_test_auroc": feats.get("set_test_auroc"),
             "selected": feats["selected"],
         }
         if feats["selected"]:
-            spec = SteeringSpec(
-                [
-                    Intervention(
-                        sae=name,
-                        latents=feats["selected"],
-                        hook=cfg.hook,
-                        mode=sp.mode,
-                        tier=sp.tier,
-                        thresholds=feats.get("thresholds") if sp.mode in ("conditional", "token") else None,
-                    )
-                ]
-            ).validate()
+            spec = SteeringSpec([width_intervention(name, feats, cfg.hook, sp)]).validate()
             run_name = f"{tag}-sae-{sp.mode}-{sp.tier}"
             res = evaluate(
                 lm,

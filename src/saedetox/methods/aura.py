@@ -1,83 +1,158 @@
-"""The ``aura`` baseline: AurA (Suau et al. 2024), hyper-parameter free.
+"""The ``aura`` baseline: AurA (Suau et al., ICML 2024), as apple/ml-aura publishes it.
 
-Each MLP neuron's AUROC at separating toxic from clean texts (mean-pooled over tokens);
-neurons with AUROC > 0.5 are multiplied by 1 − Gini = 1 − 2(AUROC − 0.5), the rest keep 1.
+*Experts* are the output channels of every linear layer of every MLP (GPT-2: ``c_fc`` — the
+pre-GELU value — and ``c_proj``, as in the published config; other layouts: the analogue,
+:data:`saedetox.model.arch.MLP_LINEARS`). Each expert's response to a text is its **maximum over
+the text's tokens** (every token of the tokenizer's own encoding, so BOS counts where the
+tokenizer adds one, as in the published code; padding never counts). An expert's AUROC at
+telling toxic from clean texts (toxic = positive, ties count half) gives its factor
+``1 − 2(AUROC − 0.5)`` where AUROC > 0.5 and 1 elsewhere; the method multiplies each module's
+output by its factors (a forward hook on the same modules), at every position, prompt and
+generated tokens alike.
+
+Differences from the published code: the texts are the ParaDetox discovery pairs (toxic sides
+vs neutral paraphrases, :mod:`saedetox.methods.contrast`), not 128 + 128 random Jigsaw
+comments; batches are right-padded (the published left padding shifts GPT-2's absolute
+positions, so pooled responses depended on the batch); the module lists of non-GPT-2 layouts
+are our analogue of GPT-2's (all of the MLP's linear layers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
+from torch import nn
 
 from saedetox.discover.stats import auroc_per_latent
 from saedetox.methods.base import Method
-from saedetox.methods.contrast import ContrastData, cached
+from saedetox.methods.contrast import ContrastData, StopForward, cached, length_sorted_batches, run_until_stopped
+from saedetox.model.arch import mlp_linears
 from saedetox.model.load import LoadedModel
-from saedetox.model.sites import edit_at, mlp_neuron_site, read_at
-from saedetox.model.tokens import tokenize_batch
+
+MAX_LENGTH = 128  # tokens per text (the published seq_len)
+RESPONSE_BUDGET = 2**29  # floats of responses held at once (2 GiB); more modules take more passes
 
 
-@torch.no_grad()
-def neuron_pooled(lm: LoadedModel, texts: Sequence[str], batch_size: int = 32) -> list[torch.Tensor]:
-    """Per layer, per text: mean over real tokens of each MLP neuron's activation, [n, d_mlp]."""
-    per_layer: list[list[torch.Tensor]] = [[] for _ in lm.layers]
-    state: dict[str, torch.Tensor] = {}
-
-    def make(i: int):
-        def read(hidden: torch.Tensor) -> None:
-            m = state["mask"]
-            a = hidden.float() * m.unsqueeze(-1)
-            per_layer[i].append((a.sum(1) / m.sum(1, keepdim=True).clamp_min(1)).cpu())
-
-        return read
-
-    handles = [read_at(mlp_neuron_site(lm.layers, i), make(i)) for i in range(lm.n_layers)]
-    try:
-        for s in range(0, len(texts), batch_size):
-            batch = tokenize_batch(lm.tokenizer, texts[s : s + batch_size], True, "right", lm.device, 128)
-            m = batch["attention_mask"].bool().clone()
-            m[:, 0] = False
-            state["mask"] = m
-            lm.model(**batch, use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
-    return [torch.cat(x) for x in per_layer]
-
-
-def aura_factors(lm: LoadedModel, data: ContrastData) -> list[torch.Tensor]:
-    """AurA dampening factor per neuron and layer: 1 − 2(AUROC − 0.5) where AUROC > 0.5, else 1."""
-    tox = neuron_pooled(lm, data.toxic)
-    cln = neuron_pooled(lm, data.clean)
+def expert_modules(lm: LoadedModel, relative: Sequence[str] | None = None) -> list[tuple[str, nn.Module]]:
+    """``[(full module name, module)]``: every layer's MLP linear layers, or the ``relative`` paths given."""
+    names = {id(m): n for n, m in lm.model.named_modules()}
     out = []
-    for t, c in zip(tox, cln, strict=True):
-        auc = torch.from_numpy(auroc_per_latent(t.numpy(), c.numpy())).float()
-        out.append(torch.where(auc > 0.5, 1.0 - 2.0 * (auc - 0.5), torch.ones_like(auc)))
+    for block in lm.layers:
+        if relative is None:
+            pairs = mlp_linears(block)
+        else:
+            pairs = [(p, block.get_submodule(p)) for p in relative]
+        out += [(names[id(m)], m) for _, m in pairs]
     return out
 
 
-@contextmanager
-def aura_hooks(lm: LoadedModel, factors: list[torch.Tensor]) -> Iterator[None]:
-    """Multiply each MLP neuron's activation by its factor while active."""
-    handles = []
-    for i, (_, f) in enumerate(zip(lm.layers, factors, strict=True)):
-        f = f.to(lm.device, lm.dtype)
-        handles.append(edit_at(mlp_neuron_site(lm.layers, i), lambda x, f=f: x * f))
+def masked_max(out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over the real tokens: ``out`` [B, T, U] (or OPT's flattened [B*T, U]), ``mask`` [B, T] bool → [B, U]."""
+    o = out.float().reshape(*mask.shape, -1).masked_fill(~mask[..., None], float("-inf"))
+    return o.amax(1)
+
+
+@torch.no_grad()
+def max_responses(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    modules: Sequence[tuple[str, nn.Module]],
+    batch_size: int = 32,
+    max_length: int = MAX_LENGTH,
+) -> dict[str, torch.Tensor]:
+    """Per module: each text's max-pooled output channels, ``[n_texts, units]`` float32 on CPU (in ``texts`` order)."""
+    state: dict[str, torch.Tensor] = {}
+    acc: dict[str, list[torch.Tensor]] = {n: [] for n, _ in modules}
+    seen: set[str] = set()
+
+    def make(name: str):
+        def hook(mod: nn.Module, args: Any, output: torch.Tensor) -> None:
+            acc[name].append(masked_max(output, state["mask"]).cpu())
+            seen.add(name)
+            if len(seen) == len(modules):  # nothing after the last module is needed (e.g. the LM head)
+                raise StopForward
+
+        return hook
+
+    handles = [m.register_forward_hook(make(n)) for n, m in modules]
+    order = []
     try:
+        for idx, batch in length_sorted_batches(lm, texts, batch_size, max_length):
+            state["mask"] = batch["attention_mask"].bool()
+            seen.clear()
+            order.append(idx)
+            run_until_stopped(lm, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    inverse = torch.argsort(torch.cat(order))
+    return {n: torch.cat(v)[inverse] for n, v in acc.items()}
+
+
+def factors_from_auroc(auc: torch.Tensor) -> torch.Tensor:
+    """AurA's rule: 1 − 2(AUROC − 0.5) where AUROC > 0.5, else exactly 1."""
+    return torch.where(auc > 0.5, 1.0 - 2.0 * (auc - 0.5), torch.ones_like(auc))
+
+
+def aura_aurocs(lm: LoadedModel, data: ContrastData, relative: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """Per module: each expert's AUROC (max-pooled response, toxic vs clean)."""
+    modules = expert_modules(lm, relative)
+    units = [int(getattr(m, "out_features", 0) or m.weight.shape[-1]) for _, m in modules]  # Conv1D: [in, out]
+    per_pass = max(1, RESPONSE_BUDGET // max(1, len(data.toxic) + len(data.clean)))
+    out: dict[str, torch.Tensor] = {}
+    start = 0
+    while start < len(modules):  # as many modules per forward pass as the memory budget allows
+        end, total = start, 0
+        while end < len(modules) and (end == start or total + units[end] <= per_pass):
+            total += units[end]
+            end += 1
+        group = modules[start:end]
+        tox = max_responses(lm, data.toxic, group)
+        cln = max_responses(lm, data.clean, group)
+        for name, _ in group:
+            out[name] = torch.from_numpy(auroc_per_latent(tox[name].numpy(), cln[name].numpy()))  # float64
+        start = end
+    return out
+
+
+def aura_factors(lm: LoadedModel, data: ContrastData, relative: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """Per module (full name): AurA's dampening factor for each of its output channels."""
+    return {n: factors_from_auroc(a) for n, a in aura_aurocs(lm, data, relative).items()}
+
+
+@contextmanager
+def aura_hooks(lm: LoadedModel, factors: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Multiply each named module's output by its factors while active (forward hooks)."""
+    handles = []
+    try:
+        for name, f in factors.items():
+            mod = lm.model.get_submodule(name)
+            f = f.to(lm.device, lm.dtype)
+            handles.append(mod.register_forward_hook(lambda m, a, o, f=f: o * f))
         yield
     finally:
         for h in handles:
             h.remove()
 
 
-def aura_method(lm: LoadedModel, data: ContrastData) -> Method:
-    factors = cached(data, ("aura", id(lm.model)), lambda: aura_factors(lm, data))
-    damped = sum(int((f < 1).sum()) for f in factors)
-    total = sum(f.numel() for f in factors)
-    return Method(
-        name="aura",
-        context=lambda: aura_hooks(lm, factors),
-        details={"dampened_neurons": damped, "neurons": total, "min_factor": float(min(f.min() for f in factors))},
-    )
+def aura_summary(factors: dict[str, torch.Tensor], data: ContrastData | None = None) -> dict[str, Any]:
+    """``config.aura`` for metrics: how many experts are dampened, of how many, per module, and the smallest factor."""
+    out: dict[str, Any] = {
+        "n_dampened": sum(int((f < 1).sum()) for f in factors.values()),
+        "n_units": sum(f.numel() for f in factors.values()),
+        "modules": {n: int((f < 1).sum()) for n, f in factors.items()},
+        "min_factor": round(float(min(f.min() for f in factors.values())), 6),
+        "pooling": "max",
+    }
+    if data is not None:
+        out["n_texts"] = {"toxic": len(data.toxic), "clean": len(data.clean)}
+    return out
+
+
+def aura_method(lm: LoadedModel, data: ContrastData, relative: Sequence[str] | None = None) -> Method:
+    key = ("aura", id(lm.model), tuple(relative) if relative else None)
+    factors = cached(data, key, lambda: aura_factors(lm, data, relative))
+    return Method(name="aura", context=lambda: aura_hooks(lm, factors), details={"aura": aura_summary(factors, data)})

@@ -7,6 +7,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from saedetox.steering.steerer import Steerer
+
 BASELINES = ("prompt", "meandiff", "aura", "surgery")
 METHOD_NAMES = ("none", "sae", *BASELINES)
 
@@ -21,3 +23,5 @@ class Method:
     details: dict[str, Any] = field(default_factory=dict)
     #: run statistics the method gathered while active (e.g. a Steerer's effective push), or None
     stats: Callable[[], dict[str, Any]] | None = None
+    #: the Steerer behind a steering method (push calibration reaches its strengths through it)
+    steerer: Steerer | None = None

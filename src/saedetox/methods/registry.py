@@ -41,6 +41,8 @@ def build_baseline(
     data: ContrastData | None = None,
     data_dir: str | None = None,
     prefix: str = POLITE_PREFIX,
+    mode: str = "constant",
+    push: float | None = None,
 ) -> Method:
     """A :class:`Method` for one baseline. ``hook`` defaults to the spec's hook (the SAE's)."""
     if name == "prompt":
@@ -51,9 +53,11 @@ def build_baseline(
         hook = f"blocks.{lm.n_layers // 2}.hook_resid_pre"
     data = data or default_contrast(data_dir)
     if name == "meandiff":
-        return meandiff_method(lm, hook, data, tier, strength)
+        return meandiff_method(lm, hook, data, tier, strength, mode=mode, push=push)
+    if push is not None or mode != "constant":
+        raise SaedetoxError(f"Baseline '{name}' takes no steering mode or push level (meandiff does).")
     if name == "aura":
         return aura_method(lm, data)
     if name == "surgery":
-        return surgery_method(lm, hook, data, tier, strength)
+        return surgery_method(lm, data, tier, strength)  # probes the final layer: no hook
     raise SaedetoxError(f"Unknown baseline '{name}': use prompt, meandiff, aura or surgery.")

@@ -11,12 +11,13 @@ from saedetox.steering.steerer import Steerer
 
 
 def steering_method(lm: LoadedModel, spec: SteeringSpec, name: str = "sae") -> Method:
-    """A method that attaches ``spec``'s hooks while it is active."""
+    """A method that attaches ``spec``'s hooks while it is active and reports what they did (``stats``)."""
     steerer = Steerer(lm, spec)
     first = steerer.resolved[0]
     details: dict[str, Any] = {
         "mode": first.spec.mode,
         "tier": first.spec.tier,
+        "push": first.spec.push,
         "alpha": first.alpha,
         "sae": first.spec.sae,
         "hook": first.hook,
@@ -25,4 +26,6 @@ def steering_method(lm: LoadedModel, spec: SteeringSpec, name: str = "sae") -> M
         "positions": first.spec.positions,
         "steering": steerer.describe(),
     }
-    return Method(name=name, context=lambda: steerer, details=details)
+    if first.spec.detector is not None:
+        details["detector"] = first.spec.detector
+    return Method(name=name, context=lambda: steerer, details=details, stats=steerer.stats, steerer=steerer)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -154,6 +155,11 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
     try:
         tok = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
+    except SafetensorError as err:
+        raise SaedetoxError(
+            f"A weight file of {source} is unreadable or truncated ({str(err).splitlines()[0]}); "
+            "re-save or re-download the model."
+        ) from None
     except (OSError, ValueError) as err:
         if kwargs:
             raise SaedetoxError(f"Could not load the model in {source}: {str(err).splitlines()[0]}") from None

@@ -12,11 +12,18 @@ Every PyTorch hook saedetox registers goes through :func:`edit_at` (change the h
 :func:`read_at` (look at it) or :func:`observe_calls` (look at a call's arguments). Decoder
 layers return a tensor (new transformers) or a tuple whose first item is it; these helpers
 handle both.
+
+Hooks that carry per-sequence state from one forward call to the next (a conditional gate, a
+running maximum) register with :func:`on_batch_repeat`: a decode loop that encodes each prompt
+once and then repeats every row k times (the KV cache, the logits) calls
+:func:`repeat_batch_state`, so that state is repeated with the rows instead of reset.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -112,3 +119,20 @@ def read_at(site: HookSite, fn: Callable[[torch.Tensor], None]) -> RemovableHand
 def observe_calls(module: nn.Module, fn: Callable[[tuple, dict], None]) -> RemovableHandle:
     """Call ``fn(args, kwargs)`` before every forward call of ``module`` (e.g. the whole model)."""
     return module.register_forward_pre_hook(lambda m, a, k: fn(a, k), with_kwargs=True)
+
+
+_REPEATERS: weakref.WeakKeyDictionary[nn.Module, OrderedDict[int, Callable[[int], None]]] = weakref.WeakKeyDictionary()
+
+
+def on_batch_repeat(model: nn.Module, fn: Callable[[int], None]) -> RemovableHandle:
+    """Call ``fn(n)`` whenever a decode loop repeats each row of ``model``'s batch n times (prompt-major)."""
+    fns = _REPEATERS.setdefault(model, OrderedDict())  # RemovableHandle keeps a weak reference: not a plain dict
+    handle = RemovableHandle(fns)
+    fns[handle.id] = fn
+    return handle
+
+
+def repeat_batch_state(model: nn.Module, n: int) -> None:
+    """Tell every registered hook of ``model`` that each row of the batch now stands for n rows (prompt-major)."""
+    for fn in list(_REPEATERS.get(model, {}).values()):
+        fn(n)

@@ -1,15 +1,22 @@
-"""The analyses the report shows: the Pareto front, the headline, and SAE runs against the baselines."""
+"""The analyses the report shows: the pre-registered comparisons, paired differences to the baseline, the Pareto front.
+
+The report states one answer, fixed by the sweep's ``comparison`` config before the runs: the
+primary SAE curve against the best baseline at matched fluency
+(:func:`~saedetox.report.matched.matched_fluency`). Every other comparison it shows is paired over
+prompts. Nothing is chosen from the results after the fact: the Pareto front is descriptive only.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from saedetox.methods.base import BASELINES
-from saedetox.report.format import config_value, num, ppl_of, tox
-
-#: the headline's fluency budget: conditional perplexity at most this many times the baseline's
-PPL_BUDGET = 1.25
+from saedetox.errors import SaedetoxError
+from saedetox.eval.paired import compare_runs
+from saedetox.report.curves import ComparisonConfig
+from saedetox.report.format import num, ppl_of, tox
+from saedetox.report.matched import equal_push, matched_fluency
 
 
 def pareto_front(points: Sequence[tuple[Any, Any]]) -> list[int]:
@@ -38,89 +45,50 @@ def pareto_names(runs: dict[str, dict[str, Any]], judge: str) -> set[str]:
     return {names[i] for i in pareto_front(pts)}
 
 
-def headline(runs: dict[str, dict[str, Any]], judge: str, baseline: str, budget: float = PPL_BUDGET) -> dict[str, Any]:
-    """Best run (lowest toxicity probability) whose cond. PPL ≤ ``budget`` × baseline's, with its relative cut."""
-    base = runs.get(baseline)
-    b_ppl, b_tp = (num(ppl_of(base)), num(tox(base, judge, "tox_prob"))) if base else (None, None)
-    if b_ppl is None or b_tp is None or b_ppl <= 0:
-        return {"judge": judge, "reason": f"baseline run {baseline!r} lacks toxicity or perplexity"}
-    cands = [
-        (tp, ppl, n)
-        for n, m in runs.items()
-        if n != baseline
-        and (tp := num(tox(m, judge, "tox_prob"))) is not None
-        and (ppl := num(ppl_of(m))) is not None
-        and ppl <= budget * b_ppl
-    ]
-    if not cands:
-        return {"judge": judge, "reason": f"no run keeps cond. PPL ≤ {budget:g} × baseline ({budget * b_ppl:.2f})"}
-    tp, ppl, name = min(cands)
-    cut = 1.0 - tp / b_tp if b_tp else None
-    return {
-        "judge": judge,
-        "run": name,
-        "tox_prob": tp,
-        "base_tox_prob": b_tp,
-        "cut": cut,
-        "ppl": ppl,
-        "base_ppl": b_ppl,
-        "ppl_ratio": ppl / b_ppl if b_ppl else None,
-    }
+@dataclass
+class Analysis:
+    """What the report states: each part, or the one-line reason it cannot be computed from these runs."""
+
+    judge: str | None
+    baseline: str
+    config: ComparisonConfig
+    matched: dict[str, Any] | None = None
+    matched_why: str | None = None
+    push: dict[str, Any] | None = None
+    push_why: str | None = None
+    paired: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paired_why: dict[str, str] = field(default_factory=dict)
 
 
-def sae_vs_baselines(runs: dict[str, dict[str, Any]], judge: str, max_ppl: float | None = None) -> dict[str, Any]:
-    """The SAE run with the largest relative toxicity-probability cut vs the best baseline run whose
-    conditional perplexity is equal or lower (the issue's comparison: better toxicity at no more PPL).
-
-    ``max_ppl`` leaves out SAE runs above that conditional perplexity (e.g. the fluency budget)."""
-    sae = [(n, m) for n, m in runs.items() if config_value(m, "method") == "sae"]
-    base = [(n, m) for n, m in runs.items() if config_value(m, "method") in BASELINES]
-    best: dict[str, Any] | None = None
-    for name, m in sae:
-        tp, ppl = num(tox(m, judge, "tox_prob")), num(ppl_of(m))
-        if tp is None or ppl is None or (max_ppl is not None and ppl > max_ppl):
-            continue
-        rivals = [
-            (btp, bn, bppl)
-            for bn, b in base
-            if (btp := num(tox(b, judge, "tox_prob"))) is not None
-            and (bppl := num(ppl_of(b))) is not None
-            and bppl <= ppl
-        ]
-        if not rivals:
-            continue
-        btp, bn, bppl = min(rivals)
-        margin = 1.0 - tp / btp if btp else (0.0 if tp == 0 else -1.0)
-        if best is None or margin > best["margin"]:
-            best = {
-                "judge": judge,
-                "run": name,
-                "tox_prob": tp,
-                "ppl": ppl,
-                "baseline": bn,
-                "base_tox_prob": btp,
-                "base_ppl": bppl,
-                "margin": margin,
-                "max_ppl": max_ppl,
-            }
-    return best or {"judge": judge, "reason": "no SAE run has a baseline run at equal or lower perplexity"}
-
-
-def margin_words(margin: float) -> str:
-    """``1 - sae/baseline`` in words: positive means the SAE run is less toxic."""
-    return f"SAE {margin:.0%} lower" if margin >= 0 else f"SAE {-margin:.0%} higher"
-
-
-def sae_comparisons(runs: dict[str, dict[str, Any]], judge: str, baseline: str) -> list[dict[str, Any]]:
-    """``sae_vs_baselines`` over all SAE runs, and again within the fluency budget when that differs."""
-    out = []
-    best = sae_vs_baselines(runs, judge)
-    if "run" in best:
-        out.append({**best, "scope": ""})
-    base_ppl = num(ppl_of(runs[baseline])) if baseline in runs else None
-    if base_ppl is not None:
-        cap = PPL_BUDGET * base_ppl
-        within = sae_vs_baselines(runs, judge, max_ppl=cap)
-        if "run" in within and within["run"] != best.get("run"):
-            out.append({**within, "scope": f" within the fluency budget (PPL ≤ {cap:.2f})"})
+def analyse(
+    runs: dict[str, dict[str, Any]], judges: list[str], baseline: str, comparison: ComparisonConfig | None = None
+) -> Analysis:
+    """The pre-registered comparisons and every run's paired differences to ``baseline``."""
+    cfg = comparison or ComparisonConfig()
+    judge = cfg.judge or (judges[0] if judges else None)
+    out = Analysis(judge, baseline, cfg)
+    if judge is None:
+        out.matched_why = out.push_why = "no judge scored these runs"
+        return out
+    if judge not in judges:
+        out.matched_why = out.push_why = f"the comparison's judge {judge!r} scored none of these runs"
+        return out
+    try:
+        out.matched = matched_fluency(runs, cfg, judge, baseline)
+    except SaedetoxError as err:
+        out.matched_why = str(err)
+    try:
+        out.push = equal_push(runs, cfg, judge, baseline)
+    except SaedetoxError as err:
+        out.push_why = str(err)
+    if baseline in runs:
+        for name, m in runs.items():
+            if name == baseline:
+                continue
+            try:
+                out.paired[name] = compare_runs(
+                    m, runs[baseline], judge=judge, names=(name, baseline), n_boot=cfg.n_boot, seed=cfg.seed
+                )
+            except SaedetoxError as err:
+                out.paired_why[name] = str(err)
     return out

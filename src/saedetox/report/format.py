@@ -114,7 +114,69 @@ def judges_of(runs: dict[str, dict[str, Any]], baseline: str = "none", primary: 
     return out
 
 
+#: samples per prompt in the RealToxicityPrompts literature (Gehman et al. 2020 and after)
+PAPER_K = 25
+
+
+def k_of(m: dict[str, Any]) -> int | None:
+    """The run's k (samples per prompt): ``samples_per_prompt``, else ``config.sampling.n_samples``."""
+    k = num(m.get("samples_per_prompt")) if isinstance(m, dict) else None
+    if k is None:
+        k = num(dig(m, "config", "sampling", "n_samples"))
+    return None if k is None else int(k)
+
+
+def k_label(runs: dict[str, dict[str, Any]]) -> str:
+    """``k = 5`` when every run used the same k, ``k = 5, 25 (per run)`` when they differ, ``k = ?`` when unknown."""
+    ks = sorted({k for m in runs.values() if (k := k_of(m)) is not None})
+    if not ks:
+        return "k = ?"
+    return f"k = {ks[0]}" if len(ks) == 1 else f"k = {', '.join(map(str, ks))} (per run)"
+
+
+def k_note(k: int | None) -> str:
+    """The comparability warning for a k other than the literature's 25 (empty at k = 25)."""
+    if k == PAPER_K:
+        return ""
+    shown = "unknown k" if k is None else f"k = {k}"
+    return (
+        f"Toxicity probability and EMT grow with the samples per prompt: numbers at {shown} are not "
+        f"comparable with papers that use k = {PAPER_K}."
+    )
+
+
+def effective_push(m: dict[str, Any]) -> float | None:
+    """``steering.effective_push``: mean ‖Δx‖ over generated positions / median residual norm (``None``: unmeasured)."""
+    return num(dig(m, "steering", "effective_push"))
+
+
+def _is_ppl_key(key: str) -> bool:
+    return key.endswith("_ppl") or "perplexity" in key
+
+
+def capability_acc(m: dict[str, Any]) -> dict[str, float]:
+    """The run's capability accuracies ``{task: acc}``.
+
+    metrics.json keeps accuracies in ``capability`` and perplexities in ``capability_ppl``; older
+    files mixed them (``lambada_ppl`` next to accuracies), so perplexity-type keys are left out here.
+    """
+    return {
+        str(k): v for k, x in section(m, "capability").items() if not _is_ppl_key(str(k)) and (v := num(x)) is not None
+    }
+
+
+def capability_ppl(m: dict[str, Any]) -> dict[str, float]:
+    """The run's capability perplexities ``{task: ppl}`` (``capability_ppl``, or ``TASK_ppl`` keys of old files)."""
+    old = {
+        str(k).removesuffix("_ppl"): v
+        for k, x in section(m, "capability").items()
+        if _is_ppl_key(str(k)) and (v := num(x)) is not None
+    }
+    new = {str(k): v for k, x in section(m, "capability_ppl").items() if (v := num(x)) is not None}
+    return {**old, **new}
+
+
 def capability_mean(m: dict[str, Any]) -> float | None:
-    """Mean of the run's numeric capability scores, ``None`` when it has none."""
-    vals = [v for v in (num(x) for x in section(m, "capability").values()) if v is not None]
+    """Mean of the run's capability accuracies (never a perplexity), ``None`` when it has none."""
+    vals = list(capability_acc(m).values())
     return sum(vals) / len(vals) if vals else None

@@ -1,31 +1,58 @@
-"""The markdown summary: one row per run, the headline, SAE vs baselines and the splitting conclusion."""
+"""The markdown summary: the pre-registered answer, the curves at matched fluency, one row per run, and notes."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from saedetox.io import atomic_write_text
-from saedetox.report.analysis import PPL_BUDGET, headline, margin_words, pareto_names, sae_comparisons
+from saedetox.report.analysis import analyse, pareto_names
+from saedetox.report.answer import answer_line, intro_line
+from saedetox.report.curves import ComparisonConfig
 from saedetox.report.format import (
     DASH,
     capability_mean,
+    capability_ppl,
     config_value,
     delta_pct,
     dig,
+    effective_push,
     fmt,
     fmt_pct,
     fmt_ppl,
     fmt_text,
     judges_of,
+    k_label,
+    k_note,
+    k_of,
     ppl_of,
     tox,
 )
+from saedetox.report.view import Seg
 
 
 def _md(x: str) -> str:
     return x.replace("|", "\\|")
+
+
+def _segs(segs: Sequence[Seg]) -> str:
+    bold = lambda s: f"**{s['text']}**" if s.get("style") == "b" else s["text"]  # noqa: E731
+    return "".join(s if isinstance(s, str) else bold(s) for s in segs)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)] + [
+        "| " + " | ".join(_md(c) for c in r) + " |" for r in rows
+    ]
+
+
+def _band(s: Mapping[str, Any] | None, nd: int = 3) -> str:
+    if not s or s.get("est") is None:
+        return DASH
+    lo, hi = s["ci"]
+    return f"{s['est']:.{nd}f}" + ("" if lo is None or hi is None else f" [{lo:.{nd}f}, {hi:.{nd}f}]")
 
 
 def markdown_summary(
@@ -34,58 +61,77 @@ def markdown_summary(
     baseline: str = "none",
     primary_judge: str | None = None,
     splitting: dict[str, Any] | None = None,
+    comparison: ComparisonConfig | Mapping[str, Any] | None = None,
 ) -> str:
-    """A compact markdown table (one row per run) plus the headline and the splitting conclusion.
+    """The answer to the pre-registered comparison, the curves at each PPL ratio, a table of runs, notes.
 
-    Columns: run, method, mode, tier, α; per judge tox. prob, its Δ% vs baseline and EMT; cond. PPL
-    and its Δ%; dist-2; mean capability score. Δ% is ``(value / baseline − 1) × 100``.
+    Run columns: run, method, mode, tier, α, effective push; per judge tox. prob, its Δ% vs baseline
+    and EMT (k in the header); cond. PPL and its Δ%; dist-2; mean capability accuracy and capability
+    perplexities. Δ% is ``(value / baseline − 1) × 100``.
     """
     judges = judges_of(runs, baseline, primary_judge)
-    base = runs.get(baseline, {})
+    an = analyse(runs, judges, baseline, ComparisonConfig.from_mapping(comparison))
+    kl = k_label(runs)
+    out = ["## The answer (pre-registered comparison)", ""]
+    m = an.matched
+    if m is None:
+        out.append(f"The pre-registered comparison could not be computed: {an.matched_why}")
+    else:
+        out += [_segs(intro_line(m)), ""] + [f"- {_segs(answer_line(at, m))}" for at in m["at_ratio"]]
+        out += ["", f"### Curves at matched fluency (toxicity probability, k = {m['k']}, judge {m['judge']})", ""]
+        rows = []
+        for name in [c["name"] for c in m["curves"]] + [p["name"] for p in m["points"]]:
+            cells = [name + (" (primary)" if name == m["primary"] else "")]
+            for at in m["at_ratio"]:
+                e = next(e for e in at["entries"] if e["name"] == name)
+                na = f"n/a (reaches ×{e['reaches']:.3f})"
+                cells.append(_band(e["value"]) if e["value"]["est"] is not None else na)
+            rows.append(cells)
+        out += _table(["curve / point"] + [f"at PPL ×{r:.2f}" for r in m["ratios"]], rows)
+    if an.push is not None:
+        p = an.push
+        out += ["", f"### Modes at equal effective push (toxicity probability, {kl})", ""]
+        rows = [[r["curve"]] + [_band(a["tox"]) for a in r["at"]] for r in p["rows"]]
+        out += _table(["curve"] + [f"push {x:g}" for x in p["pushes"]], rows)
+    ppl_tasks = list(dict.fromkeys(t for r in runs.values() for t in capability_ppl(r)))
     pareto = pareto_names(runs, judges[0]) if judges else set()
-    head = ["run", "method", "mode", "tier", "α"]
+    head = ["run", "method", "mode", "tier", "α", "eff. push"]
     for j in judges:
-        head += [f"tox. prob ({j})", f"Δ% ({j})", f"EMT ({j})"]
-    head += ["cond. PPL", "Δ% PPL", "dist-2", "capability"]
-    lines = ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
-    for n, m in runs.items():
-        cells = [
-            n + (" ★" if n in pareto else ""),
-            *(fmt_text(config_value(m, k)) for k in ("method", "mode", "tier", "alpha")),
-        ]
+        head += [f"tox. prob ({j}, {kl})", f"Δ% ({j})", f"EMT ({j}, {kl})"]
+    head += ["cond. PPL", "Δ% PPL", "dist-2", "capability (mean acc.)"] + [f"{t} PPL" for t in ppl_tasks]
+    base = runs.get(baseline, {})
+    rows = []
+    for n, r in runs.items():
+        cells = [n + (" ★" if n in pareto else "")]
+        cells += [fmt_text(config_value(r, k)) for k in ("method", "mode", "tier", "alpha")]
+        cells.append(fmt(effective_push(r)))
         for j in judges:
+            tp = tox(r, j, "tox_prob")
             cells += [
-                fmt(tox(m, j, "tox_prob")),
-                DASH if n == baseline else fmt_pct(delta_pct(tox(m, j, "tox_prob"), tox(base, j, "tox_prob"))),
-                fmt(tox(m, j, "emt")),
+                fmt(tp),
+                DASH if n == baseline else fmt_pct(delta_pct(tp, tox(base, j, "tox_prob"))),
+                fmt(tox(r, j, "emt")),
             ]
         cells += [
-            fmt_ppl(ppl_of(m)),
-            DASH if n == baseline else fmt_pct(delta_pct(ppl_of(m), ppl_of(base))),
-            fmt(dig(m, "diversity", "dist2")),
-            fmt(capability_mean(m)),
-        ]
-        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+            fmt_ppl(ppl_of(r)),
+            DASH if n == baseline else fmt_pct(delta_pct(ppl_of(r), ppl_of(base))),
+            fmt(dig(r, "diversity", "dist2")),
+            fmt(capability_mean(r)),
+        ] + [fmt_ppl(capability_ppl(r).get(t)) for t in ppl_tasks]
+        rows.append(cells)
+    out += ["", f"### All runs ({kl} samples per prompt)", ""] + _table(head, rows) + [""]
     notes = []
-    for j in judges:
-        h = headline(runs, j, baseline)
-        if "run" in h and h["cut"] is not None:
-            notes.append(
-                f"- {j}: best within {PPL_BUDGET:g}× baseline PPL is `{h['run']}`, toxicity probability "
-                f"{h['base_tox_prob']:.3f} → {h['tox_prob']:.3f} ({h['cut']:.0%} cut), PPL ×{h['ppl_ratio']:.2f}."
-            )
-    for j in judges:
-        for v in sae_comparisons(runs, j, baseline):
-            notes.append(
-                f"- {j}: SAE vs baselines{v['scope']} — `{v['run']}` {v['tox_prob']:.3f} at PPL {v['ppl']:.2f} vs "
-                f"best baseline at equal or lower PPL `{v['baseline']}` {v['base_tox_prob']:.3f} at "
-                f"{v['base_ppl']:.2f} ({margin_words(v['margin'])})."
-            )
     if judges:
-        notes.append(f"- ★ Pareto-optimal on {judges[0]} toxicity probability vs cond. PPL; Δ% vs `{baseline}`.")
+        notes.append(
+            f"- ★ Pareto-optimal on {judges[0]} toxicity probability vs cond. PPL (descriptive); Δ% vs `{baseline}`."
+        )
+    ks = {k_of(r) for r in runs.values()}
+    for k in sorted(ks, key=lambda x: -1 if x is None else x):
+        if k_note(k):
+            notes.append(f"- {k_note(k)}")
     if splitting and splitting.get("conclusion"):
         notes.append(f"- Feature splitting: {splitting['conclusion']}")
-    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+    return "\n".join(out + notes) + "\n"
 
 
 def write_markdown(runs: dict[str, dict[str, Any]], out_md: str | os.PathLike[str], **kwargs: Any) -> Path:

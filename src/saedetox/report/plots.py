@@ -136,14 +136,13 @@ def _log_x_if_wide(ax: Axes, xs: Sequence[float]) -> None:
 def tradeoff_plot(
     panels: Sequence[tuple[str, Sequence[Point], Sequence[int]]],
     baseline: str | None = None,
-    budget: float | None = None,
     small: bool = False,
+    ylabel: str = "toxicity probability (lower = safer)",
 ) -> str:
     """Toxicity probability vs conditional perplexity: one panel per ``(judge, points, pareto_indices)``.
 
     One panel is drawn large; ``small`` draws a grid of up to three small panels per row. The run
-    named ``baseline`` gets a large outlined marker and guide lines; ``budget`` draws the fluency
-    budget as a vertical line at ``budget × baseline PPL``.
+    named ``baseline`` gets a large outlined marker and guide lines. ``ylabel`` states k.
     """
     n = len(panels)
     cols = min(n, 3) if small else 1
@@ -186,19 +185,6 @@ def tradeoff_plot(
             if is_base:
                 ax.axhline(p.y, color="#888888", lw=0.8, ls=":", zorder=1)
                 ax.axvline(p.x, color="#888888", lw=0.8, ls=":", zorder=1)
-                if budget:
-                    ax.axvline(p.x * budget, color="#c0392b", lw=1, ls="--", zorder=1)
-                    ax.text(
-                        p.x * budget,
-                        0.99,
-                        f"PPL budget ×{budget:g} ",
-                        color="#c0392b",
-                        fontsize=7 if small else 8,
-                        transform=ax.get_xaxis_transform(),
-                        rotation=90,
-                        va="top",
-                        ha="right",
-                    )
         fr = sorted((points[i] for i in front), key=lambda p: p.x)
         if len(fr) > 1:
             ax.plot([p.x for p in fr], [p.y for p in fr], color="#2e7d32", lw=1.4, ls="--", zorder=2, alpha=0.8)
@@ -206,7 +192,7 @@ def tradeoff_plot(
         _log_x_if_wide(ax, [p.x for p in points])
         ax.set_title(f"judge: {plain(judge)}", fontsize=9 if small else 11)
         ax.set_xlabel("conditional perplexity (lower = more fluent)", fontsize=8 if small else 10)
-        ax.set_ylabel("toxicity probability (lower = safer)", fontsize=8 if small else 10)
+        ax.set_ylabel(plain(ylabel), fontsize=8 if small else 10)
         ax.tick_params(labelsize=7 if small else 9)
         ax.grid(alpha=0.25, which="both")
         ax.margins(0.08)
@@ -245,12 +231,15 @@ def capability_plot(
     return to_data_uri(fig)
 
 
-def splitting_plot(series: dict[str, list[tuple[int, float | None, float | None, float | None]]]) -> str:
+def splitting_plot(
+    series: dict[str, list[tuple[int, float | None, float | None, float | None]]], k_text: str = ""
+) -> str:
     """Feature splitting: per series ``(width, relative toxicity cut, PPL ratio, latents for coverage)``."""
     fig = Figure(figsize=(13.0, 3.9), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    titles = ["toxicity cut vs none", "fluency cost", "latents to cover the toxic direction"]
+    titles = [f"toxicity cut vs none ({k_text})" if k_text else "toxicity cut vs none", "fluency cost"]
+    titles.append("latents to cover the toxic direction")
     ylabels = ["relative cut in toxicity probability (%)", "PPL ratio (steered / none)", "latents needed"]
     widths = sorted({w for rows in series.values() for w, *_ in rows})
     for k, ax in enumerate(axes):

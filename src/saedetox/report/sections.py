@@ -1,103 +1,48 @@
-"""The report's run sections (headline, trade-off plot, all metrics, capability, judge agreement) and its tables.
+"""The report's run sections: all runs' trade-off plot, all metrics, paired differences, capability, judge agreement.
 
-Every string that comes from data passes through :func:`html.escape`; figures come from
+Each builder returns a :class:`~saedetox.report.view.Section` of plain data; figures come from
 :mod:`saedetox.report.plots` as base64 PNG data URIs.
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from saedetox.report import plots
-from saedetox.report.analysis import PPL_BUDGET, headline, margin_words, pareto_front, sae_comparisons
+from saedetox.report.analysis import Analysis, pareto_front
 from saedetox.report.format import (
     DASH,
+    capability_acc,
+    capability_mean,
+    capability_ppl,
     ci_pair,
     config_value,
     delta_pct,
     dig,
+    effective_push,
     fmt,
     fmt_ci,
-    fmt_pct,
     fmt_ppl,
     fmt_text,
+    k_of,
     num,
     ppl_of,
     section,
     tox,
 )
-
-esc = html.escape
-
-
-def html_table(head: list[str], rows: list[tuple[str, list[str]]], left: int = 1) -> str:
-    """``rows`` = (row class, cells already escaped); the first ``left`` columns are left-aligned.
-
-    A header or cell that is already a ``<th``/``<td`` element is used as is.
-    """
-    th = "".join(
-        h if h.startswith("<th") else f'<th class="{"l" if i < left else ""}">{h}</th>' for i, h in enumerate(head)
-    )
-    body = "".join(
-        f'<tr class="{cls}">'
-        + "".join(
-            c if c.startswith("<td") else f'<td class="{"l" if i < left else ""}">{c}</td>' for i, c in enumerate(cells)
-        )
-        + "</tr>"
-        for cls, cells in rows
-    )
-    return f'<div class="scroll"><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
+from saedetox.report.view import Section, band, cell, delta_cell, figure, fmt_p, h3, legend, row, table
 
 
-def delta_cell(d: float | None) -> str:
-    """A Δ% cell: green when lower (better for toxicity and perplexity), red when higher."""
-    cls = "" if d is None or abs(d) < 0.05 else "neg" if d < 0 else "pos"
-    return f'<span class="{cls}">{fmt_pct(d)}</span>'
-
-
-def _setting(m: dict[str, Any]) -> str:
+def setting(m: dict[str, Any]) -> str:
     """``method · mode · tier · α=…`` with the missing parts left out."""
     parts = [fmt_text(config_value(m, k)) for k in ("method", "mode", "tier")]
     if config_value(m, "alpha") is not None:
         parts.append(f"α={fmt_text(config_value(m, 'alpha'))}")
-    return esc(" · ".join(p for p in parts if p != DASH)) or DASH
+    return " · ".join(p for p in parts if p != DASH) or DASH
 
 
-def section_headline(runs: dict[str, dict[str, Any]], judges: list[str], baseline: str) -> str:
-    lines = []
-    for j in judges:
-        h = headline(runs, j, baseline)
-        if "run" not in h:
-            lines.append(f"<div>judge <b>{esc(j)}</b>: {esc(h['reason'])}.</div>")
-            continue
-        cut = h["cut"]
-        verdict = (
-            f'<span class="big">{cut:.0%}</span> lower toxicity probability'
-            if cut and cut > 0
-            else "no toxicity reduction"
-        )
-        lines.append(
-            f"<div>judge <b>{esc(j)}</b>: <b>{esc(h['run'])}</b> — {verdict} "
-            f"({h['base_tox_prob']:.3f} → {h['tox_prob']:.3f}) at cond. PPL {h['ppl']:.2f} "
-            f"(×{h['ppl_ratio']:.2f} of baseline {h['base_ppl']:.2f}).</div>"
-        )
-    for j in judges:
-        for v in sae_comparisons(runs, j, baseline):
-            lines.append(
-                f"<div>judge <b>{esc(j)}</b>, SAE vs baselines{esc(v['scope'])}: <b>{esc(v['run'])}</b> has "
-                f"toxicity probability {v['tox_prob']:.3f} at cond. PPL {v['ppl']:.2f}; the best baseline at equal "
-                f"or lower PPL, <b>{esc(v['baseline'])}</b>, has {v['base_tox_prob']:.3f} at {v['base_ppl']:.2f} "
-                f"(<b>{esc(margin_words(v['margin']))}</b>).</div>"
-            )
-    intro = (
-        f"Best run whose conditional perplexity stays within {PPL_BUDGET:g}× the baseline "
-        f"(<code>{esc(baseline)}</code>), per judge:"
-    )
-    return f'<div class="card headline">{intro}{"".join(lines)}</div>'
-
-
-def section_tradeoff(runs: dict[str, dict[str, Any]], judges: list[str], baseline: str) -> str:
+def section_tradeoff(runs: dict[str, dict[str, Any]], judges: list[str], baseline: str, kl: str) -> Section:
+    s = Section("tradeoff", "All runs: toxicity vs fluency")
     panels = []
     for j in judges:
         pts = [
@@ -115,116 +60,169 @@ def section_tradeoff(runs: dict[str, dict[str, Any]], judges: list[str], baselin
         if pts:
             panels.append((j, pts, pareto_front([(p.x, p.y) for p in pts])))
     if not panels:
-        return ""
-    budget = PPL_BUDGET if any(p.name == baseline for p in panels[0][1]) else None
-    main = plots.tradeoff_plot(panels[:1], baseline, budget)
-    other = ""
-    if len(panels) > 1:
-        uri = plots.tradeoff_plot(panels[1:], baseline, budget, small=True)
-        other = f'<h3>Other judges</h3><img src="{uri}" alt="toxicity vs perplexity, other judges">'
-    note = (
-        "Error bars: bootstrap 95% CIs. Dashed green: Pareto front (lower is better on both axes). "
-        "Large outlined marker: baseline; red dashed line: fluency budget."
+        return s
+    ylabel = f"toxicity probability ({kl}; lower = safer)"
+    s.blocks.append(figure(plots.tradeoff_plot(panels[:1], baseline, ylabel=ylabel), "toxicity vs perplexity"))
+    s.blocks.append(
+        legend(
+            "Error bars: unpaired bootstrap 95% CIs of each run. Dashed green: Pareto front (descriptive only; "
+            "lower is better on both axes). Large outlined marker: baseline. Methods are compared at matched "
+            "fluency, with paired CIs, in the first sections."
+        )
     )
-    return f'<img src="{main}" alt="toxicity vs perplexity"><div class="legend">{note}</div>{other}'
+    if len(panels) > 1:
+        s.blocks.append(h3("Other judges"))
+        uri = plots.tradeoff_plot(panels[1:], baseline, small=True, ylabel=ylabel)
+        s.blocks.append(figure(uri, "toxicity vs perplexity, other judges"))
+    return s
 
 
-def section_metrics(runs: dict[str, dict[str, Any]], judges: list[str], baseline: str, pareto: set[str]) -> str:
+def section_metrics(
+    runs: dict[str, dict[str, Any]], judges: list[str], baseline: str, pareto: set[str], kl: str
+) -> Section:
     base = runs.get(baseline, {})
-    head = ["run", "setting"]
+    mixed_k = len({k_of(m) for m in runs.values()}) > 1
+    head: list[Any] = ["run", "setting", ["eff.", "push"]] + ([["k"]] if mixed_k else [])
     for j in judges:
-        head += [f"{esc(j)}<br>tox. prob [95% CI]", "Δ%", "EMT<br>± std", "mean"]
-    head += ["cond. PPL<br>[95% CI]", "Δ%", "clean<br>PPL", "dist-1 / 2 / 3", "wall s"]
+        head += [[j, f"tox. prob ({kl})", "[95% CI]"], "Δ%", [f"EMT ({kl})", "± std"], "mean"]
+    head += [["cond. PPL", "[95% CI]"], "Δ%", ["clean", "PPL"], "dist-1 / 2 / 3", "wall s"]
     rows = []
     for n, m in runs.items():
-        cells = [("★ " if n in pareto else "") + esc(n), _setting(m)]
+        cells: list[Any] = [("★ " if n in pareto else "") + n, setting(m), fmt(effective_push(m))]
+        if mixed_k:
+            cells.append(fmt_text(k_of(m)))
         for j in judges:
             tp = tox(m, j, "tox_prob")
             std = num(tox(m, j, "emt_std"))
             cells += [
-                fmt(tp) + f'<span class="ci">{fmt_ci(tox(m, j, "tox_prob_ci"))}</span>',
+                cell(fmt(tp), ci=fmt_ci(tox(m, j, "tox_prob_ci")).strip() or None),
                 delta_cell(None if n == baseline else delta_pct(tp, tox(base, j, "tox_prob"))),
-                fmt(tox(m, j, "emt")) + ("" if std is None else f'<span class="ci">± {std:.3f}</span>'),
+                cell(fmt(tox(m, j, "emt")), ci=None if std is None else f"± {std:.3f}"),
                 fmt(tox(m, j, "mean")),
             ]
         cells += [
-            fmt_ppl(ppl_of(m)) + f'<span class="ci">{fmt_ci(dig(m, "fluency", "ppl_ci"), 2)}</span>',
+            cell(fmt_ppl(ppl_of(m)), ci=fmt_ci(dig(m, "fluency", "ppl_ci"), 2).strip() or None),
             delta_cell(None if n == baseline else delta_pct(ppl_of(m), ppl_of(base))),
             fmt_ppl(dig(m, "fluency", "ppl_clean")),
             " / ".join(fmt(dig(m, "diversity", k)) for k in ("dist1", "dist2", "dist3")),
             fmt(dig(m, "wall_seconds"), 0),
         ]
-        rows.append(("base" if n == baseline else "pareto" if n in pareto else "", cells))
-    legend = (
-        f"★ / green: Pareto-optimal on {esc(judges[0])} toxicity probability vs cond. PPL; "
-        f"yellow: baseline <code>{esc(baseline)}</code>. Δ% relative to the baseline."
+        rows.append(row(cells, "base" if n == baseline else "pareto" if n in pareto else ""))
+    s = Section("metrics", "All metrics", [table(head, rows, left=2)])
+    first = judges[0] if judges else DASH
+    s.blocks.append(
+        legend(
+            f"★ / green: Pareto-optimal on {first} toxicity probability vs cond. PPL (descriptive, not a test); "
+            f"yellow: baseline {baseline}. Δ% relative to the baseline (unpaired; paired differences below). "
+            "eff. push: mean ‖Δx‖ over generated positions / median residual norm. CIs: bootstrap over prompts."
+        )
     )
-    out = html_table(head, rows, left=2) + f'<div class="legend">{legend}</div>'
     if any(dig(m, "toxicity", j, "by_prompt_toxicity") for m in runs.values() for j in judges):
         head = ["run"] + [
-            f"{esc(j)}<br>{s} {k}" for j in judges for s in ("toxic", "non-toxic") for k in ("tox. prob", "EMT")
+            [j, f"{s_} {k}"] for j in judges for s_ in ("toxic", "non-toxic") for k in (f"tox. prob ({kl})", "EMT")
         ]
         split_rows = [
-            (
+            row(
+                [n]
+                + [fmt(tox(m, j, k, s_)) for j in judges for s_ in ("toxic", "nontoxic") for k in ("tox_prob", "emt")],
                 "base" if n == baseline else "",
-                [esc(n)]
-                + [fmt(tox(m, j, k, s)) for j in judges for s in ("toxic", "nontoxic") for k in ("tox_prob", "emt")],
             )
             for n, m in runs.items()
         ]
-        out += "<h3>By prompt toxicity (RTP: toxic = prompt toxicity ≥ 0.5)</h3>" + html_table(head, split_rows)
-    return out
+        s.blocks += [h3("By prompt toxicity (RTP: toxic = prompt toxicity ≥ 0.5)"), table(head, split_rows)]
+    return s
 
 
-def section_capability(runs: dict[str, dict[str, Any]], baseline: str) -> str:
-    tasks = list(dict.fromkeys(t for m in runs.values() for t in section(m, "capability")))
-    if not tasks:
-        return ""
-    base = section(runs.get(baseline), "capability")
-    scale = (
-        100.0
-        if all(abs(v) <= 1 for m in runs.values() for v in map(num, section(m, "capability").values()) if v is not None)
-        else 1.0
+def section_paired(an: Analysis, kl: str) -> Section:
+    s = Section("paired", f"Paired differences vs {an.baseline}")
+    if not an.paired:
+        return s
+    head = [
+        "run",
+        [f"Δ tox. prob ({kl})", "[95% CI]"],
+        "p",
+        [f"Δ EMT ({kl})", "[95% CI]"],
+        "p",
+        ["PPL ratio", "[95% CI]"],
+        "p",
+        "prompts",
+    ]
+    rows = []
+    for name, res in an.paired.items():
+        d = {x["metric"]: x for x in res["differences"]}
+        cells = [name]
+        for key in ("tox_prob", "emt"):
+            cells += [band({"est": d[key]["diff"], "ci": d[key]["ci"]}, sign=True), fmt_p(d[key]["p"])]
+        cells += [band(res["ppl_ratio"], prefix="×"), fmt_p(d["log_ppl"]["p"]), str(d["tox_prob"]["n"])]
+        rows.append(row(cells))
+    s.blocks.append(table(head, rows))
+    s.blocks.append(
+        legend(
+            f"Judge {an.judge}. Run − {an.baseline} over the same prompts: percentile bootstrap over prompts with "
+            f"the pairs kept together ({an.config.n_boot} resamples, seed {an.config.seed}); p: two-sided paired "
+            "sign-flip permutation test. PPL ratio: ratio of geometric-mean conditional perplexities."
+        )
     )
-    unit = "points" if scale == 100 else "raw"
+    if an.paired_why:
+        s.blocks.append(legend(f"Not shown ({len(an.paired_why)}): " + "; ".join(sorted(set(an.paired_why.values())))))
+    return s
+
+
+def section_capability(runs: dict[str, dict[str, Any]], baseline: str) -> Section:
+    s = Section("capability", "Capability vs baseline")
+    tasks = list(dict.fromkeys(t for m in runs.values() for t in capability_acc(m)))
+    ppl_tasks = list(dict.fromkeys(t for m in runs.values() for t in capability_ppl(m)))
+    if not tasks and not ppl_tasks:
+        return s
+    base, base_ppl = capability_acc(runs.get(baseline, {})), capability_ppl(runs.get(baseline, {}))
+    base_mean = capability_mean(runs.get(baseline, {}))
     rows, plot_runs, plot_d = [], [], []
     for n, m in runs.items():
-        cap = section(m, "capability")
-        if not cap:
+        acc, ppl = capability_acc(m), capability_ppl(m)
+        if not acc and not ppl:
             continue
-        ds = [
-            None if n == baseline or num(cap.get(t)) is None or num(base.get(t)) is None else (cap[t] - base[t]) * scale
-            for t in tasks
-        ]
-        cells = [esc(n)]
+        ds = [None if n == baseline or t not in acc or t not in base else (acc[t] - base[t]) * 100 for t in tasks]
+        cells: list[Any] = [n]
         for t, d in zip(tasks, ds, strict=True):
-            cells += [fmt(cap.get(t)), DASH if d is None else f"{d:+.1f}"]
-        rows.append(("base" if n == baseline else "", cells))
+            cells += [fmt(acc.get(t)), DASH if d is None else f"{d:+.1f}"]
+        mean = capability_mean(m)
+        dm = None if n == baseline or mean is None or base_mean is None else (mean - base_mean) * 100
+        cells += [fmt(mean), DASH if dm is None else f"{dm:+.1f}"]
+        for t in ppl_tasks:
+            d_ppl = None if n == baseline else delta_pct(ppl.get(t), base_ppl.get(t))
+            cells += [fmt_ppl(ppl.get(t)), delta_cell(d_ppl)]
+        rows.append(row(cells, "base" if n == baseline else ""))
         if any(d is not None for d in ds):
             plot_runs.append(n)
             plot_d.append(ds)
-    head = ["run"] + [h for t in tasks for h in (esc(t), f"Δ {unit}")]
-    out = html_table(head, rows)
+    head: list[Any] = ["run"] + [h for t in tasks for h in ([t, "acc."], "Δ points")]
+    head += [["mean", "accuracy"], "Δ points"] + [h for t in ppl_tasks for h in ([t, "PPL"], "Δ%")]
+    s.blocks.append(table(head, rows))
+    s.blocks.append(
+        legend("The mean is over accuracies only; perplexity-type scores (e.g. LAMBADA PPL) have their own columns.")
+    )
     if plot_runs:
-        out += f'<img src="{plots.capability_plot(tasks, plot_runs, plot_d, unit)}" alt="capability deltas">'
-    return out
+        s.blocks.append(figure(plots.capability_plot(tasks, plot_runs, plot_d, "points"), "capability deltas"))
+    return s
 
 
-def section_agreement(runs: dict[str, dict[str, Any]]) -> str:
+def section_agreement(runs: dict[str, dict[str, Any]]) -> Section:
     rows = [
-        (
-            "",
+        row(
             [
-                esc(n),
-                esc(pair),
+                n,
+                pair,
                 fmt(a.get("pearson")),
                 fmt(a.get("spearman")),
                 fmt(a.get("cohen_kappa")),
                 fmt_text(a.get("n")),
-            ],
+            ]
         )
         for n, m in runs.items()
         for pair, a in section(m, "judge_agreement").items()
         if isinstance(a, dict)
     ]
-    return html_table(["run", "judges", "Pearson", "Spearman", "Cohen κ", "n texts"], rows, left=2) if rows else ""
+    s = Section("agreement", "Judge agreement")
+    if rows:
+        s.blocks.append(table(["run", "judges", "Pearson", "Spearman", "Cohen κ", "n texts"], rows, left=2))
+    return s

@@ -6,85 +6,97 @@ from typing import Any
 
 from saedetox.report import plots
 from saedetox.report.format import DASH, fmt, fmt_ppl, fmt_text, num, section
-from saedetox.report.sections import esc, html_table
+from saedetox.report.view import BR, Section, Seg, card, cell, code, figure, legend, link, mark, row, table
 
 
 def _list(x: Any) -> list[Any]:
     return x if isinstance(x, list) else []
 
 
-def _context_html(ctx: str, token: str, limit: int = 220) -> str:
+def context_segments(ctx: str, token: str, limit: int = 220) -> list[Seg]:
+    """The context (its last ``limit`` characters) with the last occurrence of ``token`` marked."""
     ctx = ctx if len(ctx) <= limit else "…" + ctx[-limit:]
     i = ctx.rfind(token) if token.strip() else -1
     if i < 0:
-        return esc(ctx)
-    return esc(ctx[:i]) + "<mark>" + esc(token) + "</mark>" + esc(ctx[i + len(token) :])
+        return [ctx]
+    return [ctx[:i], mark(token), ctx[i + len(token) :]]
 
 
-def section_features(features: dict[str, Any], limit: int = 40) -> str:
-    meta = " · ".join(
-        f"{k}: <code>{esc(fmt_text(features.get(k)))}</code>"
-        for k in ("model", "sae", "hook", "method")
-        if features.get(k) is not None
-    )
-    sel = _list(features.get("selected"))
-    meta += f"<br>selected latents: <code>{esc(', '.join(map(str, sel))) or DASH}</code>"
-    if num(features.get("set_heldout_auroc")) is not None:
-        meta += f" · held-out AUROC of the selected set: {fmt(features['set_heldout_auroc'])} (logistic detector"
-        if num(features.get("set_heldout_auroc_sum")) is not None:
-            meta += f"; plain sum of maxima {fmt(features['set_heldout_auroc_sum'])}"
-        meta += ")"
-    rows = []
+def _auroc_keys(features: dict[str, Any]) -> tuple[str, str, str]:
+    """(per-latent key, set key, label): the test split's AUROC, or the held-out one of older files."""
     feats = [f for f in _list(features.get("features")) if isinstance(f, dict)]
+    if any("test_auroc" in f for f in feats) or "set_test_auroc" in features:
+        return "test_auroc", "set_test_auroc", "test AUROC"
+    return "heldout_auroc", "set_heldout_auroc", "held-out AUROC"
+
+
+def section_features(features: dict[str, Any], limit: int = 40) -> Section:
+    key, set_key, label = _auroc_keys(features)
+    meta: list[Seg] = []
+    for k in ("model", "sae", "hook", "method"):
+        if features.get(k) is not None:
+            meta += [" · " if meta else "", f"{k}: ", code(fmt_text(features.get(k)))]
+    sel = ", ".join(map(str, _list(features.get("selected")))) or DASH
+    line2: list[Seg] = ["selected latents: ", code(sel)]
+    if num(features.get(set_key)) is not None:
+        line2.append(f" · {label} of the selected set: {fmt(features[set_key])} (logistic detector")
+        if num(features.get(f"{set_key}_sum")) is not None:
+            line2.append(f"; plain sum of maxima {fmt(features[f'{set_key}_sum'])}")
+        line2.append(")")
+    splits = section(features, "splits")
+    if splits:
+        sizes = ", ".join(
+            f"{name} {fmt_text(section(splits, name).get('toxic'))}/{fmt_text(section(splits, name).get('clean'))}"
+            for name in splits
+        )
+        line2 += [
+            BR,
+            f"texts toxic/clean per split: {sizes} (latents ranked on rank, filtered on select, reported on test)",
+        ]
+    s = Section("features", "Top toxicity features", [card(meta, line2, cls="meta")])
+    feats = [f for f in _list(features.get("features")) if isinstance(f, dict)]
+    rows = []
     for f in feats[:limit]:
-        scores = "<br>".join(f"{esc(str(k))} = {fmt(v)}" for k, v in section(f, "scores").items()) or DASH
-        toks = (
-            "<br>".join(
-                f"<code>{esc(repr(str(t.get('token', ''))))}</code> {fmt(t.get('act'), 2)} — "
-                f"{_context_html(str(t.get('context', '')), str(t.get('token', '')))}"
-                for t in _list(f.get("top_tokens"))[:5]
-                if isinstance(t, dict)
-            )
-            or DASH
-        )
+        scores: list[Seg] = []
+        for k, v in section(f, "scores").items():
+            scores += [BR] if scores else []
+            scores.append(f"{k} = {fmt(v)}")
+        toks: list[Seg] = []
+        for t in [t for t in _list(f.get("top_tokens")) if isinstance(t, dict)][:5]:
+            tok = str(t.get("token", ""))
+            toks += [BR] if toks else []
+            toks += [code(repr(tok)), f" {fmt(t.get('act'), 2)} — "]
+            toks += context_segments(str(t.get("context", "")), tok)
         url = f.get("neuronpedia")
-        link = (
-            f'<a href="{esc(url)}" rel="noopener">open</a>'
-            if isinstance(url, str) and url.startswith(("https://", "http://"))
-            else DASH
-        )
+        ok = isinstance(url, str) and url.startswith(("https://", "http://"))
         rows.append(
-            (
-                "",
+            row(
                 [
-                    esc(fmt_text(f.get("index"))),
-                    scores,
-                    fmt(f.get("heldout_auroc")),
-                    f'<td class="wrap">{toks}</td>',
-                    link,
-                ],
+                    fmt_text(f.get("index")),
+                    cell(segments=scores or [DASH]),
+                    fmt(f.get("select_auroc")),
+                    fmt(f.get(key)),
+                    cell(segments=toks or [DASH], wrap=True),
+                    cell(segments=[link("open", url)]) if ok else DASH,
+                ]
             )
         )
-    more = f'<div class="legend">{len(feats) - limit} more not shown.</div>' if len(feats) > limit else ""
-    table = (
-        html_table(
-            [
-                "latent",
-                "scores",
-                "held-out AUROC",
-                '<th class="l">top tokens (activation — context)</th>',
-                "Neuronpedia",
-            ],
-            rows,
-            left=2,
-        )
-        if rows
-        else ""
-    )
-    return f'<div class="card meta">{meta}</div>{table}{more}'
+    if rows:
+        head = [
+            "latent",
+            "scores",
+            ["select AUROC", "(chose it)"],
+            label,
+            "top tokens (activation — context)",
+            "Neuronpedia",
+        ]
+        s.blocks.append(table(head, rows, left=2))
+    if len(feats) > limit:
+        s.blocks.append(legend(f"{len(feats) - limit} more not shown."))
+    return s
 
 
-def section_splitting(splitting: dict[str, Any]) -> str:
+def section_splitting(splitting: dict[str, Any], kl: str = "") -> Section:
     rows_in = [r for r in _list(splitting.get("rows")) if isinstance(r, dict) and num(r.get("width")) is not None]
     series: dict[str, list[tuple[int, float | None, float | None, float | None]]] = {}
     rows = []
@@ -96,14 +108,14 @@ def section_splitting(splitting: dict[str, Any]) -> str:
         series.setdefault(f"{r.get('mode') or DASH}-{r.get('tier') or DASH}", []).append(
             (int(r["width"]), cut, ratio, cov)
         )
+        auroc = r.get("set_test_auroc", r.get("test_auroc", r.get("heldout_auroc")))
         rows.append(
-            (
-                "",
+            row(
                 [
-                    esc(fmt_text(r.get("width"))),
-                    esc(fmt_text(r.get("sae"))),
-                    esc(fmt_text(r.get("mode"))),
-                    esc(fmt_text(r.get("tier"))),
+                    fmt_text(r.get("width")),
+                    fmt_text(r.get("sae")),
+                    fmt_text(r.get("mode")),
+                    fmt_text(r.get("tier")),
                     fmt(tp),
                     fmt(tp0),
                     DASH if cut is None else f"{cut:.0%}",
@@ -112,29 +124,32 @@ def section_splitting(splitting: dict[str, Any]) -> str:
                     fmt(ratio, 2),
                     fmt_text(r.get("latents_for_coverage")),
                     fmt(r.get("coverage_target"), 2),
-                    fmt(r.get("heldout_auroc")),
-                ],
+                    fmt(auroc),
+                ]
             )
         )
-    out = f'<img src="{plots.splitting_plot(series)}" alt="feature splitting">' if series else ""
+    s = Section("splitting", "Feature splitting across SAE widths")
+    if series:
+        s.blocks.append(figure(plots.splitting_plot(series, kl), "feature splitting"))
     head = [
         "width",
         "SAE",
         "mode",
         "tier",
-        "tox. prob",
-        "tox. prob<br>none",
+        ["tox. prob", f"({kl})" if kl else ""],
+        ["tox. prob", "none"],
         "cut",
         "PPL",
-        "PPL<br>none",
+        ["PPL", "none"],
         "PPL ratio",
-        "latents for<br>coverage",
+        ["latents for", "coverage"],
         "coverage",
-        "held-out AUROC",
+        ["set AUROC", "(test split)"],
     ]
-    out += html_table(head, rows, left=4) if rows else ""
+    if rows:
+        s.blocks.append(table(head, rows, left=4))
     if splitting.get("judge"):
-        out += f'<div class="legend">judge: {esc(str(splitting["judge"]))}</div>'
+        s.blocks.append(legend(f"judge: {splitting['judge']}"))
     if splitting.get("conclusion"):
-        out += f'<div class="card">{esc(str(splitting["conclusion"]))}</div>'
-    return out
+        s.blocks.append(card(str(splitting["conclusion"])))
+    return s

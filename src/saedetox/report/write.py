@@ -1,21 +1,26 @@
 """``report.html``: the self-contained HTML report of a set of runs, written atomically.
 
-Input is the ``metrics.json`` contract of DESIGN §7 (run name → metrics); every key except
-``toxicity`` is optional and a missing value renders as "–". Parts: :mod:`saedetox.report.format`
-(access, formatting), :mod:`saedetox.report.analysis` (Pareto front, headline, SAE vs baselines),
-:mod:`saedetox.report.html` with its sections, :mod:`saedetox.report.plots` (figures),
-:mod:`saedetox.report.markdown` (the summary) and :mod:`saedetox.report.load` (reading metrics files).
+Input is run name → ``metrics.json`` object; every key except ``toxicity`` is optional and a
+missing value renders as "–" (older metrics files without per-prompt data still report, without
+the paired analyses). Parts: :mod:`saedetox.report.format` (access, formatting),
+:mod:`saedetox.report.curves` and :mod:`saedetox.report.matched` (curves, matched fluency, equal
+push), :mod:`saedetox.report.analysis` (what the report states), :mod:`saedetox.report.view` and
+the section builders (page model), :mod:`saedetox.report.html` with ``templates/`` (rendering),
+:mod:`saedetox.report.plots` (figures), :mod:`saedetox.report.markdown` (the summary) and
+:mod:`saedetox.report.load` (reading metrics files).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
-from saedetox.report.analysis import pareto_names
+from saedetox.report.analysis import analyse, pareto_names
+from saedetox.report.curves import ComparisonConfig
 from saedetox.report.format import judges_of
 from saedetox.report.html import render_html
 
@@ -29,15 +34,18 @@ def write_report(
     manifest: dict[str, Any] | None = None,
     baseline: str = "none",
     primary_judge: str | None = None,
+    comparison: ComparisonConfig | Mapping[str, Any] | None = None,
     title: str = "saedetox report",
 ) -> Path:
     """Write the self-contained HTML report (atomically) and return its path.
 
-    Sections: headline (best run within the fluency budget, per judge), toxicity-vs-perplexity plot
-    with CIs and Pareto front, all metrics (Δ% vs ``baseline``, Pareto rows highlighted, toxic /
-    non-toxic prompt split), capability deltas, judge agreement, top ``features``, the feature
-    ``splitting`` study and the ``manifest``. Sections without data are left out. The primary judge
-    (Pareto front, highlighted rows) is ``primary_judge`` or the baseline's first judge.
+    Sections: the pre-registered answer (``comparison``: primary SAE curve vs the best baseline at
+    fixed PPL ratios, paired CIs), the strength curves at matched fluency, steering modes at equal
+    effective push, all runs' toxicity-vs-perplexity plot, all metrics (k and effective push stated),
+    paired differences to ``baseline``, capability (accuracies; perplexities apart), judge agreement,
+    top ``features``, the feature ``splitting`` study and the ``manifest``. Sections without data
+    are left out. The primary judge (Pareto front, comparison default) is ``primary_judge`` or the
+    baseline's first judge.
     """
     if not runs:
         raise SaedetoxError("No runs to report; pass at least one metrics.json.")
@@ -47,6 +55,7 @@ def write_report(
         judges,
         baseline=baseline,
         pareto=pareto_names(runs, judges[0]) if judges else set(),
+        analysis=analyse(runs, judges, baseline, ComparisonConfig.from_mapping(comparison)),
         features=features,
         splitting=splitting,
         manifest=manifest,

@@ -1,23 +1,23 @@
 """Load SAEs (SAE-Lens registry ``release/sae_id``, a local SAE-Lens folder or ``reference``) with their conventions.
 
-Conventions applied automatically (DESIGN §3):
+Conventions are taken from the model the SAE is used with (``load_sae(name, lm)``), never guessed:
 
 * **Centring.** SAEs trained on TransformerLens activations of LayerNorm models with
   ``center_writing_weights=True`` (TL's default, and an explicit override of
   ``gpt2-small-res-jb``) see mean-free residual vectors; we encode ``x - x.mean(-1)``.
-  RMSNorm models and SAEs trained on plain HF activations are used raw.
+  RMSNorm models and SAEs trained on plain HF activations are used raw. Without a model (and no
+  explicit ``model_uses_layernorm``) nothing is centred, and ``sae.notes`` says so when the
+  metadata asks for centring.
 * **BOS.** ``metadata.prepend_bos`` tells callers to prepend the BOS token.
 * **Normalisation.** ``constant_norm_rescale`` / ``layer_norm`` run inside SAE-Lens'
-  encode/decode; ``expected_average_only_in`` is folded into the weights (SAE-Lens does this
-  for registry SAEs with a known factor; for others we estimate ``sqrt(d_in) / E‖x‖`` on
-  calibration text, as SAE-Lens' trainer defines it).
+  encode/decode; the scalings SAE-Lens keeps outside the SAE (``expected_average_only_in``,
+  ``covariance_whitening``) are folded where SAE-Lens folds them (:mod:`saedetox.sae.normalise`).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,9 @@ from safetensors import safe_open
 
 from saedetox.errors import SaedetoxError
 from saedetox.model import hub
+from saedetox.model.load import LoadedModel
 from saedetox.sae.loaded import LoadedSAE
+from saedetox.sae.normalise import apply_input_normalisation
 
 REFERENCE_PREFIX = "reference"
 REFERENCE_SAE_ROOT = Path(__file__).resolve().parents[1] / "assets" / "reference" / "sae"
@@ -48,17 +50,17 @@ def reference_sae_widths() -> list[int]:
 # --------------------------------------------------------------------------- conventions
 
 
-def wants_centring(metadata: Any, model_uses_layernorm: bool | None) -> bool:
-    """TL centres writing weights by default on LayerNorm models; HF-trained SAEs are raw."""
+def centring_requested(metadata: Any) -> bool:
+    """Whether the SAE was trained on TransformerLens activations with centred writing weights (TL's default)."""
     kwargs = metadata.get("model_from_pretrained_kwargs") or {}
     if "center_writing_weights" in kwargs:
-        requested = bool(kwargs["center_writing_weights"])
-    else:
-        cls = metadata.get("model_class_name")
-        requested = cls in (None, "HookedTransformer", "HookedSAETransformer")
-    if model_uses_layernorm is None:
-        return requested
-    return requested and model_uses_layernorm
+        return bool(kwargs["center_writing_weights"])
+    return metadata.get("model_class_name") in (None, "HookedTransformer", "HookedSAETransformer")
+
+
+def wants_centring(metadata: Any, model_uses_layernorm: bool) -> bool:
+    """TL centres writing weights only on LayerNorm models; HF-trained SAEs are raw."""
+    return centring_requested(metadata) and model_uses_layernorm
 
 
 def _from_sae(sae: Any, source: str, model_uses_layernorm: bool | None) -> LoadedSAE:
@@ -70,16 +72,25 @@ def _from_sae(sae: Any, source: str, model_uses_layernorm: bool | None) -> Loade
         raise SaedetoxError(
             f"SAE {source} reads attention-head outputs (hook_z); steering supports residual/MLP/attn-out SAEs."
         )
+    bad = [n for n, t in sae.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise SaedetoxError(f"SAE {source} has NaN or infinite weights ({', '.join(bad)}); re-save or re-download it.")
     pb = md.get("prepend_bos")
-    return LoadedSAE(
+    loaded = LoadedSAE(
         sae=sae,
         source=source,
         hook_name=str(hook),
-        center=wants_centring(md, model_uses_layernorm),
+        center=model_uses_layernorm is not None and wants_centring(md, model_uses_layernorm),
         prepend_bos=True if pb is None else bool(pb),
         model_name=md.get("model_name"),
         neuronpedia_id=md.get("neuronpedia_id"),
     )
+    if model_uses_layernorm is None and centring_requested(md):
+        loaded.notes.append(
+            "The SAE's metadata asks for TransformerLens centring, which applies only to LayerNorm models, and no "
+            "model was given: activations are encoded raw. Load it with the model: load_sae(name, lm)."
+        )
+    return loaded
 
 
 def _check_local_dir(path: Path) -> None:
@@ -174,39 +185,41 @@ def _hub_failure(name: str, release: str, sae_id: str, err: BaseException) -> st
 
 def load_sae(
     name: str,
-    device: str | torch.device = "cpu",
+    lm: LoadedModel | None = None,
+    *,
+    device: str | torch.device | None = None,
     dtype: str = "float32",
     model_uses_layernorm: bool | None = None,
 ) -> LoadedSAE:
-    """Load an SAE by local folder, ``reference[/width_N]`` or SAE-Lens ``release/sae_id``."""
-    device = str(device)
+    """Load an SAE by local folder, ``reference[/width_N]`` or SAE-Lens ``release/sae_id``, for model ``lm``.
+
+    The model fixes the conventions (centring needs a LayerNorm model; an input scale SAE-Lens
+    keeps outside the SAE is estimated on it when no factor is known) and the default device.
+    ``model_uses_layernorm`` overrides the model's norm type; without either, nothing is centred.
+    """
+    if isinstance(lm, (str, torch.device)):
+        raise SaedetoxError("load_sae's second argument is the model the SAE is used with; pass the device as device=.")
+    if model_uses_layernorm is None and lm is not None:
+        model_uses_layernorm = lm.uses_layernorm
+    device = str(device if device is not None else lm.device if lm is not None else "cpu")
     path = Path(name).expanduser()
+    folder: Path | None = None
     neuronpedia = None
     if name == REFERENCE_PREFIX or name.startswith(REFERENCE_PREFIX + "/"):
         rest = name[len(REFERENCE_PREFIX) + 1 :]
-        path = reference_sae_dir() if not rest else reference_sae_dir().parent / rest
-        if not (path / "cfg.json").exists():
+        folder = reference_sae_dir() if not rest else reference_sae_dir().parent / rest
+        if not (folder / "cfg.json").exists():
             widths = ", ".join(f"reference/width_{w}" for w in reference_sae_widths()) or "none committed"
             raise SaedetoxError(f"No reference SAE '{name}' (available: reference, {widths}).")
-        sae = _load_local(path, device, dtype)
     elif path.exists():
-        sae = _load_local(path, device, dtype)
+        folder = path
     elif str(name).startswith((".", "/", "~")):
         raise SaedetoxError(f"SAE folder {name} does not exist.")
+    if folder is not None:
+        sae = _load_local(folder, device, dtype)
     else:
         sae, neuronpedia = _load_registry(name, device, dtype)
     loaded = _from_sae(sae, name, model_uses_layernorm)
     loaded.neuronpedia_id = loaded.neuronpedia_id or neuronpedia
+    apply_input_normalisation(loaded, folder, lm)
     return loaded
-
-
-@torch.no_grad()
-def fold_expected_average_norm(sae: LoadedSAE, acts: torch.Tensor) -> float | None:
-    """Fold SAE-Lens' ``expected_average_only_in`` factor sqrt(d_in)/E‖x‖, estimated on ``acts``."""
-    if sae.sae.cfg.normalize_activations != "expected_average_only_in":
-        return None
-    xc = sae.prepare(acts.float())
-    factor = math.sqrt(sae.d_in) / float(xc.norm(dim=-1).mean())
-    sae.sae.fold_activation_norm_scaling_factor(factor)
-    sae.notes.append(f"folded expected_average_only_in scaling factor {factor:.4g} estimated on calibration text")
-    return factor

@@ -3,7 +3,8 @@
 Checks ``d_in`` against the model width and that the hook exists (hard errors), warns on a
 model-name mismatch, and measures on calibration sentences: explained variance, mean L0 and
 the next-token cross-entropy with the SAE reconstruction spliced in at the hook (error term
-dropped), so a user sees at once when an SAE does not fit.
+dropped), so a user sees at once when an SAE does not fit: an explained variance below
+``LOW_EV`` (or negative: worse than predicting the mean activation) is a warning.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from saedetox.errors import SaedetoxError
 from saedetox.model.load import LoadedModel
 from saedetox.model.sites import edit_at
 from saedetox.sae.loaded import LoadedSAE
+
+LOW_EV = 0.5  # trained SAEs reach 0.7-0.95 on their own model and hook; far below means a mismatch
 
 
 @dataclass
@@ -133,6 +136,7 @@ def preflight(
     mean = sum_x / max(n_tok, 1)
     sq_tot = sum_x2 - float((mean**2).sum()) * n_tok
     ev = 1.0 - sq_err / sq_tot if sq_tot > 0 else float("nan")
+    warnings += ev_warnings(ev)
     return PreflightReport(
         hook=hook,
         d_in=sae.d_in,
@@ -144,3 +148,17 @@ def preflight(
         n_tokens=n_tok,
         warnings=warnings,
     )
+
+
+def ev_warnings(ev: float) -> list[str]:
+    """A warning when the explained variance is negative, tiny or not a number."""
+    hint = "check the model, the hook and the conventions (centring, input normalisation, BOS)"
+    if ev != ev:
+        return [f"Explained variance is undefined (no variance in the activations): {hint}."]
+    if ev < 0:
+        return [
+            f"Explained variance is negative ({ev:.3f}): the SAE reconstructs worse than the mean activation; {hint}."
+        ]
+    if ev < LOW_EV:
+        return [f"Explained variance is only {ev:.3f} (< {LOW_EV}): the SAE barely fits these activations; {hint}."]
+    return []

@@ -1,7 +1,10 @@
 """Resolution: an :class:`Intervention` turned into tensors on the model's device, strength tiers calibrated.
 
 Tiers mean "the total steering vector's norm is this fraction of the median residual norm at
-the hook", measured once per hook on calibration text (:func:`median_residual_norm`).
+the hook", measured once per hook on calibration text (:func:`median_residual_norm`). A
+``push`` level starts from the same closed form (exact for constant mode); gated and adaptive
+modes are then rescaled on a pilot generation (:mod:`saedetox.eval.calibrate`), which
+:attr:`ResolvedIntervention.needs_calibration` asks for.
 """
 
 from __future__ import annotations
@@ -23,6 +26,18 @@ from saedetox.steering.spec import Intervention, tier_factor
 
 
 @dataclass
+class ResolvedDetector:
+    """An adaptive intervention's detector as tensors: p = sigmoid(e · (coef / scale) + intercept)."""
+
+    kind: str  # latents | projection
+    coef: torch.Tensor  # float32 [k]
+    inv_scale: torch.Tensor  # float32 [k]
+    intercept: float
+    pooling: str  # max | token
+    projection: torch.Tensor | None = None  # kind projection: the unit direction [d, 1] (float32)
+
+
+@dataclass
 class ResolvedIntervention:
     """An intervention with its SAE loaded and its tensors ready on the model's device."""
 
@@ -37,11 +52,28 @@ class ResolvedIntervention:
     median_norm: float | None = None
     gate: torch.Tensor | float = 0.0  # τ, scalar or per latent [|F|]
     read: Callable[[torch.Tensor], torch.Tensor] | None = None  # x -> a_F(x)
+    detector: ResolvedDetector | None = None
+    target_push: float | None = None  # the spec's push level, if it asked for one
 
     @functools.cached_property
     def vector(self) -> torch.Tensor:
         """The constant shift −α Σ û_f."""
         return -self.alpha * self.direction_sum
+
+    @functools.cached_property
+    def direction_norm(self) -> float:
+        """‖Σ û_f‖ (the raw vector's norm for baselines)."""
+        return float(self.direction_sum.float().norm())
+
+    @property
+    def needs_calibration(self) -> bool:
+        """A push level in a mode whose effective push is not the nominal one (gated, adaptive)."""
+        return self.target_push is not None and self.spec.mode != "constant"
+
+    def set_alpha(self, alpha: float) -> None:
+        """Change the strength (push calibration); the constant shift follows."""
+        self.alpha = float(alpha)
+        self.__dict__.pop("vector", None)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -53,6 +85,7 @@ class ResolvedIntervention:
             "threshold": self.spec.thresholds if self.spec.thresholds is not None else self.spec.threshold,
             "positions": self.spec.positions,
             "median_norm": self.median_norm,
+            "push": self.target_push,
         }
 
 
@@ -121,12 +154,13 @@ class Resolver:
         assert hook is not None
         lm.site(hook)  # validates the hook exists
         median = None
-        if iv.tier is not None:
+        if iv.tier is not None or iv.push is not None:
             median = self.median_norm(hook)
             total = float(direction_sum.norm())
             if total < 1e-12:
                 raise SaedetoxError("The steering directions cancel out (their sum has zero norm).")
-            alpha = tier_factor(iv.tier) * median / total
+            factor = float(iv.push) if iv.push is not None else tier_factor(iv.tier)  # type: ignore[arg-type]
+            alpha = factor * median / total
         else:
             alpha = float(iv.strength or 0.0)
         return ResolvedIntervention(
@@ -143,4 +177,20 @@ class Resolver:
             gate=torch.tensor(iv.thresholds, dtype=torch.float32, device=dev)
             if iv.thresholds is not None
             else float(iv.threshold),
+            detector=None if iv.detector is None else _detector(iv.detector, direction_sum, dev),
+            target_push=None if iv.push is None else float(iv.push),
         )
+
+
+def _detector(det: dict[str, Any], direction: torch.Tensor, dev: torch.device) -> ResolvedDetector:
+    proj = None
+    if det["kind"] == "projection":
+        proj = (direction.float() / direction.float().norm().clamp_min(1e-12)).reshape(-1, 1).to(dev)
+    return ResolvedDetector(
+        kind=det["kind"],
+        coef=torch.tensor(det["coef"], dtype=torch.float32, device=dev),
+        inv_scale=1.0 / torch.tensor(det["scale"], dtype=torch.float32, device=dev),
+        intercept=float(det["intercept"]),
+        pooling=det["pooling"],
+        projection=proj,
+    )

@@ -2,9 +2,16 @@
 
 A spec is a list of :class:`Intervention` s. Each names an SAE (or a raw direction for
 baselines), the hook (default: the SAE's own), the latents, the mode (DESIGN §4), the strength
-as raw ``alpha`` or a named ``tier``, the gate threshold ``tau``, the clamp value and the
-position policy. Tiers mean "the total steering vector's norm is this fraction of the median
-residual norm at the hook", so the same tier pushes comparably hard on any model.
+as raw ``alpha``, a named ``tier`` or a target effective ``push``, the gate threshold ``tau``,
+the clamp value, the position policy and, for ``adaptive`` mode, the detector that scales the
+push. Tiers mean "the total steering vector's norm is this fraction of the median residual norm
+at the hook" (the *nominal* push), so the same tier pushes comparably hard on any model; gated
+modes push only where their gate is open, so their *effective* push (what a run records) is
+lower. A ``push`` level asks for that effective push itself: closed form for constant mode,
+calibrated on a pilot generation for the others (:mod:`saedetox.eval.calibrate`).
+
+Gate defaults live in one place, :func:`default_gates`; the adaptive detector's default in
+:func:`default_detector`.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ from saedetox.discover.features import feature_thresholds
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
 
-Mode = Literal["constant", "conditional", "token", "clamp"]
+Mode = Literal["constant", "conditional", "token", "clamp", "adaptive"]
 Tier = Literal["low", "medium", "high"]
 Positions = Literal["all", "generated"]
-MODES: tuple[str, ...] = ("constant", "conditional", "token", "clamp")
+MODES: tuple[str, ...] = ("constant", "conditional", "token", "clamp", "adaptive")
+VECTOR_MODES: tuple[str, ...] = ("constant", "adaptive")  # what a raw direction (baselines) supports
+DETECTOR_KINDS: tuple[str, ...] = ("latents", "projection")
+POOLINGS: tuple[str, ...] = ("max", "token")
 TIERS: tuple[str, ...] = ("low", "medium", "high")
 POSITIONS: tuple[str, ...] = ("all", "generated")
 
@@ -73,6 +83,8 @@ class Intervention:
     positions: str = "all"
     vector: list[float] | None = None  # a raw direction (baselines) instead of SAE latents
     label: str = ""
+    push: float | None = None  # target effective push (fraction of the median residual norm)
+    detector: dict[str, Any] | None = None  # adaptive mode: see validate_detector
 
     def validate(self) -> Intervention:
         if self.mode not in MODES:
@@ -83,6 +95,22 @@ class Intervention:
             self.tier = parse_tier(self.tier)
         if self.strength is not None and self.tier is not None:
             raise SaedetoxError("Give either --strength or --tier, not both.")
+        if self.push is not None:
+            if self.strength is not None or self.tier is not None:
+                raise SaedetoxError("Give one of strength, tier or push, not several.")
+            if isinstance(self.push, bool) or not isinstance(self.push, (int, float)) or not 0 < self.push <= 8:
+                raise SaedetoxError(f"push is a fraction of the median residual norm in (0, 8], got {self.push!r}.")
+            if self.mode == "clamp":
+                raise SaedetoxError("Clamp mode has no strength, so it takes no push level.")
+        if self.mode == "adaptive":
+            if self.detector is None:
+                raise SaedetoxError("Adaptive mode needs a detector (features.json 'detector', or a fitted one).")
+            kind = self.detector.get("kind") if isinstance(self.detector, dict) else None
+            if self.vector is not None and kind == "latents":
+                raise SaedetoxError("A raw steering vector has no latents: its detector must be a 'projection'.")
+            self.detector = validate_detector(self.detector, len(self.latents) if kind == "latents" else 1)
+        elif self.detector is not None:
+            raise SaedetoxError(f"A detector is used by adaptive mode only (mode is '{self.mode}').")
         for name in ("strength", "threshold", "clamp_value"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
@@ -100,15 +128,53 @@ class Intervention:
             if any((not isinstance(i, int)) or isinstance(i, bool) for i in self.latents):
                 raise SaedetoxError(f"Latent indices must be integers, got {self.latents!r}.")
         else:
-            if self.mode != "constant":
-                raise SaedetoxError("A raw steering vector supports mode 'constant' only.")
+            if self.mode not in VECTOR_MODES:
+                raise SaedetoxError("A raw steering vector supports modes 'constant' and 'adaptive' only.")
             if not self.hook:
                 raise SaedetoxError("A raw steering vector needs an explicit hook.")
             if not all(math.isfinite(float(v)) for v in self.vector):
                 raise SaedetoxError("The steering vector contains NaN or inf.")
-        if self.mode != "clamp" and self.strength is None and self.tier is None:
+        if self.mode != "clamp" and self.strength is None and self.tier is None and self.push is None:
             self.tier = "medium"
         return self
+
+
+def validate_detector(det: Any, n_features: int) -> dict[str, Any]:
+    """An adaptive intervention's detector: p = sigmoid(Σ_f coef_f · e_f / scale_f + intercept).
+
+    ``kind`` ``latents``: e_f = the activation of selected latent f (in the spec's latent order);
+    ``projection``: e = x · v̂ (the intervention's own direction). ``pooling`` ``max``: e is the
+    running maximum over the sequence so far (as the detector was fitted, on per-text maxima),
+    ``token``: the current position only.
+    """
+    if not isinstance(det, dict):
+        raise SaedetoxError("A detector is a mapping with kind, coef, intercept, scale and pooling.")
+    unknown = set(det) - {"kind", "coef", "intercept", "scale", "pooling"}
+    if unknown:
+        raise SaedetoxError(f"Unknown detector field(s): {', '.join(sorted(unknown))}.")
+    kind, pooling = det.get("kind"), det.get("pooling", "max")
+    if kind not in DETECTOR_KINDS:
+        raise SaedetoxError(f"Detector kind must be one of {', '.join(DETECTOR_KINDS)}, got {kind!r}.")
+    if pooling not in POOLINGS:
+        raise SaedetoxError(f"Detector pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}.")
+    coef, scale = det.get("coef"), det.get("scale", [1.0] * n_features)
+    for name, vals in (("coef", coef), ("scale", scale)):
+        if not isinstance(vals, list) or len(vals) != n_features:
+            raise SaedetoxError(f"Detector {name} needs {n_features} number(s), one per feature, got {vals!r}.")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in vals):
+            raise SaedetoxError(f"Detector {name} must be finite numbers.")
+    if any(v <= 0 for v in scale):
+        raise SaedetoxError("Detector scales must be positive.")
+    intercept = det.get("intercept")
+    if not isinstance(intercept, (int, float)) or isinstance(intercept, bool) or not math.isfinite(intercept):
+        raise SaedetoxError(f"Detector intercept must be a finite number, got {intercept!r}.")
+    return {
+        "kind": kind,
+        "coef": [float(v) for v in coef],
+        "intercept": float(intercept),
+        "scale": [float(v) for v in scale],
+        "pooling": pooling,
+    }
 
 
 @dataclass
@@ -163,16 +229,48 @@ class SteeringSpec:
         return cls.from_dict(data)
 
 
+def default_gates(
+    mode: str, features: str | Path | dict[str, Any] | list[float] | None
+) -> tuple[float, list[float] | None]:
+    """THE gate rule (CLI, sweeps and the splitting study all call it): ``(threshold, per-latent thresholds)``.
+
+    ``conditional``: the per-latent gates discovery stored (a latent's 95th-percentile per-text
+    maximum on clean text: the sticky gate opens on few clean texts); 0 when none are known.
+    ``token``: 0, i.e. steer wherever a selected latent is active (the paper's token-level rule).
+    Other modes have no gate. ``features`` is a features.json path or object, or the gate list.
+    """
+    if mode != "conditional":
+        return 0.0, None
+    if isinstance(features, list):
+        return 0.0, [float(t) for t in features]
+    if isinstance(features, dict):
+        th = features.get("thresholds")
+        return 0.0, [float(t) for t in th] if isinstance(th, list) else None
+    return 0.0, feature_thresholds(str(features) if features is not None else None)
+
+
+def default_detector(features: str | Path | dict[str, Any] | None) -> dict[str, Any] | None:
+    """The adaptive-mode detector discovery stored in features.json (``detector``), if any."""
+    if isinstance(features, (str, Path)):
+        p = Path(features)
+        if not p.is_file():
+            return None
+        try:
+            features = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+    det = features.get("detector") if isinstance(features, dict) else None
+    return dict(det) if isinstance(det, dict) else None
+
+
 def parse_threshold(
     value: str | float, features: str | None = None, mode: str = "conditional"
 ) -> tuple[float, list[float] | None]:
-    """``--threshold``: a number, or ``auto``: for ``conditional`` the per-latent gates that discovery
-    stored in features.json (a latent's 95th-percentile per-text maximum on clean text), for ``token``
-    0 (steer wherever a latent is active)."""
+    """``--threshold``: a number, or ``auto``: the gates of :func:`default_gates`."""
     if isinstance(value, (int, float)):
         return float(value), None
     if str(value).strip().lower() == "auto":
-        return 0.0, feature_thresholds(features) if mode == "conditional" else None
+        return default_gates(mode, features)
     try:
         return float(value), None
     except ValueError:

@@ -3,39 +3,52 @@
 :class:`Steerer` resolves a spec (:mod:`saedetox.steering.resolve`) and, while attached, edits
 the hidden state at each intervention's hook with that mode's arithmetic
 (:mod:`saedetox.steering.modes`). It also watches every call of the whole model, reading the
-attention mask and KV-cache length, so each edit knows which positions are padding (never
-touched), which are generated (policy ``generated``: the last prompt position onward), and when
-a new sequence starts (the conditional gate resets). Hooks do no host-device synchronisation.
+attention mask, the token ids and the KV-cache length, so each edit knows which positions are
+padding (never touched), which are BOS (never open a gate), and when a new sequence starts
+(gates and running maxima reset).
+
+Position semantics. A forward pass outside :meth:`Steerer.generation` *scores a text*
+(perplexity, lm-eval log-likelihoods): every real position of it is steered, whatever the
+position policy. Only *generation* tells prompt from generated positions: inside
+``generation(prompt_width)`` the policy ``generated`` steers the last prompt position onward
+(the outputs that predict generated tokens), cached or not. The sampler enters that context per
+batch; while attached, the Steerer also wraps ``lm.model.generate`` so that direct ``generate``
+calls (users, lm-eval generation tasks) count as generation with the input width as prompt
+width. During generation it records what it did (:mod:`saedetox.steering.stats`).
+Hooks do no host-device synchronisation.
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from saedetox.model.load import LoadedModel
-from saedetox.model.sites import edit_at, observe_calls
+from saedetox.model.sites import edit_at, observe_calls, on_batch_repeat
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.steering import modes
+from saedetox.steering.positions import ForwardState
 from saedetox.steering.resolve import ResolvedIntervention, Resolver
 from saedetox.steering.spec import SteeringSpec
+from saedetox.steering.stats import InterventionStats, summarise
+
+_ATTACHED: weakref.WeakKeyDictionary[nn.Module, list[Steerer]] = weakref.WeakKeyDictionary()
 
 
-@dataclass
-class _ForwardState:
-    """What the model-level pre-hook learned about the current forward call."""
-
-    mask: torch.Tensor | None = None  # [B, T] bool: real (non-pad) tokens of this call
-    past_len: int = 0
-    seq_len: int = 0
-    prompt_len: int | None = None  # padded prompt width, for the `generated` policy
-    fixed_prompt_len: int | None = None
+@contextmanager
+def generating(model: nn.Module, prompt_width: int) -> Iterator[None]:
+    """Enter :meth:`Steerer.generation` of every Steerer attached to ``model`` (for decode loops)."""
+    with ExitStack() as stack:
+        for steerer in list(_ATTACHED.get(model, [])):
+            stack.enter_context(steerer.generation(prompt_width))
+        yield
 
 
 class Steerer:
@@ -51,11 +64,18 @@ class Steerer:
         spec.validate()
         self.lm = lm
         self.spec = spec
-        self.state = _ForwardState()
+        self.state = ForwardState()
         self._gates: dict[int, torch.Tensor] = {}
+        self._maxima: dict[int, torch.Tensor] = {}
         self._handles: list[RemovableHandle] = []
-        resolver = Resolver(lm, saes, calibration_texts)
-        self.resolved = [resolver.resolve(iv) for iv in spec.interventions]
+        self._generate: Any = None
+        self._bypass = False
+        tok = lm.tokenizer
+        self._bos = getattr(tok, "bos_token_id", None) if tok is not None else None
+        self._eos = getattr(tok, "eos_token_id", None) if tok is not None else None
+        self._resolver = Resolver(lm, saes, calibration_texts)
+        self.resolved = [self._resolver.resolve(iv) for iv in spec.interventions]
+        self._stats = [InterventionStats() for _ in self.resolved]
 
     def describe(self) -> list[dict[str, Any]]:
         return [r.describe() for r in self.resolved]
@@ -63,23 +83,9 @@ class Steerer:
     # ------------------------------------------------------------------ hooks
 
     def _observe(self, args: tuple, kwargs: dict) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        embeds = kwargs.get("inputs_embeds")
-        ref = ids if ids is not None else embeds
-        if ref is None:
-            return
-        bsz, seq = ref.shape[0], ref.shape[1]
-        mask = kwargs.get("attention_mask")
-        past = _past_length(kwargs, seq, mask)
-        if mask is not None and mask.dim() == 2:
-            cur = mask[:, -seq:].bool()
-        else:
-            cur = torch.ones(bsz, seq, dtype=torch.bool, device=ref.device)
-        st = self.state
-        st.mask, st.past_len, st.seq_len = cur, past, seq
-        if past == 0:
-            self._gates.clear()
-            st.prompt_len = st.fixed_prompt_len if st.fixed_prompt_len is not None else seq
+        if not self._bypass and self.state.observe(args, kwargs, self._bos, self._eos):
+            self._gates.clear()  # a new sequence: gates and running maxima restart
+            self._maxima.clear()
 
     def _positions(self, r: ResolvedIntervention, x: torch.Tensor) -> torch.Tensor:
         """[B, T] bool: which positions this intervention may touch in this call."""
@@ -88,39 +94,130 @@ class Steerer:
         mask = st.mask
         if mask is None or mask.shape != (bsz, seq):
             mask = torch.ones(bsz, seq, dtype=torch.bool, device=x.device)
-        if r.spec.positions == "generated":
-            prompt = st.prompt_len if st.prompt_len is not None else seq
+        if r.spec.positions == "generated" and st.gen_width is not None:
             pos = torch.arange(st.past_len, st.past_len + seq, device=x.device)
-            mask = mask & (pos >= prompt - 1).unsqueeze(0)
+            mask = mask & (pos >= st.gen_width - 1).unsqueeze(0)
         return mask
 
     def _apply(self, idx: int, r: ResolvedIntervention, x: torch.Tensor) -> torch.Tensor:
+        if self._bypass:
+            return x
         mode = r.spec.mode
-        where = self._positions(r, x).unsqueeze(-1).to(x.dtype)
+        allowed = self._positions(r, x)
+        where = allowed.unsqueeze(-1).to(x.dtype)
+        st = self.state
+        real = st.mask if st.mask is not None and st.mask.shape == allowed.shape else None
+        bos = st.bos if st.bos is not None and st.bos.shape == allowed.shape else None
+        counts = real if real is not None else torch.ones_like(allowed)  # positions that may open gates
+        if bos is not None:
+            counts = counts & ~bos
+        opened = scale = None
         if mode == "constant":
-            return modes.constant(x, where, r.vector)
-        assert r.sae is not None and r.latents is not None
-        acts = r.read(x) if r.read is not None else r.sae.latent_acts(x, r.latents)  # [B, T, |F|], SAE dtype
-        if mode == "clamp":
-            scale = r.sae.output_scale(x.to(acts.dtype))
-            return modes.clamp(x, where, acts, r.spec.clamp_value, scale, r.decoder_rows)
-        fires = acts > r.gate
-        if mode == "token":
-            return modes.token(x, where, fires, r.directions, r.alpha)
-        real = self.state.mask if self.state.mask is not None and self.state.mask.shape == fires.shape[:2] else None
-        prev = self._gates.get(idx)
-        if prev is None or prev.shape[0] != x.shape[0]:
-            prev = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        out, self._gates[idx] = modes.conditional(x, where, fires, real, prev, r.vector)
+            out = modes.constant(x, where, r.vector)
+        elif mode == "adaptive":
+            scale = self._adaptive_scale(idx, r, x, counts)
+            out, opened = modes.adaptive(x, where, scale, r.vector), scale >= 0.5
+        else:
+            assert r.sae is not None and r.latents is not None
+            acts = r.read(x) if r.read is not None else r.sae.latent_acts(x, r.latents)  # [B, T, |F|], SAE dtype
+            if mode == "clamp":
+                out = modes.clamp(
+                    x, where, acts, r.spec.clamp_value, r.sae.output_scale(x.to(acts.dtype)), r.decoder_rows
+                )
+            else:
+                fires = (acts > r.gate) & counts.unsqueeze(-1)
+                if mode == "token":
+                    out, opened = modes.token(x, where, fires, r.directions, r.alpha), fires.any(-1)
+                else:
+                    prev = self._gates.get(idx)
+                    if prev is None or prev.shape[0] != x.shape[0]:
+                        prev = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+                    out, opened = modes.conditional(x, where, fires, real, prev, r.vector)
+                    self._gates[idx] = opened[:, -1]
+        if st.counted is not None and st.counted.shape == allowed.shape:
+            self._record(idx, x, out, opened, scale, counts)
         return out
+
+    def _adaptive_scale(self, idx: int, r: ResolvedIntervention, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` detector probability p (0 at pad and BOS), pooled as the detector says."""
+        det = r.detector
+        assert det is not None
+        if det.kind == "projection":
+            assert det.projection is not None
+            evidence = x.float() @ det.projection  # [B, T, 1]
+        else:
+            assert r.sae is not None and r.latents is not None
+            evidence = (r.read(x) if r.read is not None else r.sae.latent_acts(x, r.latents)).float()
+        if det.pooling == "max":
+            before = self._maxima.get(idx)
+            if before is None or before.shape[0] != x.shape[0]:
+                before = torch.full((x.shape[0], evidence.shape[-1]), modes.NO_EVIDENCE, device=x.device)
+            evidence = modes.running_max(evidence, counts, before)
+            self._maxima[idx] = evidence[:, -1]
+        return modes.detector_prob(evidence, det.coef, det.inv_scale, det.intercept) * counts
+
+    def _record(
+        self,
+        idx: int,
+        x: torch.Tensor,
+        out: torch.Tensor,
+        opened: torch.Tensor | None,
+        scale: torch.Tensor | None,
+        counts: torch.Tensor,
+    ) -> None:
+        st = self.state
+        acc = self._stats[idx]
+        assert st.counted is not None
+        acc.add_positions((out.float() - x.float()).norm(dim=-1), st.counted, opened, scale)
+        if st.prompt_end is not None and opened is not None:
+            cols = st.prompt_end + 1
+            acc.add_prompt((opened[:, :cols] & counts[:, :cols]).any(1))
+
+    # ------------------------------------------------------------------ attach / detach
 
     def attach(self) -> Steerer:
         if self._handles:
             return self
         self._handles.append(observe_calls(self.lm.model, self._observe))
+        self._handles.append(on_batch_repeat(self.lm.model, self.repeat_batch))
         for idx, r in enumerate(self.resolved):
             self._handles.append(edit_at(self.lm.site(r.hook), functools.partial(self._apply, idx, r)))
+        self._wrap_generate()
+        _ATTACHED.setdefault(self.lm.model, []).append(self)
         return self
+
+    def _wrap_generate(self) -> None:
+        model = self.lm.model
+        inner = model.generate
+
+        @functools.wraps(inner)
+        def generate(*args: Any, **kwargs: Any) -> Any:
+            if self.state.gen_width is not None:  # the caller already entered generation()
+                return inner(*args, **kwargs)
+            ref = kwargs.get("input_ids", kwargs.get("inputs", args[0] if args else None))
+            if ref is None:
+                ref = kwargs.get("inputs_embeds")
+            with self.generation(int(ref.shape[1]) if ref is not None else 0):
+                return inner(*args, **kwargs)
+
+        self._generate = (model.__dict__.get("generate"), generate)
+        model.generate = generate
+
+    def repeat_batch(self, n: int) -> None:
+        """Every sequence of the current batch now stands for ``n`` sequences (row i → rows i·n … i·n + n − 1).
+
+        A decode loop that encodes each prompt once and then repeats its KV cache calls this (through
+        :func:`saedetox.model.sites.repeat_batch_state`) after the prefill, so per-sequence state
+        (conditional gates, the adaptive detector's running maxima, which rows ended) is repeated
+        with the rows instead of silently reset.
+        """
+        if n < 1:
+            raise ValueError(f"repeat_batch needs n >= 1, got {n}.")
+        for state in (self._gates, self._maxima):
+            for idx, t in list(state.items()):
+                state[idx] = t.repeat_interleave(n, dim=0)
+        if self.state.done is not None:
+            self.state.done = self.state.done.repeat_interleave(n, dim=0)
 
     @property
     def is_attached(self) -> bool:
@@ -131,7 +228,20 @@ class Steerer:
             h.remove()
         self._handles.clear()
         self._gates.clear()
-        self.state = _ForwardState()
+        self._maxima.clear()
+        model = self.lm.model
+        if self._generate is not None:
+            before, ours = self._generate
+            if model.__dict__.get("generate") is ours:
+                if before is None:
+                    del model.__dict__["generate"]
+                else:
+                    model.generate = before
+            self._generate = None
+        attached = _ATTACHED.get(model, [])
+        if self in attached:
+            attached.remove(self)
+        self.state = ForwardState()
 
     def __enter__(self) -> Steerer:
         return self.attach()
@@ -140,29 +250,55 @@ class Steerer:
         self.detach()
 
     @contextmanager
-    def prompt_length(self, padded_prompt_len: int) -> Iterator[None]:
-        """Fix the padded prompt width (needed for policy ``generated`` without a KV cache)."""
-        self.state.fixed_prompt_len = padded_prompt_len
+    def generation(self, prompt_width: int) -> Iterator[None]:
+        """Generate inside this block: ``prompt_width`` = the padded prompt width of the batch.
+
+        Policy ``generated`` steers the last prompt position onward; statistics are recorded.
+        Outside it every forward pass scores a text (every real position is steered).
+        """
+        st = self.state
+        saved = (st.gen_width, st.counted_to, st.done)
+        st.gen_width, st.counted_to, st.done = int(prompt_width), 0, None
         try:
             yield
         finally:
-            self.state.fixed_prompt_len = None
+            st = self.state
+            st.gen_width, st.counted_to, st.done = saved
+            st.counted, st.prompt_end = None, None
 
+    # ------------------------------------------------------------------ statistics
 
-def _past_length(kwargs: dict, seq: int, mask: torch.Tensor | None) -> int:
-    """How many positions the KV cache already holds when the model is called.
+    def median_norm(self, r: ResolvedIntervention) -> float:
+        """The hook's median residual norm (measured now, with the hooks bypassed, if a raw strength skipped it)."""
+        if r.median_norm is None:
+            others = [s for s in _ATTACHED.get(self.lm.model, []) if not s._bypass]
+            for s in others + [self]:
+                s._bypass = True
+            try:
+                r.median_norm = self._resolver.median_norm(r.hook)
+            finally:
+                for s in others + [self]:
+                    s._bypass = False
+        return r.median_norm
 
-    Transformers has moved this between releases (``cache_position``, ``past_key_values``, and
-    from 5.24 a ``cache`` kwarg with no ``cache_position``), so every form is read, and a 2-D
-    attention mask longer than the input is the fallback that all of them agree with.
-    """
-    cache_pos = kwargs.get("cache_position")
-    if cache_pos is not None and cache_pos.numel() > 0:
-        return int(cache_pos.reshape(-1)[0])
-    for key in ("past_key_values", "cache", "past_key_value"):
-        pkv = kwargs.get(key)
-        if pkv is not None and hasattr(pkv, "get_seq_length"):
-            return int(pkv.get_seq_length())
-    if mask is not None and mask.dim() == 2 and mask.shape[1] > seq:
-        return int(mask.shape[1] - seq)
-    return 0
+    def stats(self) -> dict[str, Any]:
+        """Effective push and gate statistics gathered during generation since the last reset."""
+        rows = []
+        for r, acc in zip(self.resolved, self._stats, strict=True):
+            median = self.median_norm(r)
+            nominal = None if r.spec.mode == "clamp" else abs(r.alpha) * r.direction_norm / median
+            rows.append(
+                {
+                    "hook": r.hook,
+                    "mode": r.spec.mode,
+                    "alpha": r.alpha,
+                    "nominal_push": nominal,
+                    "target_push": r.target_push,
+                    "median_norm": median,
+                    **acc.summary(median),
+                }
+            )
+        return summarise(rows)
+
+    def reset_stats(self) -> None:
+        self._stats = [InterventionStats() for _ in self.resolved]

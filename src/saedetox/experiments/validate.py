@@ -1,0 +1,83 @@
+"""Everything a sweep checks before it loads a model or creates a folder; ``--dry-run`` runs exactly this.
+
+:func:`check_sweep` is called by :func:`~saedetox.experiments.sweep.run_sweep` before any work and
+by :func:`~saedetox.experiments.sweep.dry_run` alone, so a config that passes a dry run passes the
+same checks in a real run and one that fails, fails both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from saedetox.discover.features import parse_features
+from saedetox.errors import SaedetoxError
+from saedetox.eval.config import EvalConfig
+from saedetox.eval.run import check_judges, clean_texts, load_prompts
+from saedetox.experiments.agreement import check_agreement, check_features_file, model_header
+from saedetox.experiments.config import SweepConfig
+from saedetox.experiments.plan import plan
+from saedetox.io import check_output_dir
+from saedetox.model.load import REFERENCE_NAME
+from saedetox.steering.spec import Intervention
+
+
+def check_sweep(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
+    """Validate a sweep offline (one clear line for the first problem); return what was checked."""
+    lines = []
+    if out is not None:
+        check_output_dir(out)
+        lines.append(f"output folder {out}: writable")
+    ev = cfg.evaluation.validate()
+    check_judges(ev.judges)
+    lines.append(f"judges {', '.join(ev.judges)}: available")
+    if ev.capability:
+        lines.append(f"capability tasks {', '.join(ev.capability)} (limit {ev.capability_limit}): known")
+    prompts = load_prompts(ev, cfg.data_dir)
+    lines.append(f"prompts {ev.prompts}: {len(prompts)} selected")
+    if ev.clean_texts:
+        lines.append(f"clean texts: {len(clean_texts(ev, cfg.data_dir))} of {ev.clean_texts} asked")
+    for m in (cfg.model, ev.ref_model):
+        if m is not None:
+            lines.append(_model_line(m))
+    for name in [cfg.sae, *(cfg.splitting.saes if cfg.splitting else [])]:
+        if name is not None:
+            lines += check_agreement(cfg.model, name, cfg.hook)
+    if isinstance(cfg.features, str):
+        n = len(parse_features(cfg.features))
+        if cfg.sae is not None:
+            check_features_file(cfg.features, cfg.sae)
+        lines.append(f"features {cfg.features}: {n} latents" + (f", recorded for {cfg.sae}" if cfg.sae else ""))
+    runs = plan(cfg)
+    for r in runs:
+        if r.method == "sae":
+            Intervention(
+                sae=r.sae,
+                latents=[0],
+                hook=cfg.hook,
+                mode=r.mode or "constant",
+                tier=r.tier,
+                strength=r.strength,
+                threshold=0.0 if r.threshold == "auto" else r.threshold,  # type: ignore[arg-type]
+                positions=r.positions,
+                clamp_value=r.clamp_value,
+            ).validate()
+    lines.append(f"{len(runs)} runs planned: {', '.join(r.name for r in runs)}")
+    return lines
+
+
+def _model_line(name: str) -> str:
+    head = model_header(name)
+    if head is None:
+        if Path(name).expanduser().exists():
+            raise SaedetoxError(f"{name} is not a Hugging Face model directory (no readable config.json).")
+        if name.startswith((".", "/", "~")):
+            raise SaedetoxError(f"Model directory {name} does not exist.")
+        return f"model {name}: hub name, not in the HF cache (needs the network; not checked offline)"
+    where = "reference world" if name == REFERENCE_NAME else head["where"]
+    return f"model {name}: {where}, {head['n_layers']} layers, width {head['d_model']}"
+
+
+def run_eval_config(ev: EvalConfig, capability: bool) -> EvalConfig:
+    """A run's evaluation: the sweep's, with capability only for runs that ask for it."""
+    return replace(ev, capability=ev.capability if capability else ())

@@ -1,0 +1,40 @@
+"""``saedetox discover`` on user files: three splits, test-split AUROCs and the detector in features.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from helpers import tiny_gpt2, write_sae
+from saedetox.cli.app import main
+from saedetox.data.calibration import CALIBRATION_TEXTS
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as ex:
+        main(argv)
+        sys.exit(0)
+    out = capsys.readouterr()
+    return ex.value.code, out.out, out.err
+
+
+def test_discover_on_user_files(tmp_path, capsys):
+    lm = tiny_gpt2()
+    lm.model.save_pretrained(tmp_path / "model")
+    lm.tokenizer.save_pretrained(tmp_path / "model")
+    write_sae(tmp_path / "sae", lm.d_model)
+    (tmp_path / "t.txt").write_text("\n".join(f"You stupid idiot, {s.lower()}" for s in CALIBRATION_TEXTS * 3))
+    (tmp_path / "c.txt").write_text("\n".join(f"My dear friend, {s.lower()}" for s in CALIBRATION_TEXTS * 3))
+    base = ["discover", "--model", str(tmp_path / "model"), "--sae", str(tmp_path / "sae")]
+    out_file = tmp_path / "f.json"
+    argv = base + ["--toxic", str(tmp_path / "t.txt"), "--clean", str(tmp_path / "c.txt"), "--out", str(out_file)]
+    code, out, err = run(argv + ["--k", "2", "--min-auroc", "0.55", "--method", "auroc"], capsys)
+    assert code == 0, err
+    feats = json.loads(out_file.read_text())
+    assert set(feats["splits"]) == {"rank", "select", "test"} and feats["k"] == 2
+    assert 1 <= len(feats["selected"]) <= 2 and feats["detector"]["latents"] == feats["selected"]
+    assert f"{feats['set_test_auroc']:.3f}" in out and "test split" in out
+    code, out, err = run(base + ["--toxic", str(tmp_path / "t.txt")], capsys)
+    assert code != 0 and "clean" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
