@@ -29,6 +29,8 @@ import yaml
 import hub_mirror as hm
 from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.eval.sampling import SamplingConfig, sample
+from saedetox.experiments import features as sweep_features
+from saedetox.experiments import splitting
 from saedetox.experiments.config import SweepConfig, parse_config
 from saedetox.experiments.plan import plan
 from saedetox.experiments.sweep import run_sweep
@@ -97,7 +99,11 @@ def _check_sweep(out: Path, cfg: SweepConfig, results: dict[str, Any], hook: str
     assert len(gens["none"]) == len(gens["sae-constant-medium"]) and gens["none"] != gens["sae-constant-medium"]
     for name in ("none", "aura", "sae-constant-medium"):  # the runs the paper config evaluates for capability
         assert set(results[name]["capability"]) == set(cfg.evaluation.capability), name
-    assert results["none"]["fluency"]["ppl_conditional"] > 0
+    flu = results["none"]["fluency"]
+    assert flu["reference_model"] == cfg.evaluation.ref_model and flu["ppl_clean"] > 0
+    # random stand-ins: continuations with PPL >= 1e4 (a random GPT-2 scores ~ its 50k vocabulary) are dropped
+    n = TOY_EVALUATION["n_prompts"] * TOY_EVALUATION["samples"]
+    assert (flu["ppl_conditional"] or 0) > 0 or flu["n_dropped"] + flu["n_empty"] == n, flu
     return json.loads((out / "splitting.json").read_text())
 
 
@@ -118,13 +124,28 @@ def test_gpt2_small_paper_config_end_to_end(hub, tmp_path):
     assert json.loads((out / "manifest.json").read_text())["config"] == raw
 
 
-def test_gemma_2_2b_paper_config_end_to_end(hub, tmp_path):
+def test_gemma_2_2b_paper_config_end_to_end(hub, tmp_path, monkeypatch):
     raw_split = raw_split_of(GEMMA)
     only_16k = [n for n in raw_split["saes"] if "/width_16k/" in n]
     cfg, raw = toy(GEMMA, splitting={**raw_split, "saes": only_16k})  # mirror-only: 16k (see the docstring)
     out = tmp_path / "paper-gemma"
+    discoveries: list[str] = []
+    real_discovery = sweep_features.run_discovery
+
+    def counted(d, lm, sae_name, *args):
+        discoveries.append(sae_name)
+        return real_discovery(d, lm, sae_name, *args)
+
+    monkeypatch.setattr(sweep_features, "run_discovery", counted)
+    monkeypatch.setattr(splitting, "run_discovery", counted)
     results = run_sweep(cfg, out, config_source=raw)
     study = _check_sweep(out, cfg, results, "blocks.12.hook_resid_post")
+    # the splitting study's 16k SAE is the main study's: its discovery is reused, not run twice
+    assert discoveries == [cfg.sae]
+    assert (
+        json.loads((out / "splitting" / "w16384" / "features.json").read_text())["selected"]
+        == study["rows"][0]["selected"]
+    )
     assert [r["width"] for r in study["rows"]] == [16384] and study["rows"][0]["selected"]
     assert study["conclusion"] == "Fewer than two widths: no trend."
     lm = load_model(cfg.model, dtype="float32", device="cpu")

@@ -14,7 +14,7 @@ from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_direc
 
 import hub_mirror as hm
 from saedetox.errors import SaedetoxError
-from saedetox.sae.load import load_sae, wants_centring
+from saedetox.sae.load import centring_requested, load_sae, wants_centring
 
 # per conversion loader: the files it reads from an SAE's folder, and whether each is required
 LOADER_FILES = {
@@ -142,7 +142,7 @@ def test_conventions_on_the_paper_saes(hub):
         md = loaders.load_sae_config_from_huggingface(*_split(name))["metadata"]
         if name.startswith(hm.GEMMA_SCOPE):
             # no kwargs, no model class: "requested", but never applied to an RMSNorm model
-            assert wants_centring(md, None) is True and wants_centring(md, False) is False
+            assert centring_requested(md) is True and wants_centring(md, False) is False
             continue
         assert wants_centring(md, True) is True
         sae = load_sae(name, model_uses_layernorm=True)
