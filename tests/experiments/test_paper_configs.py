@@ -7,9 +7,11 @@ so no number is asserted, only that each stage ran on the paper's repos, ids and
 
 The toy override (``toy``) is the only change to the YAML: the ``evaluation`` protocol shrinks (3
 prompts × 2 samples × 4 tokens, offline judges instead of Detoxify, one capability task with 2
-items, one clean text), discovery uses 24 pairs and no AUROC floor (random SAEs carry no toxicity
+items, one clean text), discovery uses 12 pairs and no AUROC floor (random SAEs carry no toxicity
 signal to clear it), each run group keeps only its medium tier (every method and mode stays; the
-tier only scales α), and the model runs in float32 on the CPU. On the mirror, Gemma's splitting
+tier only scales α), only ``none`` and ``aura`` are evaluated for capability (the paper's config also evaluates
+the four SAE modes: the plan is checked),
+and the model runs in float32 on the CPU. On the mirror, Gemma's splitting
 section keeps only its 16k SAE: the wider Gemma Scope widths have their real shapes (0.6-4.8 GB
 per copy in memory); ``--run-large`` runs 16k vs 32k.
 """
@@ -61,8 +63,11 @@ def toy(path: Path, **changes: Any) -> tuple[SweepConfig, dict[str, Any]]:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     ev = raw["evaluation"]
     raw["evaluation"] = {**TOY_EVALUATION, "ref_model": ev["ref_model"], "capability": ev["capability"][:1]}
-    raw["discovery"] = {**raw["discovery"], "max_pairs": 24, "min_auroc": 0.0}
-    raw["runs"] = [{**g, "tiers": ["medium"]} if g.get("tiers") else g for g in raw["runs"]]
+    raw["discovery"] = {**raw["discovery"], "max_pairs": 12, "min_auroc": 0.0}
+    raw["runs"] = [
+        {**g, **({"tiers": ["medium"]} if g.get("tiers") else {}), "capability": g["method"] in ("none", "aura")}
+        for g in raw["runs"]
+    ]
     raw.update(dtype="float32", device="cpu", **changes)
     return parse_config(raw), raw
 
@@ -77,6 +82,8 @@ def test_the_toy_keeps_every_method_and_mode_of_the_paper_runs():
         small = plan(toy(path)[0])
         assert len(full) == 17 and {(r.method, r.mode) for r in small} == {(r.method, r.mode) for r in full}
         assert {r.name for r in small} <= {r.name for r in full}
+        # the paper's capability runs (the toy keeps none's and aura's: lm-eval costs seconds per run)
+        assert {r.method for r in full if r.capability} == {"none", "aura", "sae"}
 
 
 def _check_sweep(out: Path, cfg: SweepConfig, results: dict[str, Any], hook: str) -> dict[str, Any]:
@@ -97,8 +104,9 @@ def _check_sweep(out: Path, cfg: SweepConfig, results: dict[str, Any], hook: str
         r: (out / "runs" / r / "generations.jsonl").read_text().splitlines() for r in ("none", "sae-constant-medium")
     }
     assert len(gens["none"]) == len(gens["sae-constant-medium"]) and gens["none"] != gens["sae-constant-medium"]
-    for name in ("none", "aura", "sae-constant-medium"):  # the runs the paper config evaluates for capability
+    for name in ("none", "aura"):  # the toy's capability runs: a group that asks for it gets it, others not
         assert set(results[name]["capability"]) == set(cfg.evaluation.capability), name
+    assert not results["prompt"].get("capability"), results["prompt"].get("capability")
     flu = results["none"]["fluency"]
     assert flu["reference_model"] == cfg.evaluation.ref_model and flu["ppl_clean"] > 0
     # random stand-ins: continuations with PPL >= 1e4 (a random GPT-2 scores ~ its 50k vocabulary) are dropped
