@@ -54,6 +54,19 @@ def test_registry_maps_each_id_to_the_folder_and_loader_the_mirror_writes(mirror
             assert mirror.file(repo, f"{folder}/{f}").exists(), (name, f)
 
 
+def test_every_paper_sae_id_maps_as_the_installed_registry_says_also_the_ones_not_built_in_ci():
+    """All ids of both configs (Gemma Scope 32k-262k included): folder, repo and, for Gemma Scope, the shapes
+    sae_lens' own config getter derives from the id (the npz must have exactly these)."""
+    for name in hm.paper_saes():
+        release, sae_id = _split(name)
+        repo, folder, _ = hm.sae_location(name)
+        assert get_repo_id_and_folder_name(release, sae_id) == (repo, folder), name
+        if release == hm.GEMMA_SCOPE:
+            cfg = loaders.NAMED_PRETRAINED_SAE_CONFIG_GETTERS["gemma_2"](repo, folder, "cpu", False, None)
+            width = hm.GEMMA_WIDTHS[hm.gemma_scope_width(sae_id)]
+            assert (cfg["d_in"], cfg["d_sae"]) == (hm.GEMMA_2B_D_IN, width), name
+
+
 def test_each_sae_loads_through_the_real_conversion_and_reads_exactly_the_mirrored_files(hub, monkeypatch):
     """sae_lens' own loaders (found through the registry) ask the hub client for the files; we record which."""
     asked: list[tuple[str, str]] = []
