@@ -278,6 +278,10 @@ def test_surgery_lowers_the_probe_score_on_toxic_text_where_the_probe_separates(
     toxic texts must fall by at least half the toxic−clean gap. Measured: 3.72 → −3.00 (clean −2.24);
     the same edit with −v raises it to 5.71, and the pre-fix rule (most *aligned* rows, shifted
     against the probe) to 4.65, so neither sign error passes.
+
+    Not monotonic in the edit's size (measured, 200 pairs): raw α 0.1 / 0.3 raise the toxic score
+    (3.41 → 3.56 / 4.28) before α 1 / 3 lower it (0.04 / −6.4); the named tiers (α 0.02–0.08) leave
+    it where it was. This test pins the published α on a probe whose norm (≈ 5) makes that edit large.
     """
     from sklearn.metrics import roc_auc_score
 
