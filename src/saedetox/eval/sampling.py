@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.eval.decode import lean_generate
@@ -141,12 +142,22 @@ def iter_samples(
 
 def sample(
     lm: LoadedModel,
-    prompts: Sequence[str],
-    cfg: SamplingConfig,
+    prompts: Sequence[str] | str,
+    cfg: SamplingConfig | None = None,
     steerer: Steerer | None = None,
     on_batch: Callable[[int, list[Sample]], None] | None = None,
+    **options: Any,
 ) -> list[list[Sample]]:
-    """All samples, grouped per prompt: ``result[i][j]`` is sample j of prompt i."""
+    """All samples, grouped per prompt: ``result[i][j]`` is sample j of prompt i.
+
+    ``cfg`` defaults to :class:`SamplingConfig` (); ``options`` override its fields
+    (``sample(lm, "Hi", n_samples=3, seed=1)``). Steering hooks attached to ``lm`` apply.
+    """
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    unknown = sorted(set(options) - {f.name for f in fields(SamplingConfig)})
+    if unknown:
+        raise SaedetoxError(f"Unknown sampling option(s): {', '.join(unknown)}.")
+    cfg = replace(cfg if cfg is not None else SamplingConfig(), **options)
     out: list[list[Sample]] = [[] for _ in prompts]
     for b, samples in iter_samples(lm, prompts, cfg, steerer):
         for s in samples:

@@ -66,7 +66,7 @@ def _from_sae(sae: Any, source: str, model_uses_layernorm: bool | None) -> Loade
     md = sae.cfg.metadata
     hook = md.get("hook_name")
     if not hook:
-        raise SaedetoxError(f"SAE {source} has no metadata.hook_name; pass --hook explicitly.")
+        raise SaedetoxError(f"SAE {source} has no metadata.hook_name; pass the hook explicitly.")
     if getattr(sae.cfg, "reshape_activations", "none") == "hook_z":
         raise SaedetoxError(
             f"SAE {source} reads attention-head outputs (hook_z); steering supports residual/MLP/attn-out SAEs."
@@ -161,7 +161,7 @@ def _load_registry(name: str, device: str, dtype: str) -> tuple[Any, str | None]
             raise SaedetoxError(
                 f"Could not download SAE {name} from the Hugging Face hub ({type(err).__name__}). With no network, "
                 f"run `SAE.from_pretrained('{release}', '{sae_id}').save_model(DIR)` where there is network and pass "
-                "--sae DIR, or set HF_HUB_OFFLINE=1 with a filled HF cache."
+                "that folder as the SAE, or set HF_HUB_OFFLINE=1 with a filled HF cache."
             ) from None
     return sae, registry()[release].neuronpedia_id.get(sae_id)
 
