@@ -123,3 +123,15 @@ def test_one_gate_rule(tmp_path):
     assert parse_threshold("0.25", str(path), "conditional") == (0.25, None)
     assert default_detector(str(path)) == {"kind": "latents"} and default_detector(feats) == {"kind": "latents"}
     assert default_detector(tmp_path / "missing.json") is None
+
+
+def test_validate_returns_a_checked_copy_and_leaves_its_input_alone():
+    # validate() used to fill in the default tier and parse numeric tiers in place (issue #9)
+    iv = Intervention(sae="s", latents=[1], tier="0.3")
+    checked = iv.validate()
+    assert checked.tier == 0.3 and iv.tier == "0.3"
+    bare = Intervention(sae="s", latents=[1])
+    spec = SteeringSpec([bare])
+    out = spec.validate()
+    assert out.interventions[0].tier == "medium" and bare.tier is None and spec.interventions[0] is bare
+    assert out.interventions[0].latents is not bare.latents
