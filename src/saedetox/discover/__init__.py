@@ -5,6 +5,7 @@ this package has the same name and Python binds a subpackage to its parent's att
 imported, the package itself is callable and forwards to that function.
 """
 
+import importlib
 import sys
 import types
 from typing import Any
@@ -13,11 +14,18 @@ DEFAULT_K = 20  # latents selected; the reference demo found k = 20 better than 
 DEFAULT_MIN_AUROC = 0.6  # per latent, on the select split
 
 
+def _verb() -> Any:
+    # looked up at call time: select imports this package (DEFAULT_K), so a top-level import would be a cycle
+    return importlib.import_module("saedetox.discover.select").discover
+
+
 class _CallablePackage(types.ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from saedetox.discover.select import discover  # deferred: select imports this package
+        return _verb()(*args, **kwargs)
 
-        return discover(*args, **kwargs)
+    @property
+    def __wrapped__(self) -> Any:  # inspect.signature(saedetox.discover) shows the function's
+        return _verb()
 
 
 sys.modules[__name__].__class__ = _CallablePackage
