@@ -89,3 +89,24 @@ def test_reference_lm_is_float32_with_plain_from_pretrained():
         model = AutoModelForCausalLM.from_pretrained(reference_model_dir())
     assert next(model.parameters()).dtype.is_floating_point
     assert str(next(model.parameters()).dtype) == "torch.float32"
+
+
+DOCS = SRC.parents[1] / "docs"
+
+
+def test_docs_and_readme_use_only_public_names():
+    # every `sd.NAME` in the user guide and the README exists in the namespace
+    texts = [p.read_text() for p in DOCS.glob("*.md")] + [(SRC.parents[1] / "README.md").read_text()]
+    used = {m for t in texts for m in re.findall(r"\bsd\.([A-Za-z]\w*)", t)}
+    assert used and used <= set(sd.__all__), sorted(used - set(sd.__all__))
+
+
+def test_layout_doc_names_every_module_as_built():
+    table = (DOCS / "layout.md").read_text()
+    named = set(re.findall(r"`(\w+)`", table))
+    missing = sorted(
+        f"{p.parent.name}/{p.stem}"
+        for p in SRC.rglob("*.py")
+        if p.stem not in ("__init__", "__main__") and p.parent != SRC and "tasks" not in p.parts and p.stem not in named
+    )
+    assert not missing, missing
