@@ -57,7 +57,7 @@ def test_spec_from_features_takes_its_sae_hook_gates_and_detector(sae_dir, tmp_p
     det = {"kind": "latents", "coef": [1.0, 0.5, 0.2], "intercept": -1.0, "scale": [1.0, 1.0, 1.0], "pooling": "max"}
     feats = Features(features(sae_dir, thresholds=[0.1, 0.2, 0.3], detector=det))
     iv = steering_spec(feats, mode="conditional").interventions[0]
-    assert iv.sae == str(sae_dir) and iv.latents == LATENTS and iv.hook == "blocks.1.hook_resid_pre"
+    assert iv.sae == str(sae_dir) and iv.latents == LATENTS and iv.hook is None  # the SAE's own, as the CLI
     assert iv.thresholds == [0.1, 0.2, 0.3] and iv.tier == "medium"  # discovery's gates; the default tier
     assert steering_spec(feats, mode="token").interventions[0].thresholds is None  # token mode: gate 0
     assert steering_spec(feats, mode="conditional", threshold=0.5).interventions[0].threshold == 0.5

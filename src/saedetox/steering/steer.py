@@ -3,8 +3,10 @@
 ``what`` may be discovery's :class:`~saedetox.discover.features.Features` (or a features.json
 path or mapping), a list of latent indices (with ``sae=``), an :class:`Intervention` or a whole
 :class:`SteeringSpec`. From features, the SAE discovery ran on is reused (or loaded by name), the
-hook is the one discovery used, the gates are its per-latent thresholds (:func:`default_gates`)
-and adaptive mode gets its detector (:func:`default_detector`). Semantics: ``docs/steering.md``.
+gates are its per-latent thresholds (:func:`default_gates`) and adaptive mode gets its detector
+(:func:`default_detector`); the hook is the SAE's own unless ``hook=`` says otherwise, as on the
+command line, so the same steering made here or there has the same fingerprint.
+Semantics: ``docs/steering.md``.
 """
 
 from __future__ import annotations
@@ -67,7 +69,6 @@ def steering_spec(
         features = what if isinstance(what, Features) else Features(what)
         latents = features.latents
         sae = sae if sae is not None else features.sae if features.sae is not None else features.sae_name
-        hook = hook or features.hook
     else:
         latents = [int(i) for i in what]
     if sae is None:
