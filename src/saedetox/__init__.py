@@ -52,7 +52,8 @@ _EXPORTS: dict[str, str] = {
     "compare": "saedetox.report.compare",
     "sweep": "saedetox.experiments.sweep",
     "write_report": "saedetox.report.write",
-    # errors
+    # progress and errors
+    "on_progress": "saedetox.progress",
     "SaedetoxError": "saedetox.errors",
     "StaleRunError": "saedetox.errors",
 }
@@ -85,6 +86,7 @@ __all__ = [
     "compare",
     "sweep",
     "write_report",
+    "on_progress",
     "SaedetoxError",
     "StaleRunError",
 ]
@@ -102,6 +104,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see the real objects; at run time th
     from saedetox.methods.base import Method
     from saedetox.methods.registry import build_method
     from saedetox.model.load import LoadedModel, load_model
+    from saedetox.progress import on_progress
     from saedetox.report.compare import compare
     from saedetox.report.write import write_report
     from saedetox.sae.load import load_sae

@@ -30,6 +30,7 @@ from saedetox.cli.report import report_cmd
 from saedetox.cli.sweep import splitting_cmd, sweep_cmd
 from saedetox.cli.train import train_judge_cmd, train_lm_cmd, train_sae_cmd
 from saedetox.errors import SaedetoxError, StaleRunError
+from saedetox.progress import on_progress
 from saedetox.version import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(args: list[str]) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    on_progress("terminal")  # the library is quiet; the command line shows its progress
     try:
         from transformers.utils import logging as hf_logging  # deferred: see the module docstring
 

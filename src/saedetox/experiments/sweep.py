@@ -32,6 +32,7 @@ from saedetox.methods.base import Method
 from saedetox.methods.contrast import ContrastData, default_contrast
 from saedetox.methods.registry import build_method
 from saedetox.model.load import LoadedModel, load_model
+from saedetox.progress import note
 from saedetox.report.curves import ComparisonConfig
 from saedetox.report.markdown import markdown_summary
 from saedetox.report.write import write_report
@@ -71,7 +72,7 @@ def run_sweep(
             contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)
             extra = {"contrast": texts_digest(contrast.toxic + ["\x00"] + contrast.clean)}
         for i, r in enumerate(planned):
-            print(f"[{i + 1}/{len(planned)}] {r.name}", flush=True)
+            note(f"[{i + 1}/{len(planned)}] {r.name}")
             method = _method(cfg, lm, r, features, gates, contrast, detector)
             if r.method == "sae" and isinstance(cfg.features, str) and cfg.sae is not None:
                 check_features_against(method, cfg.features, cfg.sae)
