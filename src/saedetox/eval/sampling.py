@@ -77,9 +77,7 @@ def batch_bounds(n_prompts: int, cfg: SamplingConfig) -> list[tuple[int, int]]:
     return [(s, min(s + ppb, n_prompts)) for s in range(0, n_prompts, ppb)]
 
 
-def _generate_batch(
-    lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig, batch: int, steerer: Steerer | None
-) -> list[list[int]]:
+def _generate_batch(lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig, batch: int) -> list[list[int]]:
     """Token ids of ``n_samples`` continuations per prompt, prompt-major, each cut before its first EOS."""
     room = lm.max_positions - cfg.max_new_tokens if lm.max_positions else None
     enc = tokenize_batch(
@@ -132,7 +130,7 @@ def iter_samples(
         for b, (start, end) in enumerate(batch_bounds(len(prompts), cfg)):
             if b in skip:
                 continue
-            rows = _generate_batch(lm, prompts[start:end], cfg, b, steerer)
+            rows = _generate_batch(lm, prompts[start:end], cfg, b)  # attached steerers act through generating()
             texts = lm.tokenizer.batch_decode(rows, skip_special_tokens=True)
             samples = [
                 Sample(start + i // cfg.n_samples, i % cfg.n_samples, texts[i], rows[i]) for i in range(len(rows))
