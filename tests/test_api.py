@@ -74,10 +74,14 @@ def test_library_errors_name_no_cli_flags():
 
 
 def test_load_model_prints_no_loading_bar(capfd):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()  # as in a fresh notebook (the CLI turns them off for the whole process)
     lm = sd.load_model("reference")
     assert lm.dtype.is_floating_point and str(lm.dtype) == "torch.float32"
     err = capfd.readouterr().err
     assert "Loading weights" not in err and "%|" not in err
+    assert hf_logging.is_progress_bar_enabled()  # the user's setting is restored afterwards
 
 
 def test_reference_lm_is_float32_with_plain_from_pretrained():
