@@ -89,3 +89,16 @@ def test_loaded_sae_in_a_spec_is_saved_by_name(gpt2, tmp_path):
     assert back.interventions[0].sae == str(d) and back.interventions[0].latents == [2, 3]
     with pytest.raises(SaedetoxError, match="SAE name or a loaded SAE"):
         Intervention(sae=3, latents=[1]).validate()  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def test_steering_by_name_loads_the_sae_with_the_models_conventions(gpt2, tmp_path):
+    # the resolver used to load SAEs without the model, so an unknown input scale was never estimated
+    # and steering by name encoded differently from load_sae(name, lm)
+    d = write_sae(tmp_path / "e", gpt2.d_model, normalize_activations="expected_average_only_in")
+    direct = load_sae(str(d), gpt2)
+    with steer(gpt2, [0, 3], sae=str(d), mode="token", strength=1.0) as steerer:
+        used = steerer.resolved[0].sae
+    assert any("estimated" in n for n in used.notes)
+    x = torch.randn(2, 5, gpt2.d_model)
+    assert torch.allclose(used.encode(x), direct.encode(x), atol=1e-5)
