@@ -4,21 +4,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from helpers import tiny_gpt2, write_sae
-from saedetox.cli.app import cli_words, main
+from helpers import run_cli, tiny_gpt2, write_sae
+from saedetox.cli.app import cli_words
 from saedetox.version import __version__
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as ex:
-        main(argv)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return int(ex.value.code or 0), out.out, out.err
 
 
 @pytest.fixture(scope="module")
