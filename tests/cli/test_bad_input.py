@@ -257,7 +257,7 @@ CASES = [
     ("train-lm-out-file", ["train-lm", "--out", "{w}/afile"], "is a file"),
     ("train-lm-out-proc", ["train-lm", "--out", "/proc/saedetox-test/lm"], "not writable"),
     ("train-lm-max-tokens-0", ["train-lm", "--out", "{t}/lm", "--max-tokens", "0"], "max"),
-    ("train-lm-heads", ["train-lm", "--out", "{t}/lm", "--n-embd", "30", "--n-head", "4"], "n_head"),
+    ("train-lm-heads", ["train-lm", "--out", "{t}/lm", "--n-embd", "30", "--n-head", "4"], "--n-head"),
     ("train-lm-bad-type", ["train-lm", "--out", "{t}/lm", "--lr", "fast"], "valid number"),
     ("splitting-config-missing", ["splitting", "--config", "{t}/none.yaml", "--out", "{t}/s"], "not found"),
     ("splitting-config-list", ["splitting", "--config", "{w}/list.yaml", "--out", "{t}/s"], "mapping"),
