@@ -36,23 +36,38 @@ class InterventionStats:
     scale_sum: torch.Tensor | None = None
     prompt_open: torch.Tensor | None = None
     sequences: int = 0  # known on the host from shapes alone
+    _last: dict[str, Any] | None = None  # the last call's contributions (for repeat_last)
 
     def add_positions(
         self, delta_norm: torch.Tensor, counted: torch.Tensor, opened: torch.Tensor | None, scale: torch.Tensor | None
     ) -> None:
         """Add the generated positions of one call: ``counted`` ``[B, T]`` bool selects them."""
         c = counted.to(torch.float32)
-        self.push_sum = _add(self.push_sum, (delta_norm.float() * c).sum())
-        self.positions = _add(self.positions, c.sum())
+        last: dict[str, Any] = {"push_sum": (delta_norm.float() * c).sum(), "positions": c.sum()}
         if opened is not None:
-            self.open_sum = _add(self.open_sum, (opened.float() * c).sum())
+            last["open_sum"] = (opened.float() * c).sum()
         if scale is not None:
-            self.scale_sum = _add(self.scale_sum, (scale.float() * c).sum())
+            last["scale_sum"] = (scale.float() * c).sum()
+        self._add_all(last)
+        self._last = last
 
     def add_prompt(self, opened: torch.Tensor) -> None:
         """``opened`` ``[B]`` bool: whether each generated sequence's gate opened inside its prompt."""
-        self.prompt_open = _add(self.prompt_open, opened.float().sum())
-        self.sequences += int(opened.shape[0])
+        last = {"prompt_open": opened.float().sum(), "sequences": int(opened.shape[0])}
+        self._add_all(last)
+        self._last = {**(self._last or {}), **last}
+
+    def _add_all(self, values: dict[str, Any]) -> None:
+        for k, v in values.items():
+            if k == "sequences":
+                self.sequences += v
+            else:
+                setattr(self, k, _add(getattr(self, k), v))
+
+    def repeat_last(self, n: int) -> None:
+        """The last call's rows now stand for ``n`` sequences each (a shared prefill repeated to its samples)."""
+        if self._last is not None and n > 1:
+            self._add_all({k: v * (n - 1) for k, v in self._last.items()})
 
     def summary(self, median_norm: float | None) -> dict[str, float | None]:
         n = float(self.positions) if self.positions is not None else 0.0

@@ -218,6 +218,8 @@ class Steerer:
                 state[idx] = t.repeat_interleave(n, dim=0)
         if self.state.done is not None:
             self.state.done = self.state.done.repeat_interleave(n, dim=0)
+        for acc in self._stats:  # the prefill's generated position counts once per sequence
+            acc.repeat_last(n)
 
     @property
     def is_attached(self) -> bool:
