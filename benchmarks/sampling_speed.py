@@ -27,6 +27,7 @@ challenging protocol (1,196 prompts × 25 samples × 20 tokens) with each sample
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -44,9 +45,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (BENCHMAR
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from torch.nn.attention import sdpa_kernel  # noqa: E402
 
 from saedetox.data.roles import reference_prompts  # noqa: E402
 from saedetox.errors import SaedetoxError  # noqa: E402
+from saedetox.eval.decode import _NO_CUDNN  # noqa: E402
 from saedetox.eval.fluency import continuation_nll, sequence_nll  # noqa: E402
 from saedetox.eval.sampling import SAMPLER, SamplingConfig, sample  # noqa: E402
 from saedetox.model.load import LoadedModel, load_model, wrap_model  # noqa: E402
@@ -227,20 +230,27 @@ def bench_protocol(lm, prompts: list[str], batch: int, steered: Steerer | None, 
     cells = [(name, None, name) for name in RUNNERS]
     if steered is not None:
         cells.append(("saedetox", steered, f"saedetox/{mode}"))
+    if lm.device.type == "cuda":  # plain generate with the attention backends the saedetox loop uses on CUDA
+        cells.append(("plain", None, "plain, cuDNN attention off"))
     out = {}
     for name, steerer, label in cells:
         runner = RUNNERS[name]
-        out[label] = round(
-            sum(timed(runner, lm, prompts[s : s + ppb], 25, steerer) for s in range(0, len(prompts), ppb)), 2
-        )
+        ctx = sdpa_kernel(_NO_CUDNN) if "cuDNN" in label else contextlib.nullcontext()
+        with ctx:
+            out[label] = round(
+                sum(timed(runner, lm, prompts[s : s + ppb], 25, steerer) for s in range(0, len(prompts), ppb)), 2
+            )
     return out
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
+    commit = os.environ.get("BENCH_COMMIT", "")  # a copy run outside its checkout (benchmarks/gpu_run.sh) names it
+    if not commit:
+        try:
+            out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+            commit = out.stdout.strip()
+        except OSError:
+            commit = ""
     if device.type == "cuda":
         name = torch.cuda.get_device_name()
     else:
