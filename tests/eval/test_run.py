@@ -104,3 +104,43 @@ def test_push_level_is_calibrated_and_recorded(tmp_path, gpt2, sae_dir, monkeypa
     monkeypatch.setattr("saedetox.eval.calibrate.calibrate_push", lambda *a, **k: pytest.fail("pilot repeated"))
     again = evaluate(gpt2, tmp_path / "p", cfg(prompts="challenging:dev", n_prompts=4), build_method(gpt2, "sae", spec))
     assert again["config"]["alpha"] == res["config"]["alpha"]
+
+
+def test_conditional_run_records_how_often_the_gate_opens_in_the_prompt(tmp_path, gpt2, sae_dir):
+    """Issue #8 item 7: ``metrics.json`` carries the share of sequences whose gate opened at a prompt position.
+
+    Independent computation: the latents' activations at every real prompt position except BOS
+    (plain forward, hook read by hand); the gate threshold sits between the prompts' maxima, so the
+    share is strictly between 0 and 1 and only the right positions give it.
+    """
+    import torch
+
+    from saedetox.model.tokens import tokenize_batch
+    from saedetox.sae.load import load_sae
+
+    latents, hook = [1, 5, 7, 12], "blocks.1.hook_resid_pre"
+    base = evaluate(gpt2, tmp_path / "none", cfg())
+    prompts = [json.loads(x)["prompt"] for x in (tmp_path / "none" / "generations.jsonl").read_text().splitlines()]
+    sae = load_sae(str(sae_dir), model_uses_layernorm=True)
+    seen = []
+    h = gpt2.site(hook).module.register_forward_pre_hook(
+        lambda m, a, k: seen.append(a[0] if a else k["hidden_states"]), with_kwargs=True
+    )
+    with torch.no_grad():
+        for p in prompts:  # one at a time: no padding, no shifted positions
+            ids = tokenize_batch(gpt2.tokenizer, [p])["input_ids"]
+            assert int(ids[0, 0]) == gpt2.tokenizer.bos_token_id
+            gpt2.model(input_ids=ids)
+    h.remove()
+    per_prompt = torch.stack([sae.sae.encode(x[0, 1:])[:, latents].max() for x in seen])  # BOS left out
+    ordered = per_prompt.sort().values
+    tau = float(ordered[2] + ordered[3]) / 2  # three prompts below, three above
+    want = float((per_prompt > tau).float().mean())
+    assert want == 0.5
+    iv = Intervention(sae=str(sae_dir), latents=latents, mode="conditional", strength=2.0, threshold=tau)
+    evaluate(gpt2, tmp_path / "c", cfg(), build_method(gpt2, "sae", SteeringSpec([iv])))
+    on_disk = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    row = on_disk["steering"]["interventions"][0]
+    assert row["gate_open_in_prompt"] == pytest.approx(want)
+    assert row["firing_rate"] >= want - 1e-6 and on_disk["steering"]["effective_push"] > 0
+    assert "steering" not in base

@@ -27,11 +27,13 @@ sequence) and that the roles are disjoint.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -149,13 +151,23 @@ def paradetox_by_role(data_dir: str | os.PathLike[str] | None = None, normalise:
     With ``normalise``, both sides are detokenised and sentence-cased, the register the
     reference LM was trained on.
     """
+    path = data_file("paradetox/paradetox.tsv", data_dir).resolve()
+    st = path.stat()
+    return {
+        role: list(pairs) for role, pairs in _paradetox_by_role(path, st.st_mtime_ns, st.st_size, normalise).items()
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _paradetox_by_role(path: Path, mtime_ns: int, size: int, normalise: bool) -> dict[str, tuple[Pair, ...]]:
+    """Read and split once per file version (detokenising 20k pairs takes seconds); callers get fresh lists."""
     out: dict[str, list[Pair]] = {role: [] for role in PARADETOX_ROLES}
-    for pair in read_paradetox_pairs(data_file("paradetox/paradetox.tsv", data_dir)):
+    for pair in read_paradetox_pairs(path):
         role = paradetox_role(pair.toxic)
         if normalise:
             pair = Pair(detokenise(pair.toxic, True), detokenise(pair.neutral, True))
         out[role].append(pair)
-    return out
+    return {role: tuple(pairs) for role, pairs in out.items()}
 
 
 RTP_FILES = {"challenging": "rtp_decodingtrust/toxic.jsonl", "nontoxic": "rtp_decodingtrust/nontoxic.jsonl"}

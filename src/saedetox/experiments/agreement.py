@@ -65,7 +65,8 @@ def _sae_cfg_fields(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "d_in": cfg.get("d_in"),
         "d_sae": cfg.get("d_sae"),
-        "hook": md.get("hook_name") or cfg.get("hook_name"),
+        # pre-6.0 SAE-Lens configs (e.g. gpt2-small-res-jb's) name it hook_point, as sae_lens' loader maps it
+        "hook": md.get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point"),
         "model_name": md.get("model_name") or cfg.get("model_name"),
     }
 
@@ -160,6 +161,8 @@ def check_agreement(model: str, sae: str, hook: str | None = None) -> list[str]:
             lines.append(f"hook {used}: layer exists in {model}")
         else:
             lines.append(f"hook {used}: layer not checked offline ({model}'s config is not available offline)")
+    else:
+        lines.append(f"sae {sae}: hook not known offline (its cfg.json is not in the HF cache); checked when it loads")
     if sh["d_in"] is not None and mh and mh["d_model"] is not None:
         if int(sh["d_in"]) != int(mh["d_model"]):
             raise SaedetoxError(

@@ -35,7 +35,9 @@ from saedetox.steering.spec import Intervention, SteeringSpec, default_detector,
 @torch.no_grad()
 def latents_for_coverage(directions: torch.Tensor, target: torch.Tensor, coverage: float = 0.8, cap: int = 1024) -> int:
     """OMP: fewest unit decoder directions whose span holds ``coverage`` of ‖target‖²; ``cap`` if never."""
-    d = directions.double()
+    # scores in float32 (one copy of the decoder, not two in float64: 262k x 2304 is 2.4 GB, not 9.7 GB);
+    # the basis and residual in float64
+    d = directions.float()
     d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     v = target.double() / target.double().norm()
     chosen: list[int] = []
@@ -44,9 +46,10 @@ def latents_for_coverage(directions: torch.Tensor, target: torch.Tensor, coverag
     for _ in range(min(cap, d.shape[0])):
         if 1.0 - float(residual @ residual) >= coverage:
             return len(chosen)
-        j = int((d @ residual).abs().argmax())
+        j = int((d @ residual.float()).abs().argmax())
         chosen.append(j)
-        u = d[j] - basis.T @ (basis @ d[j])
+        dj = d[j].double()
+        u = dj - basis.T @ (basis @ dj)
         if float(u.norm()) < 1e-10:
             break
         basis = torch.cat([basis, (u / u.norm()).unsqueeze(0)])
@@ -120,14 +123,18 @@ def run_splitting(
     judge = _primary(results) if results else ecfg.judges[0]
     none = results.get("none")
     rows = []
-    contrast = default_contrast(cfg.data_dir)
+    contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)  # as the sweep's
     dirs: dict[str, torch.Tensor] = {}
     for name in sp.saes:
         sae = load_sae(name, lm)
         tag = f"w{sae.d_sae}"
         fpath = out / "splitting" / tag / "features.json"
+        main = out / "features.json"  # the main study's discovery, current (resolve_features checked its key)
         if fpath.exists():
             feats = read_features(fpath)
+        elif name == cfg.sae and cfg.features is None and cfg.discovery is not None and main.exists():
+            feats = read_features(main)  # same SAE, hook, settings and data: the same discovery, not run twice
+            write_features(feats, fpath)
         else:
             feats = run_discovery(cfg.discovery, lm, name, cfg.hook, cfg.data_dir)
             write_features(feats, fpath)

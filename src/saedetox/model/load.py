@@ -14,7 +14,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from saedetox.errors import SaedetoxError
-from saedetox.model import arch
+from saedetox.model import arch, hub
 from saedetox.model.sites import HOOK_KINDS, HookSite, resolve_site
 from saedetox.model.tokens import max_positions, tokenize_batch
 
@@ -163,10 +163,37 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
     except (OSError, ValueError) as err:
         if kwargs:
             raise SaedetoxError(f"Could not load the model in {source}: {str(err).splitlines()[0]}") from None
+        if hub.offline():
+            where = hub.missing_file(err)
+            what = f": {where[1]} is missing" if where else f" ({str(err).splitlines()[0] if str(err) else ''})"
+            raise SaedetoxError(
+                f"'{source}' is not complete in the local Hugging Face cache {hub.cache_dir()} and offline mode "
+                f"is on{what}. Download it where there is network and copy the cache here, or pass a local "
+                "directory (save_pretrained)."
+            ) from None
         raise SaedetoxError(
             f"Could not load '{source}' from the Hugging Face hub (no network or unknown name); "
             "download it where there is network and pass the local directory (save_pretrained), "
             "or set HF_HUB_OFFLINE=1 with a filled HF cache."
         ) from None
+    check_tokenizer(tok, model.config, source)
     model.to(dev)
     return wrap_model(model, tok, name=name_or_path)
+
+
+def check_tokenizer(tokenizer: Any, config: Any, source: str) -> None:
+    """Refuse a tokenizer far smaller than the model's vocabulary: its files are missing, not its words.
+
+    A Gemma checkpoint whose ``tokenizer.json`` is missing still loads, with a built-in fallback
+    of a few tokens that reads every word as ``<unk>``: sampling and scoring would then run on
+    nonsense without a single error. Real checkpoints pad the embedding by at most a few hundred
+    rows (OPT, Qwen2, Phi-3, Pythia), far from half of it.
+    """
+    vocab = getattr(config, "vocab_size", None)
+    if tokenizer is None or not vocab or len(tokenizer) * 2 >= int(vocab):
+        return
+    raise SaedetoxError(
+        f"The tokenizer of '{source}' has {len(tokenizer)} tokens but the model's vocabulary has {vocab}: "
+        "its tokenizer files are missing or incomplete (e.g. tokenizer.json), so text would be read as unknown "
+        "tokens. Download the tokenizer files again."
+    )

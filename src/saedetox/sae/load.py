@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 
 from saedetox.errors import SaedetoxError
+from saedetox.model import hub
 from saedetox.model.load import LoadedModel
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.sae.normalise import apply_input_normalisation
@@ -158,12 +159,28 @@ def _load_registry(name: str, device: str, dtype: str) -> tuple[Any, str | None]
         try:
             sae = SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
         except Exception as err:  # noqa: BLE001 - hub/network errors come in many types
-            raise SaedetoxError(
-                f"Could not download SAE {name} from the Hugging Face hub ({type(err).__name__}). With no network, "
-                f"run `SAE.from_pretrained('{release}', '{sae_id}').save_model(DIR)` where there is network and pass "
-                "--sae DIR, or set HF_HUB_OFFLINE=1 with a filled HF cache."
-            ) from None
+            raise SaedetoxError(_hub_failure(name, release, sae_id, err)) from None
     return sae, registry()[release].neuronpedia_id.get(sae_id)
+
+
+def _hub_failure(name: str, release: str, sae_id: str, err: BaseException) -> str:
+    """One line: a file missing from the local cache (offline mode on), or no network (offline mode off)."""
+    fetch = f"SAE.from_pretrained('{release}', '{sae_id}')"
+    if hub.offline():
+        where = hub.missing_file(err)
+        repo, file = where or (registry()[release].repo_id, None)
+        what = f"{file} of the hub repo {repo}" if file else f"a file of the hub repo {repo}"
+        complaint = hub.not_in_cache(err) or f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        return (
+            f"SAE {name}: {what} is missing from the local Hugging Face cache {hub.cache_dir()} and offline mode "
+            f"is on ({complaint}). Where there is network, {fetch} downloads it into the cache (copy the cache "
+            "here), or .save_model(DIR) on the loaded SAE writes a folder to load instead."
+        )
+    return (
+        f"Could not download SAE {name} from the Hugging Face hub ({type(err).__name__}). With no network, "
+        f"run `{fetch}.save_model(DIR)` where there is network and load that folder, or set HF_HUB_OFFLINE=1 "
+        "with a filled HF cache."
+    )
 
 
 def load_sae(

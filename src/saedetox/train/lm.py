@@ -59,6 +59,22 @@ class LMTrainConfig:
     max_docs_per_source: int | None = None  # tests: tiny corpora
     init_from: str | None = None  # continue from a trained model dir (reuses its tokenizer and token cache)
 
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot train, before any data is read or folder written."""
+        for name in ("vocab_size", "n_embd", "n_layer", "n_head", "n_ctx", "batch_size", "max_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise SaedetoxError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
+        if self.n_embd % self.n_head:
+            raise SaedetoxError(f"n_embd {self.n_embd} must be divisible by n_head {self.n_head}.")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SaedetoxError(f"lr must be a positive number, got {self.lr}.")
+        if not 0.0 <= self.min_lr_frac <= 1.0:
+            raise SaedetoxError(f"min_lr_frac must be in [0, 1], got {self.min_lr_frac}.")
+        if self.warmup_steps < 0 or self.seed < 0:
+            raise SaedetoxError("warmup_steps and seed must be ≥ 0.")
+        if self.init_from is not None and not (Path(self.init_from) / "config.json").is_file():
+            raise SaedetoxError(f"init_from {self.init_from} is not a model folder (no config.json).")
+
     @property
     def steps(self) -> int:
         return max(1, self.max_tokens // (self.batch_size * self.n_ctx))
