@@ -267,6 +267,8 @@ class Steerer:
             st = self.state
             st.gen_width, st.counted_to, st.done = saved
             st.counted, st.prompt_end = None, None
+            for acc in self._stats:
+                acc.flush()
 
     # ------------------------------------------------------------------ statistics
 
