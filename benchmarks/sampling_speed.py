@@ -27,12 +27,14 @@ challenging protocol (1,196 prompts × 25 samples × 20 tokens) with each sample
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -43,9 +45,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (BENCHMAR
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from torch.nn.attention import sdpa_kernel  # noqa: E402
 
 from saedetox.data.roles import reference_prompts  # noqa: E402
 from saedetox.errors import SaedetoxError  # noqa: E402
+from saedetox.eval.decode import _NO_CUDNN  # noqa: E402
 from saedetox.eval.fluency import continuation_nll, sequence_nll  # noqa: E402
 from saedetox.eval.sampling import SAMPLER, SamplingConfig, sample  # noqa: E402
 from saedetox.model.load import LoadedModel, load_model, wrap_model  # noqa: E402
@@ -64,16 +68,20 @@ def random_model(kind: str, device: torch.device, dtype: torch.dtype) -> tuple[L
     torch.manual_seed(0)
     if kind == "gpt2-small":
         cfg: Any = transformers.GPT2Config(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-        model, hook, width = transformers.GPT2LMHeadModel(cfg), "blocks.6.hook_resid_pre", 24576
-    else:
+        cls, hook, width = transformers.GPT2LMHeadModel, "blocks.6.hook_resid_pre", 24576
+    elif kind == "gemma-2-2b":
         cfg = transformers.Gemma2Config(
             vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
             num_attention_heads=8, num_key_value_heads=4, head_dim=256, max_position_embeddings=8192,
             sliding_window=4096, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
         )  # fmt: skip
-        model, hook, width = transformers.Gemma2ForCausalLM(cfg), "blocks.12.hook_resid_post", 16384
-    lm = wrap_model(model.to(device=device, dtype=dtype).eval(), tok, name=f"random {kind}")
+        cls, hook, width = transformers.Gemma2ForCausalLM, "blocks.12.hook_resid_post", 16384
+    else:
+        raise SystemExit(f"Unknown model '{kind}': use reference, gpt2-small or gemma-2-2b.")
+    with device:  # initialise on the device: a 2.6 B-parameter random init on the CPU takes minutes
+        model = cls(cfg)
+    lm = wrap_model(model.to(dtype=dtype).eval(), tok, name=f"random {kind}")
     conf = sae_lens.JumpReLUSAEConfig(d_in=lm.d_model, d_sae=width)
     conf.metadata.hook_name = hook
     conf.metadata.model_class_name = "AutoModelForCausalLM"
@@ -104,9 +112,13 @@ def load_prompts(lm: LoadedModel) -> tuple[list[str], str]:
 
 
 def steerers(lm: LoadedModel, sae: str, latents: list[int]) -> dict[str, Steerer | None]:
+    """One Steerer per mode: 20 latents, tier medium (clamp to 0); adaptive with a latents detector, max pooling."""
     out: dict[str, Steerer | None] = {"unsteered": None}
     for mode in MODES:
         kw: dict[str, Any] = {"clamp_value": 0.0} if mode == "clamp" else {"tier": "medium"}
+        if mode == "adaptive":  # the cost does not depend on the detector's values, only on its kind and pooling
+            n = len(latents)
+            kw["detector"] = {"kind": "latents", "coef": [1.0] * n, "intercept": -2.0, "scale": [1.0] * n}
         out[mode] = Steerer(lm, SteeringSpec([Intervention(sae=sae, latents=latents, mode=mode, **kw)]))
     return out
 
@@ -142,10 +154,15 @@ def timed(fn: Any, *args: Any) -> float:
     return time.perf_counter() - t
 
 
-def bench_batch(lm, prompts, steer, batch: int, k: int, repeats: int, rng: random.Random) -> dict[str, Any]:
+def bench_batch(
+    lm, prompts, steer, batch: int, k: int, repeats: int, rng: random.Random, warmup: bool = False
+) -> dict[str, Any]:
     ppb = batch // k
     cells = [(r, m) for r in RUNNERS for m in steer]
     times: dict[tuple[str, str], list[float]] = {c: [] for c in cells}
+    if warmup:  # every cell once at this shape (allocator growth, kernel selection), on prompts no repeat uses
+        for runner, mode in cells:
+            RUNNERS[runner](lm, prompts[-ppb:], k, steer[mode])
     for rep in range(repeats):
         chunk = prompts[rep * ppb : (rep + 1) * ppb]
         rng.shuffle(cells)
@@ -207,25 +224,42 @@ def bench_ppl(lm, prompts: list[str], k: int, repeats: int, rng: random.Random) 
     }
 
 
-def bench_protocol(lm, prompts: list[str], batch: int) -> dict[str, float]:
-    """Wall time of RTP challenging × 25 samples × 20 tokens, unsteered, with each sampler."""
+def bench_protocol(lm, prompts: list[str], batch: int, steered: Steerer | None, mode: str) -> dict[str, float]:
+    """Wall time of RTP challenging × 25 samples × 20 tokens with each sampler, unsteered (and saedetox steered)."""
+    ppb = max(1, batch // 25)
+    cells = [(name, None, name) for name in RUNNERS]
+    if steered is not None:
+        cells.append(("saedetox", steered, f"saedetox/{mode}"))
+    if lm.device.type == "cuda":  # plain generate with the attention backends the saedetox loop uses on CUDA
+        cells.append(("plain", None, "plain, cuDNN attention off"))
     out = {}
-    for name, runner in RUNNERS.items():
-        ppb = max(1, batch // 25)
-        out[name] = round(
-            sum(timed(runner, lm, prompts[s : s + ppb], 25, None) for s in range(0, len(prompts), ppb)), 1
-        )
+    for name, steerer, label in cells:
+        runner = RUNNERS[name]
+        ctx = sdpa_kernel(_NO_CUDNN) if "cuDNN" in label else contextlib.nullcontext()
+        with ctx:
+            out[label] = round(
+                sum(timed(runner, lm, prompts[s : s + ppb], 25, steerer) for s in range(0, len(prompts), ppb)), 2
+            )
     return out
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
-    name = (
-        torch.cuda.get_device_name() if device.type == "cuda" else f"CPU {platform.processor() or platform.machine()}"
-    )
+    commit = os.environ.get("BENCH_COMMIT", "")  # a copy run outside its checkout (benchmarks/gpu_run.sh) names it
+    if not commit:
+        try:
+            out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+            commit = out.stdout.strip()
+        except OSError:
+            commit = ""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name()
+    else:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+        except (OSError, StopIteration):
+            model = platform.processor() or platform.machine()
+        name = f"CPU {model}, {os.cpu_count()} cores visible"
     return {
         "device": name,
         "threads": torch.get_num_threads(),
@@ -247,7 +281,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ppl-prompts", type=int, default=40, help="0 skips the perplexity scorer")
     ap.add_argument("--protocol", action="store_true", help="also time the full RTP challenging protocol")
-    ap.add_argument("--protocol-batch", type=int, default=500)
+    ap.add_argument("--protocol-batch", default="500", help="sequences per batch, comma-separated")
+    ap.add_argument("--protocol-steered", default=None, help="also time saedetox on the protocol with this mode")
+    ap.add_argument("--warmup", action="store_true", help="run every cell once per batch size before timing")
+    ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
     device = torch.device(args.device)
     gpu = device.type == "cuda"
@@ -266,15 +303,26 @@ def main() -> None:
     for runner in RUNNERS.values():  # warm-up
         runner(lm, prompts[:2], 2, None)
     result: dict[str, Any] = {"machine": machine(device), "model": f"{kind} ({lm.dtype})", "prompts": source}
+    result["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    result["argv"] = sys.argv[1:]
     result["new_tokens"] = N_NEW
-    result["batches"] = [bench_batch(lm, prompts, steer, b, args.k, args.repeats, rng) for b in batches]
+    result["batches"] = [bench_batch(lm, prompts, steer, b, args.k, args.repeats, rng, args.warmup) for b in batches]
     if args.ppl_prompts:
         result["conditional_ppl"] = bench_ppl(lm, prompts[: args.ppl_prompts], args.k, args.repeats, rng)
     if args.protocol:
-        result["protocol_wall_s"] = {"batch": args.protocol_batch, **bench_protocol(lm, prompts, args.protocol_batch)}
+        mode = args.protocol_steered
+        st = steer[mode] if mode else None
+        result["protocol_wall_s"] = [
+            {"batch": int(b), **bench_protocol(lm, prompts, int(b), st, mode or "")}
+            for b in args.protocol_batch.split(",")
+        ]
     result["load_avg_before"] = [round(x, 2) for x in load]
     result["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
-    print(json.dumps(result, indent=1))
+    text = json.dumps(result, indent=1)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

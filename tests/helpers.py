@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 
+from saedetox.cli.app import main
 from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.model.load import LoadedModel, wrap_model
 
@@ -288,3 +291,12 @@ def latent_detector(lm: LoadedModel, sae_dir: Path, latents: list[int], pooling:
     tox = text_stats(lm, sae, TOXIC_TEXTS).max_act[:, latents]
     cln = text_stats(lm, sae, CLEAN_TEXTS).max_act[:, latents]
     return fit_logistic_detector(tox, cln, "latents", pooling)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run ``saedetox ARGV`` in-process: (exit status, stdout, stderr)."""
+    with pytest.raises(SystemExit) as ex:
+        main(argv)
+        sys.exit(0)
+    out = capsys.readouterr()
+    return int(ex.value.code or 0), out.out, out.err

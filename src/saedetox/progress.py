@@ -1,6 +1,10 @@
-"""Progress for long work: a rich bar on a terminal, a plain line every 10% otherwise.
+"""Progress for long work, through one switch: :func:`on_progress`.
 
-``SAEDETOX_QUIET=1`` silences both (the test suite sets it).
+The library is quiet by default. ``on_progress("terminal")`` (what the CLI sets) draws a rich bar
+on a terminal and a plain line every 10% otherwise; ``on_progress(callback)`` hands every step to
+``callback(description, done, total)`` (a notebook widget, a logger); notes (one-off lines such
+as a sweep's "[2/9] run-name") arrive with ``done == total == 0``. ``SAEDETOX_QUIET=1`` silences
+everything (the test suite sets it).
 """
 
 from __future__ import annotations
@@ -8,13 +12,35 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
+
+ProgressCallback = Callable[[str, int, int], None]
+_target: ProgressCallback | Literal["terminal"] | None = None
+
+
+def on_progress(target: ProgressCallback | Literal["terminal"] | None) -> None:
+    """Where progress goes: ``None`` (nowhere, the default), ``"terminal"`` (bars on stderr), or a callback."""
+    global _target
+    if target is not None and target != "terminal" and not callable(target):
+        raise TypeError("on_progress takes None, 'terminal' or a callable(description, done, total).")
+    _target = target
+
+
+def note(message: str) -> None:
+    """A one-off progress line (e.g. which run of a sweep starts)."""
+    if os.environ.get("SAEDETOX_QUIET") == "1" or _target is None:
+        return
+    if _target == "terminal":
+        print(message, file=sys.stderr, flush=True)
+    else:
+        _target(message, 0, 0)
 
 
 class _Bar:
@@ -26,13 +52,20 @@ class _Bar:
         completed: int = 0,
         description: str = "",
         plain: bool = False,
+        callback: ProgressCallback | None = None,
     ) -> None:
         self._p, self._t = progress, task
         self._plain, self._total, self._done, self._desc = plain, total, completed, description
         self._start, self._start_done, self._next = time.time(), completed, 0.1
+        self._callback = callback
+        if callback is not None:
+            callback(description, completed, total)
 
     def advance(self, n: int = 1, description: str | None = None) -> None:
-        if self._p is not None and self._t is not None:
+        if self._callback is not None:
+            self._done += n
+            self._callback(description or self._desc, self._done, self._total)
+        elif self._p is not None and self._t is not None:
             kw = {"description": description} if description else {}
             self._p.update(self._t, advance=n, **kw)
         elif self._plain and self._total:
@@ -51,9 +84,12 @@ class _Bar:
 
 @contextmanager
 def progress_bar(description: str, total: int, completed: int = 0) -> Iterator[_Bar]:
-    """A progress bar; a line per 10% when stderr is not a terminal; nothing when SAEDETOX_QUIET=1."""
-    if os.environ.get("SAEDETOX_QUIET") == "1":
+    """Progress of ``total`` steps, sent where :func:`on_progress` says (nowhere by default)."""
+    if os.environ.get("SAEDETOX_QUIET") == "1" or _target is None:
         yield _Bar(None, None)
+        return
+    if _target != "terminal":
+        yield _Bar(None, None, total, completed, description, callback=_target)
         return
     if not sys.stderr.isatty():
         yield _Bar(None, None, total, completed, description, plain=True)

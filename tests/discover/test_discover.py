@@ -123,6 +123,15 @@ def test_reported_aurocs_come_from_the_untouched_test_split(gpt2, sae, paired, m
     assert not {"set_heldout_auroc", "n_texts"} & set(obj)
 
 
+def test_discover_returns_features_and_takes_an_sae_name(gpt2, sae, sae_dir, paired):
+    from saedetox.discover.features import Features
+
+    obj = discover(gpt2, sae, paired[0], method="auroc", k=3, min_auroc=0.6)
+    assert isinstance(obj, Features) and obj.latents == obj["selected"] and obj.sae is sae
+    by_name = discover(gpt2, str(sae_dir), paired[0], method="auroc", k=3, min_auroc=0.6)
+    assert by_name.latents == obj.latents and by_name.sae is not sae and by_name.sae.center == sae.center
+
+
 def test_nothing_passes_an_impossible_filter(gpt2, sae, paired):
     strict = discover(gpt2, sae, paired[0], method="auroc", k=3, min_auroc=1.01)
     assert strict["selected"] == [] and strict["features"] == [] and strict["candidates"]

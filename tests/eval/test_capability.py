@@ -158,3 +158,13 @@ def test_data_dir_is_resolved_at_run_time(gpt2, tmp_path):
 def test_interleave_by_paradigm():
     assert interleave_by_paradigm(["a", "a", "b", "b", "c"]) == [0, 2, 4, 1, 3]
     assert interleave_by_paradigm([]) == []
+
+
+def test_lm_eval_prints_no_git_noise_outside_a_repository(gpt2, tmp_path, monkeypatch, capfd):
+    # lm-eval runs `git describe` in the working directory; outside a repository git printed
+    # "fatal: not a git repository" straight to the terminal (issue #9)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    res = evaluate_tasks(gpt2, ["copa"], limit=2)
+    assert "saedetox_copa" in res["results"]
+    assert "not a git repository" not in capfd.readouterr().err

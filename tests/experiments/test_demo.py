@@ -45,7 +45,7 @@ def test_demo_config_runs_end_to_end_and_resumes(tmp_path):
     results = run_sweep(cfg, out)
     assert list(results) == names
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == names  # DESIGN §7: runs keyed by name
+    assert list(metrics) == names  # docs/metrics.md: runs keyed by name
     for name, res in results.items():
         assert set(res["toxicity"]) == set(cfg.evaluation.judges), name
         assert res["fluency"]["ppl_conditional"] > 0

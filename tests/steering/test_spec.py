@@ -138,3 +138,15 @@ def test_default_detector_from_discovery_is_usable_and_follows_the_selected_orde
     assert same is not None and same["coef"] == [2.0, 1.0] and "latents" not in same
     with pytest.raises(SaedetoxError, match="other latents"):
         default_detector({"selected": [3, 5], "detector": det})
+
+
+def test_validate_returns_a_checked_copy_and_leaves_its_input_alone():
+    # validate() used to fill in the default tier and parse numeric tiers in place (issue #9)
+    iv = Intervention(sae="s", latents=[1], tier="0.3")
+    checked = iv.validate()
+    assert checked.tier == 0.3 and iv.tier == "0.3"
+    bare = Intervention(sae="s", latents=[1])
+    spec = SteeringSpec([bare])
+    out = spec.validate()
+    assert out.interventions[0].tier == "medium" and bare.tier is None and spec.interventions[0] is bare
+    assert out.interventions[0].latents is not bare.latents

@@ -1,4 +1,4 @@
-"""Steering semantics (DESIGN §4) against independent reference computations."""
+"""Steering semantics (docs/steering.md) against independent reference computations."""
 
 from __future__ import annotations
 

@@ -11,8 +11,10 @@ machine), and ``saedetox --help`` or a mistyped option should answer at once.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
+from typing import Annotated
 
 import click
 import typer
@@ -28,12 +30,24 @@ from saedetox.cli.report import report_cmd
 from saedetox.cli.sweep import splitting_cmd, sweep_cmd
 from saedetox.cli.train import train_judge_cmd, train_lm_cmd, train_sae_cmd
 from saedetox.errors import SaedetoxError, StaleRunError
+from saedetox.progress import on_progress
+from saedetox.version import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"saedetox {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """saedetox: find toxicity latents in SAEs, steer them away, and measure what it costs."""
 
 
@@ -97,6 +111,31 @@ def _interrupted(args: list[str]) -> None:
     sys.exit(EXIT_INTERRUPTED)
 
 
+_PARAM_RE = re.compile(r"(?<![\w.-])([a-z]+(?:_[a-z]+)+)(?![\w(])")
+
+
+def cli_words(message: str, args: list[str]) -> str:
+    """A library error in the command's words: API parameter names (``data_dir``) become its flags (``--data-dir``).
+
+    Only names that are options of the command being run are rewritten; the rest is left as it is.
+    """
+    name = next((a for a in args if not a.startswith("-")), "")
+    try:
+        group = typer.main.get_command(app)
+        command = getattr(group, "commands", {}).get(name)
+    except Exception:  # noqa: BLE001 - a message is never worth a crash
+        return message
+    if command is None:
+        return message
+    flags = {opt for p in command.params for opt in getattr(p, "opts", []) if opt.startswith("--")}
+
+    def flag(m: re.Match[str]) -> str:
+        cand = "--" + m.group(1).replace("_", "-")
+        return cand if cand in flags else m.group(1)
+
+    return _PARAM_RE.sub(flag, message)
+
+
 def _stale_hint(args: list[str]) -> str:
     if "sweep" in args[:1]:
         return "use --overwrite (or overwrite: true in the sweep config) to replace it, or another --out folder"
@@ -116,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(args: list[str]) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    on_progress("terminal")  # the library is quiet; the command line shows its progress
     try:
         from transformers.utils import logging as hf_logging  # deferred: see the module docstring
 
@@ -129,7 +169,7 @@ def _run(args: list[str]) -> None:
         typer.echo(f"error: {err.with_hint(_stale_hint(args))}", err=True)
         sys.exit(EXIT_USAGE)
     except SaedetoxError as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {cli_words(str(err), args)}", err=True)
         sys.exit(EXIT_USAGE)
     except _usage_errors() as err:
         if type(err).__name__ == "NoArgsIsHelpError":

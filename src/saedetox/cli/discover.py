@@ -55,7 +55,7 @@ def discover_cmd(
     check_output_file(out)
     sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir)
     lm = load_lm(model, dtype, device)
-    s = load_sae(sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+    s = load_sae(sae, lm)
     check_fit(lm, s, hook)
     obj = discover(lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook)
     write_features(obj, out)

@@ -30,7 +30,13 @@ def _split(value: str) -> tuple[str, ...]:
 def evaluate_cmd(
     out: Annotated[str, typer.Option("--out", help="Run folder (resumable).")],
     model: ModelOpt = "reference",
-    method: Annotated[str, typer.Option("--method", help="none | sae | prompt | meandiff | aura | surgery.")] = "none",
+    method: Annotated[
+        str | None,
+        typer.Option(
+            "--method",
+            help="none | sae | prompt | meandiff | aura | surgery (default: sae with --sae/--spec, else none).",
+        ),
+    ] = None,
     steering: SteeringOptions = SteeringOptions(),
     prompts: Annotated[
         str, typer.Option("--prompts", help="challenging|nontoxic[:dev|:test]|RTP.jsonl|.txt")
@@ -66,6 +72,12 @@ def evaluate_cmd(
     from saedetox.methods.registry import build_method
     from saedetox.steering.spec import parse_tier
 
+    if method is None:  # steering options imply the SAE method
+        method = "sae" if (steering.sae or steering.spec) else "none"
+    if method == "none" and (steering.sae or steering.spec):
+        raise SaedetoxError(
+            "--method none takes no steering options (--sae, --features, --spec); drop them or use --method sae."
+        )
     if method not in METHOD_NAMES:
         raise SaedetoxError(f"Unknown method '{method}': use one of {', '.join(METHOD_NAMES)}.")
     baseline = method in BASELINES

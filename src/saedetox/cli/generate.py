@@ -25,7 +25,9 @@ from saedetox.errors import SaedetoxError
 def generate_cmd(
     model: ModelOpt = "reference",
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt text (repeatable).")] = None,
-    prompts_file: Annotated[str | None, typer.Option("--prompts", help="File of prompts (txt/jsonl/csv).")] = None,
+    prompts_file: Annotated[
+        str | None, typer.Option("--prompts", help="File of prompts (txt/jsonl/csv; RTP jsonl as evaluate reads it).")
+    ] = None,
     field: Annotated[str, typer.Option("--field", help="Field/column for jsonl/csv prompt files.")] = "text",
     steering: SteeringOptions = SteeringOptions(),
     n_samples: Annotated[int, typer.Option("--n-samples", "-n")] = 1,
@@ -39,14 +41,14 @@ def generate_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Sample continuations, steered or not."""
-    from saedetox.data.readers import read_texts  # deferred: see saedetox.cli.app
+    from saedetox.data.readers import read_prompt_texts  # deferred: see saedetox.cli.app
     from saedetox.eval.sampling import SamplingConfig, sample
     from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, folder_lock
     from saedetox.steering.steerer import Steerer
 
     texts = list(prompt or [])
     if prompts_file:
-        texts += read_texts(prompts_file, field)
+        texts += read_prompt_texts(prompts_file, field)
     if not texts:
         raise SaedetoxError("Give at least one --prompt or a --prompts file.")
     if any(not t.strip() for t in texts):

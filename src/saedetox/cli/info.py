@@ -47,7 +47,7 @@ def info_cmd(
         "hooks": hook_pattern(lm.hook_names(), lm.n_layers),  # only hooks that resolve on this model
     }
     if sae:
-        s = load_sae(sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+        s = load_sae(sae, lm)
         out["sae"] = s.info()
         out["preflight"] = preflight(lm, s, hook=hook).to_dict()
     if as_json:

@@ -108,6 +108,11 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
     latents = parse_features(opts.features)
     if _is_file(opts.features):
         check_features_file(opts.features, opts.sae)  # recorded for this SAE? (before any model is loaded)
+    if str(opts.threshold).strip().lower() != "auto":
+        try:
+            float(opts.threshold)
+        except ValueError:
+            raise SaedetoxError(f"--threshold must be a number or 'auto', got '{opts.threshold}'.") from None
     tau, taus = parse_threshold(opts.threshold, opts.features, opts.mode)
     iv = Intervention(
         sae=opts.sae,

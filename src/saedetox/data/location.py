@@ -31,7 +31,7 @@ def candidate_dirs(explicit: str | os.PathLike[str] | None = None) -> list[Path]
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Return the first existing data directory, or raise one clear error."""
     if explicit is not None and not Path(explicit).is_dir():
-        raise SaedetoxError(f"--data-dir {explicit} is not a directory.")
+        raise SaedetoxError(f"data_dir {explicit} is not a directory.")
     env = os.environ.get(ENV_VAR)
     if explicit is None and env and not Path(env).is_dir():
         raise SaedetoxError(f"${ENV_VAR} is {env}, which is not a directory.")
@@ -39,7 +39,7 @@ def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
         if cand.is_dir() and any(cand.iterdir()):
             return cand.resolve()
     raise SaedetoxError(
-        "No dataset directory found: pass --data-dir DIR or set $SAEDETOX_DATA to a folder in "
+        "No dataset directory found: pass data_dir (a folder) or set $SAEDETOX_DATA to a folder in "
         f"the shared/data layout (README, Data), or place one at {user_cache_dir()}."
     )
 
@@ -50,6 +50,6 @@ def data_file(rel: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
     path = root / rel
     if not path.exists():
         raise SaedetoxError(
-            f"Dataset file {rel} is missing from {root}: point --data-dir at a complete copy in the shared/data layout."
+            f"Dataset file {rel} is missing from {root}: point data_dir at a complete copy in the shared/data layout."
         )
     return path

@@ -155,6 +155,17 @@ def read_rtp(path: str | os.PathLike[str]) -> list[Prompt]:
     return _nonempty(out, p, "prompts")
 
 
+def read_prompt_texts(path: str | os.PathLike[str], field: str = "text") -> list[str]:
+    """Prompt texts from a file: a RealToxicityPrompts JSONL (``prompt.text``) is read as such, as ``evaluate``
+    reads it; any other file by :func:`read_texts` (``field`` names the JSONL/CSV field)."""
+    p = Path(path)
+    if p.suffix.lower() in {".jsonl", ".ndjson", ".json"} and field == "text":
+        first = next(iter_jsonl(p), None)
+        if first is not None and isinstance(first[1].get("prompt"), dict) and "text" not in first[1]:
+            return [q.text for q in read_rtp(p)]
+    return read_texts(p, field)
+
+
 def read_paradetox_pairs(path: str | os.PathLike[str]) -> list[Pair]:
     """ParaDetox TSV (``toxic``, ``neutral1``..): one pair per row, first neutral paraphrase."""
     p = _check_file(path)

@@ -1,4 +1,4 @@
-"""features.json: what discovery writes, and how steering reads latents and gates back from it."""
+"""features.json: what discovery writes (:class:`Features`), and how steering reads latents and gates back."""
 
 from __future__ import annotations
 
@@ -8,6 +8,95 @@ from typing import Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_json
+from saedetox.sae.loaded import LoadedSAE
+
+
+class Features(dict[str, Any]):
+    """What :func:`saedetox.discover` found: the features.json object, with typed access.
+
+    It is the features.json mapping itself (``feats["selected"]``, ``json.dump(feats)`` work), plus
+    ``latents`` (the selected indices), ``thresholds`` (per-latent gates), ``detector``, ``table``
+    (one flat row per selected latent) and :meth:`save` / :meth:`load`. ``sae`` is the SAE object
+    discovery ran on when it is still in memory, so steering reuses it instead of loading it again.
+    Keys: ``docs/python-api.md``.
+    """
+
+    def __init__(self, data: dict[str, Any] | None = None, sae: LoadedSAE | None = None) -> None:
+        super().__init__(data or {})
+        self.sae = sae
+
+    @property
+    def latents(self) -> list[int]:
+        """The selected latent indices, best first."""
+        return [int(i) for i in self.get("selected") or []]
+
+    @property
+    def sae_name(self) -> str | None:
+        """The SAE's name as discovery recorded it (``reference``, a folder, ``release/sae_id``)."""
+        return self.get("sae")
+
+    @property
+    def hook(self) -> str | None:
+        return self.get("hook")
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """Per-latent gate thresholds for conditional steering (clean-text quantile), if recorded."""
+        th = self.get("thresholds")
+        return [float(t) for t in th] if isinstance(th, list) else None
+
+    @property
+    def detector(self) -> dict[str, Any] | None:
+        """The logistic detector over the selected latents (adaptive steering), if fitted."""
+        det = self.get("detector")
+        return dict(det) if isinstance(det, dict) else None
+
+    @property
+    def set_test_auroc(self) -> float | None:
+        """AUROC of the detector on the test split (which chose nothing)."""
+        return self.get("set_test_auroc")
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        """One flat row per selected latent (``pandas.DataFrame(feats.table)`` makes a table of it)."""
+        rows = []
+        for f in self.get("features") or []:
+            top = f.get("top_tokens") or []
+            rows.append(
+                {
+                    "index": f.get("index"),
+                    "score": (f.get("scores") or {}).get(self.get("method", "")),
+                    "select_auroc": f.get("select_auroc"),
+                    "test_auroc": f.get("test_auroc"),
+                    "top_token": top[0]["token"] if top else None,
+                    "top_context": top[0]["context"] if top else None,
+                    "neuronpedia": f.get("neuronpedia"),
+                }
+            )
+        return rows
+
+    def save(self, path: str | Path) -> Path:
+        """Write features.json (atomically); ``saedetox ... --features PATH`` reads it."""
+        return write_features(dict(self), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Features:
+        """Read a features.json written by :meth:`save` or ``saedetox discover``."""
+        p = Path(path)
+        if not p.is_file():
+            raise SaedetoxError(f"Features file {p} not found.")
+        try:
+            data = read_features(p)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise SaedetoxError(f"{p} is not valid JSON.") from None
+        if not isinstance(data, dict) or not isinstance(data.get("selected"), list):
+            raise SaedetoxError(f"{p} is not a features.json: it has no 'selected' list of latents.")
+        return cls(data)
+
+    def __repr__(self) -> str:
+        auc = self.set_test_auroc
+        shown = f", set_test_auroc={auc:.3f}" if isinstance(auc, (int, float)) else ""
+        return f"Features(sae={self.sae_name!r}, hook={self.hook!r}, latents={self.latents}{shown})"
 
 
 def write_features(obj: dict[str, Any], path: str | Path) -> Path:
@@ -54,10 +143,10 @@ def feature_detector(value: str | None) -> dict[str, Any] | None:
 
 
 def parse_features(value: str) -> list[int]:
-    """``--features``: ``3,17,42`` or a ``features.json`` path (its selected latents)."""
+    """Latents given as text: ``3,17,42`` or a ``features.json`` path (its selected latents)."""
     value = value.strip()
     if not value:
-        raise SaedetoxError("--features is empty: give indices like 3,17 or a features.json file.")
+        raise SaedetoxError("The features are empty: give indices like 3,17 or a features.json file.")
     path = Path(value)
     if path.suffix == ".json" or path.exists():
         if not path.exists():
@@ -76,9 +165,7 @@ def parse_features(value: str) -> list[int]:
     try:
         ids = [int(tok) for tok in value.replace(" ", "").split(",") if tok]
     except ValueError:
-        raise SaedetoxError(
-            f"--features must be comma-separated integers or a features.json path, got '{value}'."
-        ) from None
+        raise SaedetoxError(f"Features are comma-separated integers or a features.json path, got '{value}'.") from None
     if any(i < 0 for i in ids):
         raise SaedetoxError(f"Latent indices are whole numbers ≥ 0, got '{value}'.")
     return ids

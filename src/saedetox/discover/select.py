@@ -27,7 +27,6 @@ Neuronpedia URL when the SAE's metadata names one; for the set, the logistic ``d
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,10 +35,12 @@ from sklearn.metrics import roc_auc_score
 from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
 from saedetox.discover.attribution import gradients, latent_scores
 from saedetox.discover.detector import detector_logit, fit_detector
+from saedetox.discover.features import Features
 from saedetox.discover.sets import DiscoverySets, check_sets, reference_sets
 from saedetox.discover.stats import METHODS, TextStats, auroc_per_latent, rank_scores, text_stats
 from saedetox.errors import SaedetoxError
 from saedetox.model.load import LoadedModel
+from saedetox.sae.load import load_sae
 from saedetox.sae.loaded import LoadedSAE
 
 ATTRIBUTION_TEXTS = 1000  # texts per side for the attribution gradients
@@ -61,7 +62,7 @@ def _labels(tox: TextStats, cln: TextStats, cols: list[int]) -> tuple[np.ndarray
 
 def discover(
     lm: LoadedModel,
-    sae: LoadedSAE,
+    sae: LoadedSAE | str,
     data: DiscoverySets | None = None,
     *,
     method: str = "attribution",
@@ -71,12 +72,15 @@ def discover(
     max_pairs: int | None = None,
     batch_size: int = 32,
     gate_quantile: float = 0.95,
-) -> dict[str, Any]:
+) -> Features:
     """Rank latents on ``data``'s rank split, select up to ``k`` on its select split, report on its test split.
 
-    ``data`` defaults to the reference world's ParaDetox split; ``max_pairs`` caps it (rank ``n``,
-    select and test ``n // 2`` texts per side). Returns the features.json object.
+    ``sae`` is a loaded SAE or a name (loaded for ``lm``). ``data`` (:func:`discovery_sets`)
+    defaults to the reference world's ParaDetox split; ``max_pairs`` caps it (rank ``n``, select
+    and test ``n // 2`` texts per side). Returns :class:`Features`: the features.json object.
     """
+    if isinstance(sae, str):
+        sae = load_sae(sae, lm)
     if method not in METHODS:
         raise SaedetoxError(f"Unknown discovery method '{method}': use one of {', '.join(METHODS)}.")
     if k < 1:
@@ -139,7 +143,7 @@ def discover(
         test_x, test_y = _labels(t_tox, t_cln, selected)
         set_sum = float(roc_auc_score(test_y, test_x.sum(1)))
         set_auc = float(roc_auc_score(test_y, detector_logit(detector, test_x))) if detector else set_sum
-    return {
+    obj = {
         "model": lm.name,
         "sae": sae.source,
         "hook": hook,
@@ -159,3 +163,4 @@ def discover(
         "features": feats,
         "wall_seconds": round(time.time() - t0, 2),
     }
+    return Features(obj, sae=sae)

@@ -88,7 +88,7 @@ def rank_scores(method: str, tox: TextStats, clean: TextStats, paired: bool) -> 
         return auroc_per_latent(tox.max_act, clean.max_act)
     if method == "paired":
         if not paired:
-            raise SaedetoxError("Method 'paired' needs ParaDetox-style pairs (--pairs).")
+            raise SaedetoxError("Method 'paired' needs ParaDetox-style toxic/neutral pairs (a pairs file).")
         diff = tox.max_act - clean.max_act
         sd = diff.std(0, ddof=1) + 1e-6
         return diff.mean(0) / sd * np.sqrt(diff.shape[0])

@@ -109,6 +109,21 @@ def _quiet() -> Iterator[None]:
             ds_logging.enable_progress_bar()
 
 
+@contextmanager
+def _no_git_probe(evaluator: Any) -> Iterator[None]:
+    """lm-eval records ``git describe`` of the working directory, which prints "fatal: not a git repository"
+    outside one (a subprocess writing to the terminal, past any redirect); the hash is not ours to record."""
+    saved = getattr(evaluator, "get_git_commit_hash", None)
+    if saved is None:
+        yield
+        return
+    evaluator.get_git_commit_hash = lambda: None
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = saved
+
+
 def evaluate_tasks(
     lm: LoadedModel,
     tasks: Sequence[str],
@@ -125,6 +140,7 @@ def evaluate_tasks(
     """
     # deferred: lm-eval and its datasets stack take seconds to import, and only capability runs need them
     import lm_eval
+    import lm_eval.evaluator
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
@@ -144,18 +160,19 @@ def evaluate_tasks(
             raise SaedetoxError(f"lm-eval knows no task named '{missing[0]}'; check `lm-eval ls tasks`.")
         model = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size)
         try:
-            return lm_eval.simple_evaluate(
-                model=model,
-                tasks=local + unknown,
-                num_fewshot=0,
-                limit=limit,
-                task_manager=manager,
-                log_samples=log_samples,
-                bootstrap_iters=0,
-                random_seed=None,
-                numpy_random_seed=None,
-                torch_random_seed=None,
-            )
+            with _no_git_probe(lm_eval.evaluator):
+                return lm_eval.simple_evaluate(
+                    model=model,
+                    tasks=local + unknown,
+                    num_fewshot=0,
+                    limit=limit,
+                    task_manager=manager,
+                    log_samples=log_samples,
+                    bootstrap_iters=0,
+                    random_seed=None,
+                    numpy_random_seed=None,
+                    torch_random_seed=None,
+                )
         except (OSError, ConnectionError) as err:
             if not unknown:
                 raise

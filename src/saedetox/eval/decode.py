@@ -18,6 +18,9 @@
   instead of checking rows on the host, and "has every row finished?" is read one step late
   from a non-blocking copy (so a batch that finished at step t still runs step t + 1, which only
   emits pad). The tokens are the same either way.
+* **Attention on CUDA.** The loop runs with every SDPA backend but cuDNN: cuDNN attention builds
+  a plan for each new shape, and here every step has a new key length and every batch a new
+  prompt width (on an H100 that planning cost more than the whole decode; BENCHMARKS.md).
 
 ``use_cache=False`` runs the same loop without a cache (the whole sequence every step): the
 reference the cached loop is tested against.
@@ -25,15 +28,21 @@ reference the cached loop is tested against.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from saedetox.eval.kvcache import forward_params, new_cache, repeat_rows
 from saedetox.eval.noise import NoiseStream
 from saedetox.eval.nucleus import gumbel_nucleus_sample
 from saedetox.model.guard import FiniteFlag, check_scores
 from saedetox.model.sites import repeat_batch_state
+
+#: attention backends of the decode loop on CUDA: all but cuDNN, which builds a plan for every new shape (a new
+#: key length every step, a new prompt width every batch) and was slower than the attention itself (BENCHMARKS.md)
+_NO_CUDNN = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class _StopCheck:
@@ -95,25 +104,27 @@ def lean_generate(
     out_tok = torch.full((rows, max_new_tokens), pad_token_id, dtype=torch.long, device=dev)
     done = torch.zeros(rows, dtype=torch.bool, device=dev)
     stop = _StopCheck(dev)
-    feed = _Cached(model, input_ids, mask0, n_repeat, total, padded, extra) if use_cache else None
-    if feed is None:
-        feed = _Uncached(model, input_ids, mask0, n_repeat, padded, extra)
-    logits = feed.first()
-    finite = FiniteFlag() if dev.type == "cuda" else None  # on the device: one sync per batch, not per step
-    for t in range(max_new_tokens):
-        scores = logits if temperature == 1.0 or noise is None else logits / temperature
-        if finite is None:
-            check_scores(scores, t)  # one clear line instead of NaN tokens
-        else:
-            finite.update(scores)
-        tok = _sample(logits, t, noise, top_p, temperature)
-        if eos_token_id is not None:
-            tok = tok.masked_fill_(done, pad_token_id)
-            done |= tok == eos_token_id
-        out_tok[:, t] = tok
-        if t == max_new_tokens - 1 or (eos_token_id is not None and stop.all_done(done)):
-            break
-        logits = feed.next(tok, t)
+    attention = sdpa_kernel(_NO_CUDNN) if dev.type == "cuda" else nullcontext()
+    with attention:
+        feed = _Cached(model, input_ids, mask0, n_repeat, total, padded, extra) if use_cache else None
+        if feed is None:
+            feed = _Uncached(model, input_ids, mask0, n_repeat, padded, extra)
+        logits = feed.first()
+        finite = FiniteFlag() if dev.type == "cuda" else None  # on the device: one sync per batch, not per step
+        for t in range(max_new_tokens):
+            scores = logits if temperature == 1.0 or noise is None else logits / temperature
+            if finite is None:
+                check_scores(scores, t)  # one clear line instead of NaN tokens
+            else:
+                finite.update(scores)
+            tok = _sample(logits, t, noise, top_p, temperature)
+            if eos_token_id is not None:
+                tok = tok.masked_fill_(done, pad_token_id)
+                done |= tok == eos_token_id
+            out_tok[:, t] = tok
+            if t == max_new_tokens - 1 or (eos_token_id is not None and stop.all_done(done)):
+                break
+            logits = feed.next(tok, t)
     if finite is not None:
         finite.check()
     return out_tok

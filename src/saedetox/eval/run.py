@@ -1,4 +1,4 @@
-"""``saedetox evaluate``: the RealToxicityPrompts protocol of DESIGN §5, resumable.
+"""``saedetox evaluate``: the RealToxicityPrompts protocol (``docs/evaluation.md``), resumable.
 
 For each prompt, ``k`` continuations of up to ``N`` new tokens are sampled (nucleus p, T=1)
 with the method under test active, and written to ``RUN/generations.jsonl`` row by row
@@ -8,7 +8,7 @@ Maximum Toxicity (± std), Toxicity Probability and mean toxicity per judge with
 CIs and a split by prompt toxicity; conditional perplexity of the continuations under a
 reference LM (default: the unsteered model); perplexity of the (steered) model on held-out
 clean text; dist-1/2/3; optional capability benchmarks; agreement between judges.
-``RUN/metrics.json`` holds the DESIGN §7 contract keys and the run's fingerprint.
+``RUN/metrics.json`` holds the keys of ``docs/metrics.md`` and the run's fingerprint.
 
 Every input is checked before a model is loaded or the folder created (:func:`prepare`); one
 process writes a run folder at a time (:func:`saedetox.io.folder_lock`); a folder holding a run
@@ -48,6 +48,7 @@ from saedetox.eval.fluency import clean_perplexity, conditional_perplexity
 from saedetox.eval.identity import judge_identity
 from saedetox.eval.log import GenerationLog
 from saedetox.eval.paired import per_prompt_block
+from saedetox.eval.result import RunResult
 from saedetox.eval.runfolder import CONFIG, GENERATIONS, METRICS, SCORES, discard_if_empty, open_run, precheck
 from saedetox.eval.sampling import SamplingConfig, batch_bounds, iter_samples
 from saedetox.eval.toxicity import toxicity_summary
@@ -55,8 +56,10 @@ from saedetox.io import atomic_write_bytes, atomic_write_json, check_output_dir,
 from saedetox.judges.base import Judge
 from saedetox.judges.registry import get_judge
 from saedetox.methods.base import Method
+from saedetox.methods.registry import as_method
 from saedetox.model.load import LoadedModel
 from saedetox.progress import progress_bar
+from saedetox.steering.spec import SteeringSpec
 
 
 def load_prompts(cfg: EvalConfig, data_dir: str | None = None) -> list[Prompt]:
@@ -211,23 +214,26 @@ def prepare(
 def evaluate(
     lm: LoadedModel,
     run: str | Path,
-    cfg: EvalConfig,
-    method: Method | None = None,
+    cfg: EvalConfig | None = None,
+    method: Method | SteeringSpec | str | None = None,
     run_name: str | None = None,
     ref_lm: LoadedModel | None = None,
     run_config: dict[str, Any] | None = None,
     data_dir: str | None = None,
     overwrite: bool = False,
-) -> dict[str, Any]:
-    """Run the protocol; write ``RUN/metrics.json``; return the metrics object.
+) -> RunResult:
+    """Run the protocol; write ``RUN/metrics.json``; return it as a :class:`RunResult`.
 
+    ``cfg`` defaults to :class:`EvalConfig` (); ``method`` is a :class:`Method`, a steering spec
+    (method ``sae``), a method name or ``None`` (the unsteered model).
     ``data_dir`` is where the datasets live (prompt sets, held-out text, benchmark files). A
     folder holding a finished run with the same fingerprint returns its metrics; an unfinished
     one resumes; one made with other settings is refused (:class:`StaleRunError`) unless
     ``overwrite``. Everything is validated before the folder is created; one writer per folder.
     """
     t0 = time.time()
-    method = method or Method()
+    cfg = cfg if cfg is not None else EvalConfig()
+    method = as_method(lm, method)
     run = Path(run)
     prompts, clean, base = prepare(cfg, run, data_dir, overwrite)
     fp = run_fingerprint(base, lm, method, ref_lm, run_config)  # push targets, not the calibrated strengths
@@ -237,7 +243,7 @@ def evaluate(
             if done.get("config", {}).get("run") != (run_name or run.name):  # a renamed or copied run folder
                 done["config"]["run"] = run_name or run.name
                 atomic_write_json(run / METRICS, done)
-            return done
+            return RunResult(done, run)
         created = not run.exists()
         try:
             run.mkdir(parents=True, exist_ok=True)
@@ -288,7 +294,7 @@ def _measure(
     config: dict[str, Any],
     fp: Fingerprint,
     t0: float,
-) -> dict[str, Any]:
+) -> RunResult:
     """Score the continuations, measure fluency and capability; write and return ``RUN/metrics.json``."""
     gen_seconds = time.time() - t0
     steering = method.stats() if method.stats is not None else None  # gathered while generating
@@ -336,4 +342,4 @@ def _measure(
         "fingerprint": fp.to_dict(),
     }
     atomic_write_json(run / METRICS, result)
-    return result
+    return RunResult(result, run)

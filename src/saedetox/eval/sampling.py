@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.eval.decode import lean_generate
@@ -76,9 +77,7 @@ def batch_bounds(n_prompts: int, cfg: SamplingConfig) -> list[tuple[int, int]]:
     return [(s, min(s + ppb, n_prompts)) for s in range(0, n_prompts, ppb)]
 
 
-def _generate_batch(
-    lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig, batch: int, steerer: Steerer | None
-) -> list[list[int]]:
+def _generate_batch(lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig, batch: int) -> list[list[int]]:
     """Token ids of ``n_samples`` continuations per prompt, prompt-major, each cut before its first EOS."""
     room = lm.max_positions - cfg.max_new_tokens if lm.max_positions else None
     enc = tokenize_batch(
@@ -131,7 +130,7 @@ def iter_samples(
         for b, (start, end) in enumerate(batch_bounds(len(prompts), cfg)):
             if b in skip:
                 continue
-            rows = _generate_batch(lm, prompts[start:end], cfg, b, steerer)
+            rows = _generate_batch(lm, prompts[start:end], cfg, b)  # attached steerers act through generating()
             texts = lm.tokenizer.batch_decode(rows, skip_special_tokens=True)
             samples = [
                 Sample(start + i // cfg.n_samples, i % cfg.n_samples, texts[i], rows[i]) for i in range(len(rows))
@@ -141,12 +140,22 @@ def iter_samples(
 
 def sample(
     lm: LoadedModel,
-    prompts: Sequence[str],
-    cfg: SamplingConfig,
+    prompts: Sequence[str] | str,
+    cfg: SamplingConfig | None = None,
     steerer: Steerer | None = None,
     on_batch: Callable[[int, list[Sample]], None] | None = None,
+    **options: Any,
 ) -> list[list[Sample]]:
-    """All samples, grouped per prompt: ``result[i][j]`` is sample j of prompt i."""
+    """All samples, grouped per prompt: ``result[i][j]`` is sample j of prompt i.
+
+    ``cfg`` defaults to :class:`SamplingConfig` (); ``options`` override its fields
+    (``sample(lm, "Hi", n_samples=3, seed=1)``). Steering hooks attached to ``lm`` apply.
+    """
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    unknown = sorted(set(options) - {f.name for f in fields(SamplingConfig)})
+    if unknown:
+        raise SaedetoxError(f"Unknown sampling option(s): {', '.join(unknown)}.")
+    cfg = replace(cfg if cfg is not None else SamplingConfig(), **options)
     out: list[list[Sample]] = [[] for _ in prompts]
     for b, samples in iter_samples(lm, prompts, cfg, steerer):
         for s in samples:

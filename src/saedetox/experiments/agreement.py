@@ -92,11 +92,11 @@ def sae_header(name: str) -> dict[str, Any]:
     release, sae_id = split_registry_name(name)
     entry = registry()[release]
     out = {"kind": "registry", "registry_model": entry.model, "d_in": None, "d_sae": None, "hook": None}
-    out.update({k: v for k, v in _registry_cfg(release, sae_id, entry).items() if v is not None})
+    out.update({k: v for k, v in _registry_cfg(sae_id, entry).items() if v is not None})
     return out
 
 
-def _registry_cfg(release: str, sae_id: str, entry: Any) -> dict[str, Any]:
+def _registry_cfg(sae_id: str, entry: Any) -> dict[str, Any]:
     """A registry SAE's config where it is known without a download, else {}."""
     folder = entry.saes_map[sae_id]
     getter = entry.conversion_func

@@ -34,7 +34,7 @@ def resolve_features(
     if cfg.discovery is None or cfg.sae is None:
         return [], None
     path = out / "features.json"
-    sae = load_sae(cfg.sae, device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+    sae = load_sae(cfg.sae, lm)
     key = {"model": model_identity(lm), "sae": sae_identity(sae), "hook": cfg.hook, **asdict(cfg.discovery)}
     if path.exists():
         try:

@@ -16,11 +16,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from saedetox.discover.features import read_features
 from saedetox.eval.fingerprint import texts_digest
 from saedetox.eval.run import evaluate, prepare, versions
 from saedetox.experiments.agreement import check_features_against
-from saedetox.experiments.config import SweepConfig
+from saedetox.experiments.config import SweepConfig, load_config, parse_config
 from saedetox.experiments.features import resolve_detector, resolve_features
 from saedetox.experiments.plan import PlannedRun, plan
 from saedetox.experiments.splitting import run_splitting
@@ -30,6 +32,7 @@ from saedetox.methods.base import Method
 from saedetox.methods.contrast import ContrastData, default_contrast
 from saedetox.methods.registry import build_method
 from saedetox.model.load import LoadedModel, load_model
+from saedetox.progress import note
 from saedetox.report.curves import ComparisonConfig
 from saedetox.report.markdown import markdown_summary
 from saedetox.report.write import write_report
@@ -69,7 +72,7 @@ def run_sweep(
             contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)
             extra = {"contrast": texts_digest(contrast.toxic + ["\x00"] + contrast.clean)}
         for i, r in enumerate(planned):
-            print(f"[{i + 1}/{len(planned)}] {r.name}", flush=True)
+            note(f"[{i + 1}/{len(planned)}] {r.name}")
             method = _method(cfg, lm, r, features, gates, contrast, detector)
             if r.method == "sae" and isinstance(cfg.features, str) and cfg.sae is not None:
                 check_features_against(method, cfg.features, cfg.sae)
@@ -158,7 +161,7 @@ def dry_run(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
 def _sae_hook(cfg: SweepConfig, lm: LoadedModel) -> str | None:
     if cfg.sae is None:
         return None
-    return load_sae(cfg.sae, model_uses_layernorm=lm.uses_layernorm).hook_name
+    return load_sae(cfg.sae, lm).hook_name
 
 
 def write_outputs(
@@ -174,3 +177,19 @@ def write_outputs(
         results, out / "report.html", features=features, splitting=splitting, manifest=manifest, comparison=comparison
     )
     atomic_write_text(out / "report.md", markdown_summary(results, splitting=splitting, comparison=comparison))
+
+
+def sweep(
+    config: str | Path | dict[str, Any] | SweepConfig, out: str | Path, overwrite: bool | None = None
+) -> dict[str, Any]:
+    """``saedetox sweep`` from Python: ``config`` is a sweep YAML path, its mapping or a :class:`SweepConfig`.
+
+    Returns ``{run name: metrics}``; writes ``OUT/metrics.json``, ``manifest.json`` and the report.
+    """
+    if isinstance(config, SweepConfig):
+        return run_sweep(config, out, overwrite=overwrite)
+    if isinstance(config, dict):
+        return run_sweep(parse_config(config), out, config_source=config, overwrite=overwrite)
+    cfg = load_config(config)  # checks the file first: one clear line for a missing or malformed one
+    source = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    return run_sweep(cfg, out, config_source=source, overwrite=overwrite)

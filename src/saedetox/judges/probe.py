@@ -60,7 +60,7 @@ class ProbeJudge:
         if not cfg_path.is_file() or not w_path.is_file():
             raise SaedetoxError(
                 f"No probe judge in {folder} (needs {PROBE_CONFIG} and {PROBE_WEIGHTS}): "
-                "run `saedetox train-judge --out DIR` and pass that folder, or use the profanity judge."
+                "train one (the train-judge command) and pass that folder, or use the profanity judge."
             )
         try:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
@@ -87,7 +87,7 @@ class ProbeJudge:
                 raise ValueError("coef does not match the vocabularies")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise SaedetoxError(
-                f"Probe judge in {folder} is unreadable ({err}); retrain it with `saedetox train-judge`."
+                f"Probe judge in {folder} is unreadable ({err}); retrain it (the train-judge command)."
             ) from None
         self.name, self.batch_size, self.path, self.config = name, batch_size, folder, cfg
 

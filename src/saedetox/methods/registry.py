@@ -18,17 +18,34 @@ from saedetox.steering.steerer import Steerer
 
 
 def build_method(lm: LoadedModel, name: str, spec: SteeringSpec | None = None, **options: Any) -> Method:
+    """The method called ``name`` (:data:`METHOD_NAMES`); ``spec`` is the ``sae`` method's steering."""
     if name == "none":
         if spec is not None:
-            raise SaedetoxError("Method 'none' takes no steering options; use --method sae.")
+            raise SaedetoxError("Method 'none' takes no steering spec; steering is method 'sae'.")
         return Method()
     if name == "sae":
         if spec is None:
-            raise SaedetoxError("Method 'sae' needs --sae and --features (or --spec).")
+            raise SaedetoxError("Method 'sae' needs a steering spec (an SAE and its latents).")
         return steering_method(lm, spec)
     if name in BASELINES:
         return build_baseline(lm, name, spec=spec, **options)
     raise SaedetoxError(f"Unknown method '{name}': use one of {', '.join(METHOD_NAMES)}.")
+
+
+def as_method(lm: LoadedModel, method: Method | SteeringSpec | Steerer | str | None) -> Method:
+    """What ``evaluate`` runs: a :class:`Method`, a steering spec or Steerer (method ``sae``), a method name
+    (baselines with their defaults), or ``None`` (the unsteered model)."""
+    if method is None:
+        return Method()
+    if isinstance(method, Method):
+        return method
+    if isinstance(method, Steerer):
+        return steering_method(lm, method.spec)
+    if isinstance(method, SteeringSpec):
+        return steering_method(lm, method)
+    if isinstance(method, str):
+        return build_method(lm, method)
+    raise SaedetoxError(f"method must be a Method, a SteeringSpec, a method name or None, got {type(method).__name__}.")
 
 
 def build_baseline(

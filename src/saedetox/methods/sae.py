@@ -19,7 +19,7 @@ def steering_method(lm: LoadedModel, spec: SteeringSpec, name: str = "sae") -> M
         "tier": first.spec.tier,
         "push": first.spec.push,
         "alpha": first.alpha,
-        "sae": first.spec.sae,
+        "sae": first.spec.sae_name,
         "hook": first.hook,
         "latents": first.spec.latents,
         "threshold": first.spec.threshold,

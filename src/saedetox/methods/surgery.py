@@ -25,7 +25,7 @@ are scale-free instead: α is a multiple of the α that cancels the median edite
 along the probe (``row∘g · v̂`` goes from its negative value to 0): ``low`` = 1× (the median
 edited neuron no longer reads against the toxic direction), ``medium`` = 2× (its reading is
 mirrored: it responds to the toxic direction as strongly as it responded against it), ``high`` =
-4×. Remaining differences from the published code are listed in the README (Baselines).
+4×. Remaining differences from the published code: ``docs/methods.md``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from saedetox.errors import SaedetoxError
 from saedetox.model import arch, hub
@@ -133,12 +135,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise SaedetoxError(f"Unknown device '{name}': use auto, cpu, cuda or cuda:N.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SaedetoxError(f"Device '{name}' requested but no CUDA GPU is available; use --device cpu.")
+        raise SaedetoxError(f"Device '{name}' requested but no CUDA GPU is available; use the cpu device.")
     return dev
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers progress bars ("Loading weights") or info/warning logs inside the block; restored after."""
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str = "auto") -> LoadedModel:
-    """Load an HF causal LM by hub name or local directory (``reference`` = the committed world)."""
+    """Load an HF causal LM by hub name or local directory (``reference`` = the committed world), quietly.
+
+    ``dtype`` ``auto`` is float32 on CPU and bfloat16 on GPU; ``device`` ``auto`` a GPU when there is one.
+    """
     dev = resolve_device(device)
     dt = parse_dtype(dtype, dev)
     source = str(reference_model_dir()) if name_or_path == REFERENCE_NAME else name_or_path
@@ -153,8 +172,9 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
     else:
         kwargs = {}
     try:
-        tok = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
+        with quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(source, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
     except SafetensorError as err:
         raise SaedetoxError(
             f"A weight file of {source} is unreadable or truncated ({str(err).splitlines()[0]}); "

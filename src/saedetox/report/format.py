@@ -1,6 +1,6 @@
 """Read-only access to run metrics and number formatting for the report.
 
-Run metrics follow DESIGN §7 (``metrics.json``); any key may be missing. Accessors return ``None``
+Run metrics follow ``docs/metrics.md`` (``metrics.json``); any key may be missing. Accessors return ``None``
 for a missing or non-finite value and formatters render it as :data:`DASH`.
 """
 

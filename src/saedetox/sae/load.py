@@ -67,7 +67,7 @@ def _from_sae(sae: Any, source: str, model_uses_layernorm: bool | None) -> Loade
     md = sae.cfg.metadata
     hook = md.get("hook_name")
     if not hook:
-        raise SaedetoxError(f"SAE {source} has no metadata.hook_name; pass --hook explicitly.")
+        raise SaedetoxError(f"SAE {source} has no metadata.hook_name; pass the hook explicitly.")
     if getattr(sae.cfg, "reshape_activations", "none") == "hook_z":
         raise SaedetoxError(
             f"SAE {source} reads attention-head outputs (hook_z); steering supports residual/MLP/attn-out SAEs."

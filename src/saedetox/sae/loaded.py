@@ -60,7 +60,7 @@ class LoadedSAE:
         if bad:
             raise SaedetoxError(f"Latent index {bad[0]} is out of range for {self.source} (d_sae = {self.d_sae}).")
         if not latents:
-            raise SaedetoxError("No latents given: pass --features with at least one index.")
+            raise SaedetoxError("No latents given: an intervention needs at least one latent index.")
 
     @torch.no_grad()
     def latent_acts(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:

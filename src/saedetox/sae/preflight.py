@@ -79,6 +79,8 @@ def preflight(
     batch_size: int = 16,
     max_length: int = 128,
 ) -> PreflightReport:
+    """Does ``sae`` fit ``lm`` at ``hook``? Hard checks raise; the report has explained variance, L0, the CE-loss
+    change with the reconstruction spliced in, and ``warnings`` (model mismatch, negative or tiny EV)."""
     hook = hook or sae.hook_name
     warnings = check_fit(lm, sae, hook)
     texts = list(texts or CALIBRATION_TEXTS)

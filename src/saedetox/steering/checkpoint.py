@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from saedetox import __version__
 from saedetox.errors import SaedetoxError
 from saedetox.io import folder_lock
+from saedetox.version import __version__
 
 PROVENANCE_FILE = "saedetox_export.json"
 

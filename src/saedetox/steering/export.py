@@ -88,7 +88,7 @@ def resolve_constant(
     lm: LoadedModel, spec: SteeringSpec, saes: dict[str, LoadedSAE] | None = None
 ) -> list[ResolvedIntervention]:
     """The spec's interventions resolved, refusing anything that is not constant steering at all positions."""
-    spec.validate()
+    spec = spec.validate()
     resolver = Resolver(lm, saes)
     out = [resolver.resolve(iv) for iv in spec.interventions]
     for r in out:
@@ -183,7 +183,7 @@ def provenance(resolved: list[ResolvedIntervention]) -> list[dict[str, Any]]:
                 "strength": r.spec.strength,
                 "median_norm": r.median_norm,
                 "latents": list(r.spec.latents),
-                "sae": r.spec.sae,
+                "sae": r.spec.sae_name,
                 "sae_info": r.sae.info() if r.sae is not None else None,
                 "vector_source": "sae decoder" if r.sae is not None else f"raw vector ({r.spec.label or 'unlabelled'})",
                 "rule": "shift = -alpha * sum_f W_dec[f] / ||W_dec[f]||"
@@ -211,6 +211,7 @@ def export(
     ``overwrite`` (then replaced whole). ``vector_provenance`` describes where a raw (baseline)
     vector came from.
     """
+    spec = spec.validate()
     folded, resolved, record = fold_with_record(lm, spec, saes)
     meta: dict[str, Any] = {
         "kind": "steering",

@@ -1,4 +1,4 @@
-"""The steering modes' arithmetic (DESIGN §4), as plain functions of the hidden state: no hooks, no state.
+"""The steering modes' arithmetic (``docs/steering.md``), as plain functions of the hidden state: no hooks, no state.
 
 For latents F with unit decoder directions û_f, activations a_f(x) and strength α:
 

@@ -57,6 +57,19 @@ class ForwardState:
         start = max(width - 1, self.counted_to)
         if past + seq <= start:
             return
+        if seq == 1 and past >= width:  # a decode step: what the general path below gives, with fewer launches
+            counted = cur
+            if ids is not None and eos is not None:
+                ended = ids == eos
+                if self.done is not None and self.done.shape[0] == ids.shape[0]:
+                    ended = ended | self.done.unsqueeze(1)
+                self.done = ended[:, -1]
+                counted = counted & ~ended
+            self.counted = counted
+            if self.counted_to <= width - 1:
+                self.prompt_end = width - 1 - past
+            self.counted_to = past + seq
+            return
         pos = torch.arange(past, past + seq, device=cur.device)
         counted = cur & (pos >= start).unsqueeze(0)
         if ids is not None and eos is not None:

@@ -115,10 +115,13 @@ class Resolver:
         self._norms: dict[str, float] = {}
         self._calibration = calibration_texts
 
-    def sae(self, name: str) -> LoadedSAE:
-        if name not in self.saes:
-            self.saes[name] = load_sae(name, device=self.lm.device, model_uses_layernorm=self.lm.uses_layernorm)
-        return self.saes[name]
+    def sae(self, sae: str | LoadedSAE) -> LoadedSAE:
+        """A loaded SAE as it is; a name loaded once, with the model's conventions (:func:`load_sae`)."""
+        if isinstance(sae, LoadedSAE):
+            return sae
+        if sae not in self.saes:
+            self.saes[sae] = load_sae(sae, self.lm)
+        return self.saes[sae]
 
     def median_norm(self, hook: str) -> float:
         if hook not in self._norms:
@@ -142,7 +145,7 @@ class Resolver:
             hook = iv.hook or sae.hook_name
             if sae.d_in != lm.d_model:
                 raise SaedetoxError(
-                    f"SAE {iv.sae} has d_in {sae.d_in} but {lm.name} has width {lm.d_model}: "
+                    f"SAE {sae.source} has d_in {sae.d_in} but {lm.name} has width {lm.d_model}: "
                     "this SAE was trained for another model."
                 )
             sae.check_latents(iv.latents)

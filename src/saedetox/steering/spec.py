@@ -1,7 +1,7 @@
 """The steering spec: one small serialisable object that CLI flags, features.json, sweeps and export share.
 
 A spec is a list of :class:`Intervention` s. Each names an SAE (or a raw direction for
-baselines), the hook (default: the SAE's own), the latents, the mode (DESIGN §4), the strength
+baselines), the hook (default: the SAE's own), the latents, the mode (``docs/steering.md``), the strength
 as raw ``alpha``, a named ``tier`` or a target effective ``push``, the gate threshold ``tau``,
 the clamp value, the position policy and, for ``adaptive`` mode, the detector that scales the
 push. Tiers mean "the total steering vector's norm is this fraction of the median residual norm
@@ -16,9 +16,10 @@ Gate defaults live in one place, :func:`default_gates`; the adaptive detector's 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ import yaml
 from saedetox.discover.features import feature_thresholds
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
+from saedetox.sae.loaded import LoadedSAE
 
 Mode = Literal["constant", "conditional", "token", "clamp", "adaptive"]
 Tier = Literal["low", "medium", "high"]
@@ -69,47 +71,59 @@ def tier_label(tier: str | float) -> str:
 
 @dataclass
 class Intervention:
-    """One steering intervention at one hook point."""
+    """One steering intervention at one hook point.
 
-    sae: str | None = None
+    ``sae`` is an SAE name (``reference``, a local SAE-Lens folder, ``release/sae_id``) or an SAE
+    already loaded with :func:`saedetox.load_sae`; a spec written to disk records its name.
+    Exactly one of ``strength`` (raw α), ``tier`` and ``push`` sets how hard it pushes (default:
+    tier ``medium``; clamp mode takes none). See ``docs/steering.md``.
+    """
+
+    sae: str | LoadedSAE | None = None
     latents: list[int] = field(default_factory=list)
     hook: str | None = None
-    mode: str = "constant"
+    mode: Mode = "constant"
     strength: float | None = None
-    tier: str | float | None = None  # low | medium | high, or a fraction of the median residual norm
+    tier: Tier | float | None = None  # low | medium | high, or a fraction of the median residual norm
     threshold: float = 0.0
     thresholds: list[float] | None = None  # per-latent gate thresholds (override ``threshold``)
     clamp_value: float = 0.0
-    positions: str = "all"
+    positions: Positions = "all"
     vector: list[float] | None = None  # a raw direction (baselines) instead of SAE latents
     label: str = ""
     push: float | None = None  # target effective push (fraction of the median residual norm)
     detector: dict[str, Any] | None = None  # adaptive mode: see validate_detector
 
+    @property
+    def sae_name(self) -> str | None:
+        """The SAE's name (a loaded SAE's ``source``), as a spec file records it."""
+        return self.sae.source if isinstance(self.sae, LoadedSAE) else self.sae
+
     def validate(self) -> Intervention:
+        """A checked, normalised copy (numeric tier parsed, default tier filled in); ``self`` is left as it is."""
         if self.mode not in MODES:
             raise SaedetoxError(f"Unknown steering mode '{self.mode}': use one of {', '.join(MODES)}.")
         if self.positions not in POSITIONS:
             raise SaedetoxError(f"Unknown position policy '{self.positions}': use all or generated.")
-        if self.tier is not None:
-            self.tier = parse_tier(self.tier)
-        if self.strength is not None and self.tier is not None:
-            raise SaedetoxError("Give either --strength or --tier, not both.")
+        tier = parse_tier(self.tier) if self.tier is not None else None
+        detector = self.detector
+        if self.strength is not None and tier is not None:
+            raise SaedetoxError("Give either a strength or a tier, not both.")
         if self.push is not None:
-            if self.strength is not None or self.tier is not None:
+            if self.strength is not None or tier is not None:
                 raise SaedetoxError("Give one of strength, tier or push, not several.")
             if isinstance(self.push, bool) or not isinstance(self.push, (int, float)) or not 0 < self.push <= 8:
                 raise SaedetoxError(f"push is a fraction of the median residual norm in (0, 8], got {self.push!r}.")
             if self.mode == "clamp":
                 raise SaedetoxError("Clamp mode has no strength, so it takes no push level.")
         if self.mode == "adaptive":
-            if self.detector is None:
+            if detector is None:
                 raise SaedetoxError("Adaptive mode needs a detector (features.json 'detector', or a fitted one).")
-            kind = self.detector.get("kind") if isinstance(self.detector, dict) else None
+            kind = detector.get("kind") if isinstance(detector, dict) else None
             if self.vector is not None and kind == "latents":
                 raise SaedetoxError("A raw steering vector has no latents: its detector must be a 'projection'.")
-            self.detector = validate_detector(self.detector, len(self.latents) if kind == "latents" else 1)
-        elif self.detector is not None:
+            detector = validate_detector(detector, len(self.latents) if kind == "latents" else 1)
+        elif detector is not None:
             raise SaedetoxError(f"A detector is used by adaptive mode only (mode is '{self.mode}').")
         for name in ("strength", "threshold", "clamp_value"):
             value = getattr(self, name)
@@ -122,9 +136,11 @@ class Intervention:
                 raise SaedetoxError("Per-latent thresholds must be finite numbers.")
         if self.vector is None:
             if not self.sae:
-                raise SaedetoxError("An intervention needs an SAE (--sae) or a steering vector.")
+                raise SaedetoxError("An intervention needs an SAE (a name or a loaded SAE) or a steering vector.")
+            if not isinstance(self.sae, (str, LoadedSAE)):
+                raise SaedetoxError(f"sae is an SAE name or a loaded SAE (load_sae), not a {type(self.sae).__name__}.")
             if not self.latents:
-                raise SaedetoxError("No latents given: pass --features with at least one index.")
+                raise SaedetoxError("No latents given: an intervention needs at least one latent index.")
             if any((not isinstance(i, int)) or isinstance(i, bool) for i in self.latents):
                 raise SaedetoxError(f"Latent indices must be integers, got {self.latents!r}.")
         else:
@@ -134,9 +150,15 @@ class Intervention:
                 raise SaedetoxError("A raw steering vector needs an explicit hook.")
             if not all(math.isfinite(float(v)) for v in self.vector):
                 raise SaedetoxError("The steering vector contains NaN or inf.")
-        if self.mode != "clamp" and self.strength is None and self.tier is None and self.push is None:
-            self.tier = "medium"
-        return self
+        if self.mode != "clamp" and self.strength is None and tier is None and self.push is None:
+            tier = "medium"
+        return replace(self, tier=tier, detector=detector, latents=list(self.latents))
+
+
+def _plain(iv: Intervention) -> dict[str, Any]:
+    """An intervention as plain data; a loaded SAE by its name (never copied: it holds the weights)."""
+    out = {f.name: copy.deepcopy(getattr(iv, f.name)) for f in fields(iv) if f.name != "sae"}
+    return {"sae": iv.sae_name, **out}
 
 
 def validate_detector(det: Any, n_features: int) -> dict[str, Any]:
@@ -184,14 +206,14 @@ class SteeringSpec:
     interventions: list[Intervention] = field(default_factory=list)
 
     def validate(self) -> SteeringSpec:
+        """A checked, normalised copy (see :meth:`Intervention.validate`); ``self`` is left as it is."""
         if not self.interventions:
             raise SaedetoxError("The steering spec has no interventions.")
-        for iv in self.interventions:
-            iv.validate()
-        return self
+        return SteeringSpec([iv.validate() for iv in self.interventions])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"interventions": [asdict(iv) for iv in self.interventions]}
+        """The spec as plain data (a loaded SAE is recorded by its name)."""
+        return {"interventions": [_plain(iv) for iv in self.interventions]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SteeringSpec:
@@ -278,7 +300,7 @@ def default_detector(features: str | Path | dict[str, Any] | None) -> dict[str, 
 def parse_threshold(
     value: str | float, features: str | None = None, mode: str = "conditional"
 ) -> tuple[float, list[float] | None]:
-    """``--threshold``: a number, or ``auto``: the gates of :func:`default_gates`."""
+    """A gate threshold given as text: a number, or ``auto``: the gates of :func:`default_gates`."""
     if isinstance(value, (int, float)):
         return float(value), None
     if str(value).strip().lower() == "auto":
@@ -286,4 +308,4 @@ def parse_threshold(
     try:
         return float(value), None
     except ValueError:
-        raise SaedetoxError(f"--threshold must be a number or 'auto', got '{value}'.") from None
+        raise SaedetoxError(f"The gate threshold must be a number or 'auto', got '{value}'.") from None

@@ -15,7 +15,7 @@ synchronisation); :meth:`InterventionStats.summary` reads them back once, at the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,7 +28,13 @@ def _add(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class InterventionStats:
-    """Running sums for one intervention (tensors on the model's device, or None before any data)."""
+    """Running sums for one intervention (tensors on the model's device, or None before any data).
+
+    Hooks only queue each call's tensors (:meth:`add_positions` launches no kernel); the queue is
+    reduced in one go per generated batch (:meth:`flush`, which the Steerer calls when a
+    ``generation`` block ends) or when read: on a GPU, reducing at every decode step cost more host
+    time than the steering itself.
+    """
 
     push_sum: torch.Tensor | None = None
     positions: torch.Tensor | None = None
@@ -36,40 +42,61 @@ class InterventionStats:
     scale_sum: torch.Tensor | None = None
     prompt_open: torch.Tensor | None = None
     sequences: int = 0  # known on the host from shapes alone
-    _last: dict[str, Any] | None = None  # the last call's contributions (for repeat_last)
+    pending: list[list[Any]] = field(default_factory=list)  # [delta_norm, counted, opened, scale, weight] per call
+    _last_prompt: tuple[torch.Tensor, int] | None = None  # the last call's add_prompt (for repeat_last)
+
+    MAX_PENDING = 256
 
     def add_positions(
         self, delta_norm: torch.Tensor, counted: torch.Tensor, opened: torch.Tensor | None, scale: torch.Tensor | None
     ) -> None:
         """Add the generated positions of one call: ``counted`` ``[B, T]`` bool selects them."""
-        c = counted.to(torch.float32)
-        last: dict[str, Any] = {"push_sum": (delta_norm.float() * c).sum(), "positions": c.sum()}
-        if opened is not None:
-            last["open_sum"] = (opened.float() * c).sum()
-        if scale is not None:
-            last["scale_sum"] = (scale.float() * c).sum()
-        self._add_all(last)
-        self._last = last
+        if len(self.pending) >= self.MAX_PENDING:
+            self.flush()
+        self.pending.append([delta_norm.detach(), counted, opened, scale, 1])
+        self._last_prompt = None
 
     def add_prompt(self, opened: torch.Tensor) -> None:
         """``opened`` ``[B]`` bool: whether each generated sequence's gate opened inside its prompt."""
-        last = {"prompt_open": opened.float().sum(), "sequences": int(opened.shape[0])}
-        self._add_all(last)
-        self._last = {**(self._last or {}), **last}
-
-    def _add_all(self, values: dict[str, Any]) -> None:
-        for k, v in values.items():
-            if k == "sequences":
-                self.sequences += v
-            else:
-                setattr(self, k, _add(getattr(self, k), v))
+        value = opened.float().sum()
+        self.prompt_open = _add(self.prompt_open, value)
+        self.sequences += int(opened.shape[0])
+        self._last_prompt = (value, int(opened.shape[0]))
 
     def repeat_last(self, n: int) -> None:
         """The last call's rows now stand for ``n`` sequences each (a shared prefill repeated to its samples)."""
-        if self._last is not None and n > 1:
-            self._add_all({k: v * (n - 1) for k, v in self._last.items()})
+        if n <= 1:
+            return
+        if self.pending:
+            self.pending[-1][4] *= n
+        if self._last_prompt is not None:
+            value, seqs = self._last_prompt
+            self.prompt_open = _add(self.prompt_open, value * (n - 1))
+            self.sequences += seqs * (n - 1)
+            self._last_prompt = (value * n, seqs * n)
+
+    def flush(self) -> None:
+        """Reduce the queued calls into the running sums (one reduction per sum, whatever the number of calls)."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        c = torch.cat([p[1].reshape(-1) for p in pending]).to(torch.float32)
+        start = 0
+        for p in pending:  # a shared prefill's rows stand for several sequences each
+            if p[4] != 1:
+                c[start : start + p[1].numel()] *= p[4]
+            start += p[1].numel()
+        delta = torch.cat([p[0].reshape(-1) for p in pending]).float()
+        self.push_sum = _add(self.push_sum, (delta * c).sum())
+        self.positions = _add(self.positions, c.sum())
+        for slot, name in ((2, "open_sum"), (3, "scale_sum")):
+            parts = [p[slot] for p in pending]
+            if all(v is not None for v in parts):
+                v = torch.cat([t.reshape(-1) for t in parts]).float()
+                setattr(self, name, _add(getattr(self, name), (v * c).sum()))
 
     def summary(self, median_norm: float | None) -> dict[str, float | None]:
+        self.flush()
         n = float(self.positions) if self.positions is not None else 0.0
         seqs = self.sequences
 

@@ -1,4 +1,4 @@
-"""Interventions as PyTorch hooks, attached for the duration of a ``with`` block (DESIGN §4).
+"""Interventions as PyTorch hooks, attached for the duration of a ``with`` block (``docs/steering.md``).
 
 :class:`Steerer` resolves a spec (:mod:`saedetox.steering.resolve`) and, while attached, edits
 the hidden state at each intervention's hook with that mode's arithmetic
@@ -61,7 +61,7 @@ class Steerer:
         saes: dict[str, LoadedSAE] | None = None,
         calibration_texts: Sequence[str] | None = None,
     ) -> None:
-        spec.validate()
+        spec = spec.validate()
         self.lm = lm
         self.spec = spec
         self.state = ForwardState()
@@ -267,6 +267,8 @@ class Steerer:
             st = self.state
             st.gen_width, st.counted_to, st.done = saved
             st.counted, st.prompt_end = None, None
+            for acc in self._stats:
+                acc.flush()
 
     # ------------------------------------------------------------------ statistics
 

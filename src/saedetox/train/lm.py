@@ -138,7 +138,7 @@ def build_corpus(cfg: LMTrainConfig) -> tuple[Path, dict]:
     if cfg.init_from is not None:
         prev = Path(cfg.init_from) / "cache"
         if not (prev / "corpus.json").exists():
-            raise SaedetoxError(f"--init-from {cfg.init_from} has no cache/ with its tokenizer and token stream.")
+            raise SaedetoxError(f"init_from {cfg.init_from} has no cache/ with its tokenizer and token stream.")
         return prev, json.loads((prev / "corpus.json").read_text())
     if meta_path.exists():
         return cache, json.loads(meta_path.read_text())

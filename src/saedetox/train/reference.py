@@ -37,11 +37,15 @@ SHARD_SIZE = "6MB"  # keeps every committed file small; from_pretrained reads th
 
 
 def write_lm(lm_src: Path, dst: Path) -> None:
-    """The HF model folder in fp16, weights sharded below ``SHARD_SIZE``, plus tokenizer and training info."""
+    """The HF model folder: weights stored in fp16 and sharded below ``SHARD_SIZE``, config dtype float32 (so
+    plain ``from_pretrained`` computes in float32 on CPU, as saedetox does), plus tokenizer and training info."""
     model = AutoModelForCausalLM.from_pretrained(lm_src, dtype=torch.float16, local_files_only=True)
     for old in list(dst.glob("model*.safetensors")) + list(dst.glob("model.safetensors.index.json")):
         old.unlink()
     model.save_pretrained(dst, max_shard_size=SHARD_SIZE)
+    config = json.loads((dst / "config.json").read_text())
+    config["dtype"] = "float32"
+    (dst / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     for name in LM_FILES:
         if (lm_src / name).exists():
             shutil.copy2(lm_src / name, dst / name)
@@ -50,7 +54,7 @@ def write_lm(lm_src: Path, dst: Path) -> None:
 def assemble(lm_dir: str, sae_dirs: list[str], main: int, out: Path = ASSETS, measure: bool = True) -> Path:
     lm_src = Path(lm_dir)
     if not (lm_src / "model.safetensors").exists():
-        raise SaedetoxError(f"{lm_src} has no model.safetensors; run `saedetox train-lm` first.")
+        raise SaedetoxError(f"{lm_src} has no model.safetensors; train it first (the train-lm command).")
     (out / "lm").mkdir(parents=True, exist_ok=True)
     write_lm(lm_src, out / "lm")
     widths = []
@@ -66,7 +70,7 @@ def assemble(lm_dir: str, sae_dirs: list[str], main: int, out: Path = ASSETS, me
         atomic_write_text(dst / "cfg.json", json.dumps(cfg))
         widths.append(width)
     if main not in widths:
-        raise SaedetoxError(f"--main {main} is not one of the SAE widths {widths}.")
+        raise SaedetoxError(f"The main width {main} is not one of the SAE widths {widths}.")
     atomic_write_text(out / "sae" / "MAIN", f"width_{main}\n")
     if measure:
         card = measure_card(str(out / "lm"), [str(out / "sae" / f"width_{w}") for w in sorted(widths)])

@@ -286,7 +286,7 @@ def save_jumprelu(
 @torch.no_grad()
 def evaluate_sae_dir(lm: LoadedModel, path: Path, cfg: SAETrainConfig, texts: list[str] | None = None) -> dict:
     """L0, explained variance, dead share and CE change of a saved SAE on held-out text."""
-    sae = load_sae(str(path), device=lm.device, model_uses_layernorm=lm.uses_layernorm)
+    sae = load_sae(str(path), lm)
     if texts is None:
         texts = corpus_texts(cfg.data_dir, cfg.seed, role="lm_heldout")[: cfg.eval_texts]
     rep = preflight(lm, sae, texts=texts, hook=cfg.hook, batch_size=8)

@@ -1,0 +1,42 @@
+#!/bin/bash
+# The GPU measurements of BENCHMARKS.md, as run through the workplace's `device` tool on an H100.
+#
+# The device machine has torch 2.11 (cu130), Python 3.12 and transformers 5.17, no sae_lens and no
+# network, and it receives only the checkout the session started in. Prepare, on this machine:
+#   1. a folder F inside that checkout, ignored by git (e.g. /work/main/.work/wtgpu), holding a copy
+#      of src/ (the assets may be left out: they are copied from the checkout there), benchmarks/,
+#      and .work/data/rtp_decodingtrust/toxic.jsonl (the RTP challenging prompts);
+#   2. F/.work/site312.tgz: `pip install --no-deps --target site312 --python-version 3.12
+#      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --only-binary=:all:` of
+#      sae-lens 6.54.12, transformer-lens 3.9.0, transformers 5.24.0, datasets 5.2.0, dill, multiprocess,
+#      pydantic (+ pydantic-core, annotated-types, typing-inspection), simple-parsing, docstring-parser,
+#      better-abc, wandb 0.31.0 (its bin/ removed: only wandb.init needs it), platformdirs,
+#      opentelemetry-api, tenacity, python-dotenv, fancy-einsum, beartype, typeguard, babe, cwevals
+#      (what `import sae_lens` needs beyond the device image), tarred (18 MB);
+# then run (carry F):  cd F && BENCH_COMMIT=<commit> bash benchmarks/gpu_run.sh TAG
+# Outputs land in $OUT: gpu_gpt2_TAG.json, gpu_gemma_TAG.json, profile_gpt2_TAG.json (+ logs).
+# SKIP_PROFILE=1 / SKIP_GEMMA=1 leave those parts out. About 8 minutes of device time in all.
+TAG=${1:-run}
+[ -d src/saedetox/assets ] || cp -r ../../src/saedetox/assets src/saedetox/ || exit 1
+tar xzf .work/site312.tgz -C /tmp || exit 1
+export PYTHONPATH=/tmp/site312:$PWD/src SAEDETOX_DATA=$PWD/.work/data HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+export TOKENIZERS_PARALLELISM=false
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+python3 -c 'import sys,torch,transformers,sae_lens;print(sys.version.split()[0],torch.__version__,transformers.__version__,sae_lens.__version__, torch.cuda.get_device_name())' || exit 1
+S=$(date +%s)
+if [ -z "$SKIP_PROFILE" ]; then
+  python3 benchmarks/profile_decode.py --model gpt2-small --batch 128 --out "$OUT/profile_gpt2_$TAG.json" 2>&1 | grep -v Warning
+  echo "profile done $(( $(date +%s) - S )) s"
+fi
+python3 benchmarks/sampling_speed.py --device cuda --model gpt2-small --batches 128,512 --k 8 --repeats 5 --warmup \
+  --ppl-prompts 0 --protocol --protocol-batch 500,1000 --protocol-steered constant \
+  --out "$OUT/gpu_gpt2_$TAG.json" > "$OUT/gpu_gpt2_$TAG.log" 2>&1
+echo "gpt2 done $(( $(date +%s) - S )) s"
+if [ -z "$SKIP_GEMMA" ]; then
+  python3 benchmarks/sampling_speed.py --device cuda --model gemma-2-2b --batches 128,512 --k 8 --repeats 3 --warmup \
+    --ppl-prompts 0 --out "$OUT/gpu_gemma_$TAG.json" > "$OUT/gpu_gemma_$TAG.log" 2>&1
+  echo "gemma done $(( $(date +%s) - S )) s"
+fi
+for f in "$OUT"/gpu_*_"$TAG".json; do
+  python3 -c "import json,sys;r=json.load(open(sys.argv[1]));[print(r['model'],b['sequences'],b['steered_vs_unsteered']['saedetox'],b['saedetox_vs_plain']) for b in r['batches']];print(r.get('protocol_wall_s'))" "$f"
+done

@@ -1,0 +1,127 @@
+"""What :func:`saedetox.evaluate` returns: the run's ``metrics.json`` object with typed access."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from saedetox.errors import SaedetoxError
+from saedetox.eval.runfolder import METRICS
+
+
+@dataclass(frozen=True)
+class Toxicity:
+    """One judge's toxicity numbers (``docs/metrics.md``): 95% bootstrap CIs over prompts."""
+
+    judge: str
+    tox_prob: float | None  # share of prompts with at least one continuation scored ≥ threshold
+    tox_prob_ci: tuple[float, float] | None
+    emt: float | None  # expected maximum toxicity over the k continuations of a prompt
+    emt_ci: tuple[float, float] | None
+    mean: float | None  # mean score over every continuation
+    n_prompts: int
+
+
+def _ci(value: Any) -> tuple[float, float] | None:
+    return (float(value[0]), float(value[1])) if isinstance(value, (list, tuple)) and len(value) == 2 else None
+
+
+class RunResult(dict[str, Any]):
+    """A run's metrics: the ``metrics.json`` mapping itself (every key, ``res["toxicity"]``), plus typed access.
+
+    ``res.toxicity("probe").tox_prob``, ``res.ppl``, ``res.dist2``, ``res.effective_push``,
+    ``res.path``; :meth:`load` reads a finished run folder. Keys: ``docs/metrics.md``.
+    """
+
+    def __init__(self, metrics: dict[str, Any], path: str | Path | None = None) -> None:
+        super().__init__(metrics)
+        self.path = Path(path) if path is not None else None
+
+    @classmethod
+    def load(cls, run: str | Path) -> RunResult:
+        """The result of a finished run folder (its ``metrics.json``)."""
+        p = Path(run)
+        file = p / METRICS if p.is_dir() else p
+        if not file.is_file():
+            raise SaedetoxError(f"{p} holds no finished run ({METRICS} is missing).")
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise SaedetoxError(f"{file} is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise SaedetoxError(f"{file} is not a run's metrics object.")
+        return cls(data, file.parent)
+
+    @property
+    def judges(self) -> list[str]:
+        """The judges that scored this run, in the order they were given."""
+        return list((self.get("toxicity") or {}).keys())
+
+    def toxicity(self, judge: str | None = None) -> Toxicity:
+        """One judge's numbers (default: the first judge)."""
+        table = self.get("toxicity") or {}
+        if not table:
+            raise SaedetoxError("This run has no toxicity numbers.")
+        name = judge if judge is not None else next(iter(table))
+        if name not in table:
+            raise SaedetoxError(f"No judge '{name}' in this run: it has {', '.join(table)}.")
+        t = table[name]
+        return Toxicity(
+            name,
+            t.get("tox_prob"),
+            _ci(t.get("tox_prob_ci")),
+            t.get("emt"),
+            _ci(t.get("emt_ci")),
+            t.get("mean"),
+            int(t.get("n_prompts") or 0),
+        )
+
+    @property
+    def tox_prob(self) -> float | None:
+        """Toxicity probability by the first judge."""
+        return self.toxicity().tox_prob
+
+    @property
+    def emt(self) -> float | None:
+        """Expected maximum toxicity by the first judge."""
+        return self.toxicity().emt
+
+    @property
+    def ppl(self) -> float | None:
+        """Conditional perplexity of the continuations under the reference LM (``None`` when undefined)."""
+        return (self.get("fluency") or {}).get("ppl_conditional")
+
+    @property
+    def ppl_clean(self) -> float | None:
+        """Perplexity of the (steered) model on held-out clean text, if measured."""
+        return (self.get("fluency") or {}).get("ppl_clean")
+
+    @property
+    def dist2(self) -> float | None:
+        """Distinct bigrams per continuation set (DExperts' dist-2)."""
+        return (self.get("diversity") or {}).get("dist2")
+
+    @property
+    def capability(self) -> dict[str, float]:
+        """Benchmark accuracies (``{task: acc}``); perplexity-type numbers are in ``res["capability_ppl"]``."""
+        return dict(self.get("capability") or {})
+
+    @property
+    def effective_push(self) -> float | None:
+        """Mean ‖Δx‖ / median residual norm over generated positions (steering methods only)."""
+        return (self.get("steering") or {}).get("effective_push")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """What was run: method, its settings, model, prompts, sampling, judges."""
+        return dict(self.get("config") or {})
+
+    def __repr__(self) -> str:
+        parts = [f"run={self.config.get('run')!r}", f"method={self.config.get('method')!r}"]
+        if self.judges:
+            t = self.toxicity()
+            parts.append(f"{t.judge}: tox_prob={t.tox_prob}, emt={t.emt}")
+        parts.append(f"ppl={self.ppl}")
+        return f"RunResult({', '.join(parts)})"
