@@ -110,7 +110,8 @@ def _at_ratio(
     for c in out["curves"]:
         v = first_crossing(ratio[:, cols[c["name"]]], tox[:, cols[c["name"]]], r)
         values[c["name"]] = v
-        reach = float(np.nanmax(ratio[0, cols[c["name"]]]))
+        row = ratio[0, cols[c["name"]]]
+        reach = float(np.nanmax(row)) if (~np.isnan(row)).any() else float("nan")  # no PPL: unreachable
         entries.append(
             {"name": c["name"], "kind": "curve", "family": c["family"], "value": summary(v), "reaches": reach}
         )
