@@ -293,10 +293,10 @@ def latent_detector(lm: LoadedModel, sae_dir: Path, latents: list[int], pooling:
     return fit_logistic_detector(tox, cln, "latents", pooling)
 
 
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """Run ``saedetox ARGV`` in-process: (exit status, stdout, stderr)."""
+def run_cli(argv: list, capsys) -> tuple[int, str, str]:
+    """Run ``saedetox ARGV`` in-process (items turned into strings): (exit status, stdout, stderr)."""
     with pytest.raises(SystemExit) as ex:
-        main(argv)
+        main([str(a) for a in argv])
         sys.exit(0)
     out = capsys.readouterr()
     return int(ex.value.code or 0), out.out, out.err

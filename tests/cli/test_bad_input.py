@@ -12,14 +12,13 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from helpers import tiny_gpt2, write_sae
+from helpers import run_cli, tiny_gpt2, write_sae
 from saedetox.cli.app import main
 
 GEMMA_SAE = "gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical"
@@ -40,14 +39,6 @@ def _sweep(w: Path, name: str, **over: object) -> str:
         else:
             raw[k] = v
     return _yaml(w / name, raw)
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as ex:
-        main(argv)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return int(ex.value.code or 0), out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from helpers import run_cli as run
 from helpers import tiny_gpt2, write_sae
-from saedetox.cli.app import main
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,6 @@ def world(tmp_path_factory):
     write_sae(root / "sae", lm.d_model, hook="blocks.1.hook_resid_pre")
     write_sae(root / "wide", lm.d_model + 4, hook="blocks.1.hook_resid_pre")
     return root
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as ex:
-        main(argv)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return ex.value.code, out.out, out.err
 
 
 def test_info_with_preflight(world, capsys):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from saedetox.cli.app import main
+from helpers import run_cli as run
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import evaluate
 from saedetox.methods.registry import build_method
@@ -23,14 +22,6 @@ def two_runs(tmp_path_factory, gpt2, sae_dir):
     spec = SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 2, 3], strength=40.0)])
     evaluate(gpt2, root / "steered", cfg, build_method(gpt2, "sae", spec))
     return root
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as ex:
-        main(argv)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return ex.value.code, out.out, out.err
 
 
 def test_compare_two_real_runs(two_runs, capsys):

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
-import pytest
-
+from helpers import run_cli as run
 from helpers import tiny_gpt2, write_sae
-from saedetox.cli.app import main
 from saedetox.data.calibration import CALIBRATION_TEXTS
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as ex:
-        main(argv)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return ex.value.code, out.out, out.err
 
 
 def test_discover_on_user_files(tmp_path, capsys):

@@ -4,24 +4,15 @@ run whose conditional perplexity is undefined (every continuation ≥ 1e4) ends 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 
+from helpers import run_cli as run
 from helpers import tiny_gpt2, write_sae
-from saedetox.cli.app import main
 from saedetox.io import folder_lock
 
 EV = ["--n-prompts", "3", "--samples", "2", "--max-new-tokens", "3", "--clean-texts", "0", "--judges", "profanity"]
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as ex:
-        main([str(a) for a in argv])
-        sys.exit(0)
-    out = capsys.readouterr()
-    return int(ex.value.code or 0), out.out, out.err
 
 
 @pytest.fixture(scope="module")

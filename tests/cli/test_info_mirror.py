@@ -4,22 +4,11 @@ command, on the offline hub mirror: it prints the preflight; a file missing from
 from __future__ import annotations
 
 import json
-import sys
-
-import pytest
 
 import hub_mirror as hm
-from saedetox.cli.app import main
+from helpers import run_cli as run
 
 ARGS = ["info", "--model", "gpt2", "--sae", "gpt2-small-res-jb/blocks.6.hook_resid_pre", "--device", "cpu"]
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as ex:
-        main(argv)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return ex.value.code, out.out, out.err
 
 
 def test_info_prints_the_preflight_of_the_paper_sae(hub, capsys):
