@@ -35,11 +35,10 @@ import numpy as np
 
 from saedetox.data.corpus import heldout_texts
 from saedetox.data.location import resolve_data_dir
-from saedetox.data.readers import Prompt, read_lines, read_rtp
-from saedetox.data.roles import is_reference_prompt_set, reference_prompts
+from saedetox.data.readers import Prompt
 from saedetox.errors import SaedetoxError
 from saedetox.eval.agreement import judge_agreement
-from saedetox.eval.calibrate import calibrate_method
+from saedetox.eval.calibrate import calibrate_method, prompt_pool
 from saedetox.eval.capability import CapabilityScores, run_capability
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.diversity import diversity
@@ -65,11 +64,7 @@ from saedetox.steering.spec import SteeringSpec
 def load_prompts(cfg: EvalConfig, data_dir: str | None = None) -> list[Prompt]:
     """The run's prompts: a reference set or a file, subset to ``n_prompts`` with the seed."""
     src = cfg.prompts
-    if is_reference_prompt_set(src):
-        prompts = reference_prompts(src, data_dir)
-    else:
-        p = Path(src)
-        prompts = read_rtp(p) if p.suffix in (".jsonl", ".json") else [Prompt(t) for t in read_lines(p)]
+    prompts = prompt_pool(src, data_dir)
     if cfg.n_prompts is not None and cfg.n_prompts < 0:
         raise SaedetoxError("n_prompts must be 0 (all prompts) or positive.")
     if cfg.n_prompts and cfg.n_prompts < len(prompts):
