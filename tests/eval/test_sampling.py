@@ -10,7 +10,7 @@ import torch
 from saedetox.errors import SaedetoxError
 from saedetox.eval.decode import lean_generate
 from saedetox.eval.noise import NoiseStream
-from saedetox.eval.sampling import SAMPLER, SamplingConfig, iter_samples, sample
+from saedetox.eval.sampling import SAMPLER, SamplingConfig, batch_members, iter_samples, prompt_lengths, sample
 from saedetox.model.tokens import tokenize_batch
 from saedetox.steering.spec import Intervention, SteeringSpec
 from saedetox.steering.steerer import Steerer
@@ -42,15 +42,27 @@ def test_sampling_is_seeded_per_batch_and_resumable(gpt2):
     assert [len(g) for g in a] == [3] * 5 and [s.sample_index for s in a[4]] == [0, 1, 2]
     resumed = dict(iter_samples(gpt2, PROMPTS, cfg, skip_batches={0, 1}))
     assert list(resumed) == [2]
-    assert [s.token_ids for s in resumed[2]] == tokens(a[4:])  # the last batch alone: the same tokens
+    longest = max(range(len(PROMPTS)), key=lambda i: len(gpt2.tokenizer(PROMPTS[i])["input_ids"]))
+    assert [s.token_ids for s in resumed[2]] == tokens([a[longest]])  # the last batch alone: the same tokens
     other_seed = sample(gpt2, PROMPTS, SamplingConfig(n_samples=3, max_new_tokens=5, seed=4, batch_size=6))
     assert tokens(other_seed) != tokens(a)
     greedy_like = sample(gpt2, ["She walked"], SamplingConfig(n_samples=4, max_new_tokens=4, seed=0, top_p=1e-6))
     assert len({tuple(s.token_ids) for s in greedy_like[0]}) == 1  # p → 0 keeps only the top token
 
 
+def test_batches_group_prompts_by_length(gpt2):
+    cfg = SamplingConfig(n_samples=3, batch_size=6)  # 2 prompts per batch
+    lengths = prompt_lengths(gpt2, PROMPTS)
+    assert lengths == [len(gpt2.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in PROMPTS]
+    assert batch_members([3, 1, 2, 1, 5], cfg) == [[1, 3], [2, 0], [4]]  # by length, ties by position
+    seen = {s.prompt_index: b for b, samples in iter_samples(gpt2, PROMPTS, cfg) for s in samples}
+    by_batch = [sorted(i for i, b in seen.items() if b == k) for k in range(3)]
+    assert [sorted(m) for m in batch_members(lengths, cfg)] == by_batch
+    assert max(lengths[i] for i in by_batch[0]) <= min(lengths[i] for i in by_batch[1] + by_batch[2])
+
+
 def test_the_sampler_is_part_of_the_config():
-    assert asdict(SamplingConfig())["sampler"] == SAMPLER == "lean-gumbel-v1"
+    assert asdict(SamplingConfig())["sampler"] == SAMPLER == "lean-gumbel-v2"
     with pytest.raises(SaedetoxError, match="sampler"):
         SamplingConfig(sampler="hf-multinomial").validate()
 
@@ -77,8 +89,10 @@ def test_shared_prefill_equals_the_expanded_batch_under_steering(gpt2, sae_dir, 
     k = 3
     cfg = SamplingConfig(n_samples=k, max_new_tokens=8, seed=1, batch_size=len(PROMPTS) * k)
     st = steerer(gpt2, sae_dir, mode)
-    shared = tokens(sample(gpt2, PROMPTS, cfg, st))
-    enc = tokenize_batch(gpt2.tokenizer, [p for p in PROMPTS for _ in range(k)])
+    groups = sample(gpt2, PROMPTS, cfg, st)
+    (order,) = batch_members(prompt_lengths(gpt2, PROMPTS), cfg)  # one batch, its prompts by length
+    shared = tokens([groups[i] for i in order])
+    enc = tokenize_batch(gpt2.tokenizer, [PROMPTS[i] for i in order for _ in range(k)])
     pad = gpt2.tokenizer.pad_token_id
     with st:  # every row prefilled on its own: the reference
         full = lean_generate(
@@ -94,7 +108,7 @@ def test_shared_prefill_equals_the_expanded_batch_under_steering(gpt2, sae_dir, 
     eos = gpt2.tokenizer.eos_token_id
     want = [row[: row.index(eos)] if eos in row else row for row in full.tolist()]
     assert shared == want
-    assert shared != tokens(sample(gpt2, PROMPTS, cfg))  # the steering acts
+    assert tokens(groups) != tokens(sample(gpt2, PROMPTS, cfg))  # the steering acts
 
 
 def test_conditional_gates_are_repeated_not_reset(gpt2, sae_dir, monkeypatch):

@@ -11,8 +11,8 @@ each source is the training mix, :mod:`saedetox.train.corpus`. The held-out chun
 from __future__ import annotations
 
 import csv
-import functools
 import html
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -202,11 +202,24 @@ def source_docs(root: Path, source: Source, role: str = "lm") -> Iterator[str]:
             yield doc
 
 
-def heldout_texts(root: Path) -> list[str]:
-    """The clean held-out chunks (for held-out perplexity); read once per process and folder."""
-    return list(_heldout_texts(Path(root).resolve()))
+def heldout_texts(root: Path, n: int | None = None) -> list[str]:
+    """The clean held-out chunks (for held-out perplexity); read once per process and folder.
+
+    ``n`` asks for the first ``n`` chunks only: the corpus is then read only as far as they reach
+    (the same chunks, in the same order, as the first ``n`` of the whole list).
+    """
+    root = Path(root).resolve()
+    if n is None or (root, None) in _HELDOUT:
+        return list(_cached_heldout(root, None))[:n]
+    return list(_cached_heldout(root, n))
 
 
-@functools.lru_cache(maxsize=4)
-def _heldout_texts(root: Path) -> tuple[str, ...]:
-    return tuple(d for s in SOURCES if s.kind == "clean" for d in source_docs(root, s, "lm_heldout"))
+_HELDOUT: dict[tuple[Path, int | None], tuple[str, ...]] = {}
+
+
+def _cached_heldout(root: Path, n: int | None) -> tuple[str, ...]:
+    if (root, n) not in _HELDOUT:
+        docs = (d for s in SOURCES if s.kind == "clean" for d in source_docs(root, s, "lm_heldout"))
+        _HELDOUT[(root, n)] = tuple(itertools.islice(docs, n))
+    return _HELDOUT[(root, n)]
+

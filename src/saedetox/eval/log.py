@@ -1,6 +1,8 @@
 """``generations.jsonl``: a run's continuations, one line per prompt, so a run resumes row by row.
 
-Rows are appended batch by batch (one write, flushed and fsync'd). An interruption can leave
+Rows are appended batch by batch (one write, flushed and fsync'd); batches group prompts by
+length, so rows arrive out of prompt order, and the finished file is rewritten in prompt order
+(:meth:`GenerationLog.finish`). An interruption can leave
 only the last line torn (a partly written batch is a prefix of its bytes): it is dropped on
 reading, and the batch is sampled again as a whole (its seed makes it reproducible only as a
 whole) but only its missing rows are written, so the file ends byte-identical to an
@@ -33,7 +35,6 @@ class GenerationLog:
         lines = self.path.read_bytes().split(b"\n")
         torn = lines.pop() != b""  # a complete file ends with a newline
         clean = not torn
-        last = -1
         for n, line in enumerate(lines):
             if not line.strip():
                 clean = False
@@ -45,15 +46,15 @@ class GenerationLog:
                     "repair or delete the file to regenerate it."
                 )
             i = row["i"]
-            if i in self.rows or i < last:
-                clean = False  # a duplicate or an out-of-order row (written by an older saedetox)
-            last = max(last, i)
+            if i in self.rows:
+                clean = False  # a duplicate row
             self.rows.setdefault(i, row)
         if not clean:
             self._rewrite()
 
     def _rewrite(self) -> None:
-        atomic_write_text(self.path, "".join(json.dumps(self.rows[i]) + "\n" for i in sorted(self.rows)))
+        """The stored rows in the order they were written (batch by batch), without torn or duplicate lines."""
+        atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in self.rows.values()))
 
     def check(self, prompts: Sequence[str], n_samples: int) -> None:
         """Every stored row must belong to this run: a known prompt, its text, ``n_samples`` continuations."""
@@ -64,8 +65,15 @@ class GenerationLog:
                     "delete the file, or start the run again in another folder."
                 )
 
-    def done_batches(self, bounds: list[tuple[int, int]]) -> set[int]:
-        return {b for b, (s, e) in enumerate(bounds) if all(i in self.rows for i in range(s, e))}
+    def done_batches(self, batches: list[list[int]]) -> set[int]:
+        """The batches (lists of prompt indices) whose every row is stored."""
+        return {b for b, members in enumerate(batches) if all(i in self.rows for i in members)}
+
+    def finish(self) -> None:
+        """Put the rows in prompt order once every batch is written (they are written in batch order)."""
+        if list(self.rows) != sorted(self.rows):
+            self.rows = {i: self.rows[i] for i in sorted(self.rows)}
+            self._rewrite()
 
     def append(self, rows: list[dict[str, Any]]) -> int:
         """Append the rows not already stored (one write, fsync'd); return how many were written."""

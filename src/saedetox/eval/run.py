@@ -49,7 +49,7 @@ from saedetox.eval.log import GenerationLog
 from saedetox.eval.paired import per_prompt_block
 from saedetox.eval.result import RunResult
 from saedetox.eval.runfolder import CONFIG, GENERATIONS, METRICS, SCORES, discard_if_empty, open_run, precheck
-from saedetox.eval.sampling import SamplingConfig, batch_bounds, iter_samples
+from saedetox.eval.sampling import SamplingConfig, batch_members, iter_samples, prompt_lengths
 from saedetox.eval.toxicity import toxicity_summary
 from saedetox.io import atomic_write_bytes, atomic_write_json, check_output_dir, folder_lock
 from saedetox.judges.base import Judge
@@ -79,7 +79,7 @@ def load_prompts(cfg: EvalConfig, data_dir: str | None = None) -> list[Prompt]:
 
 def clean_texts(cfg: EvalConfig, data_dir: str | None = None) -> list[str]:
     """The held-out clean texts for ``ppl_clean`` (``clean_texts`` of them; none when it is 0)."""
-    return heldout_texts(resolve_data_dir(data_dir))[: cfg.clean_texts] if cfg.clean_texts else []
+    return heldout_texts(resolve_data_dir(data_dir), cfg.clean_texts) if cfg.clean_texts else []
 
 
 def versions() -> dict[str, str]:
@@ -105,16 +105,15 @@ def generate_all(
     """
     log = GenerationLog(run / GENERATIONS)
     log.check([p.text for p in prompts], sampling.n_samples)
-    bounds = batch_bounds(len(prompts), sampling)
-    done = log.done_batches(bounds)
     texts = [method.prefix + p.text for p in prompts]
-    todo = len(bounds) - len(done)
+    batches = batch_members(prompt_lengths(lm, texts), sampling)
+    done = log.done_batches(batches)
+    todo = len(batches) - len(done)
     if todo:
-        with method.context(), progress_bar(f"generate [{method.name}]", total=len(bounds), completed=len(done)) as bar:
+        with method.context(), progress_bar(f"generate [{method.name}]", total=len(batches), completed=len(done)) as bar:
             for b, samples in iter_samples(lm, texts, sampling, skip_batches=done):
-                s, e = bounds[b]
                 rows = []
-                for i in range(s, e):
+                for i in batches[b]:
                     conts = sorted((x for x in samples if x.prompt_index == i), key=lambda x: x.sample_index)
                     rows.append(
                         {
@@ -127,6 +126,7 @@ def generate_all(
                     )
                 log.append(rows)
                 bar.advance(1)
+    log.finish()
     return [log.rows[i]["continuations"] for i in range(len(prompts))]
 
 

@@ -2,11 +2,14 @@
 
 Prompts are left-padded, BOS is prepended when asked, and each batch of prompts is generated
 by the lean decode loop (:mod:`saedetox.eval.decode`): every prompt is encoded once and its KV
-cache repeated to its ``n_samples`` sequences. Batch boundaries depend only on the prompt order
-and ``prompts_per_batch``, and the random numbers of a batch depend only on ``(seed, batch
-index, step)`` and its shape (:class:`~saedetox.eval.noise.NoiseStream`), so a resumed run
-regenerates exactly the batches an uninterrupted one would, and every method that samples the
-same prompts sees the same noise (common random numbers: paired comparisons between methods).
+cache repeated to its ``n_samples`` sequences. Batches group prompts of similar length
+(:func:`batch_members`: prompts ordered by token count, ties by position, then cut into
+``prompts_per_batch``), so little of a batch is padding (about a third fewer prompt positions
+than batches in file order on RealToxicityPrompts). The batches depend only on the prompts and
+``prompts_per_batch``, and the random numbers of a batch depend only on ``(seed, batch index,
+step)`` and its shape (:class:`~saedetox.eval.noise.NoiseStream`), so a resumed run regenerates
+exactly the batches an uninterrupted one would, and every method that samples the same prompts
+sees the same noise (common random numbers: paired comparisons between methods).
 
 Sampling is temperature + nucleus (top-p) exactly as transformers defines it, drawn by
 Gumbel-max on that noise (:mod:`saedetox.eval.nucleus`). The sampler's id, :data:`SAMPLER`, is
@@ -30,7 +33,7 @@ from saedetox.model.tokens import tokenize_batch
 from saedetox.steering.steerer import Steerer, generating
 
 #: the sampler's name and version; bump it whenever the same config would sample other tokens
-SAMPLER = "lean-gumbel-v1"
+SAMPLER = "lean-gumbel-v2"  # v2: batches group prompts by length (v1: file order)
 
 
 @dataclass
@@ -72,9 +75,18 @@ class Sample:
     token_ids: list[int]
 
 
-def batch_bounds(n_prompts: int, cfg: SamplingConfig) -> list[tuple[int, int]]:
+def batch_members(lengths: Sequence[int], cfg: SamplingConfig) -> list[list[int]]:
+    """The prompt indices of each batch: prompts ordered by ``lengths`` (ties by index), ``prompts_per_batch`` each."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     ppb = cfg.prompts_per_batch
-    return [(s, min(s + ppb, n_prompts)) for s in range(0, n_prompts, ppb)]
+    return [order[s : s + ppb] for s in range(0, len(order), ppb)]
+
+
+def prompt_lengths(lm: LoadedModel, prompts: Sequence[str]) -> list[int]:
+    """Token count of each prompt (without special tokens): what :func:`batch_members` orders by."""
+    if not prompts:
+        return []
+    return [len(ids) for ids in lm.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
 
 
 def _generate_batch(lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig, batch: int) -> list[list[int]]:
@@ -127,13 +139,13 @@ def iter_samples(
     skip = skip_batches or set()
     ctx = steerer if steerer is not None and not steerer.is_attached else nullcontext()
     with ctx:
-        for b, (start, end) in enumerate(batch_bounds(len(prompts), cfg)):
+        for b, members in enumerate(batch_members(prompt_lengths(lm, prompts), cfg)):
             if b in skip:
                 continue
-            rows = _generate_batch(lm, prompts[start:end], cfg, b)  # attached steerers act through generating()
+            rows = _generate_batch(lm, [prompts[i] for i in members], cfg, b)  # steerers act through generating()
             texts = lm.tokenizer.batch_decode(rows, skip_special_tokens=True)
             samples = [
-                Sample(start + i // cfg.n_samples, i % cfg.n_samples, texts[i], rows[i]) for i in range(len(rows))
+                Sample(members[i // cfg.n_samples], i % cfg.n_samples, texts[i], rows[i]) for i in range(len(rows))
             ]
             yield b, samples
 

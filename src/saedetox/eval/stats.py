@@ -60,7 +60,10 @@ def bootstrap_ci(
 
     def on_indices(idx: np.ndarray, axis: int = -1) -> np.ndarray:
         rows = np.atleast_2d(idx)
-        out = np.array([stat(values[r]) for r in rows], dtype=np.float64)
+        if stat is np.mean and values.ndim == 1:  # the common case, one reduction per resample row at once
+            out = values[rows].mean(axis=1)
+        else:
+            out = np.array([stat(values[r]) for r in rows], dtype=np.float64)
         return out if idx.ndim > 1 else out[0]
 
     with warnings.catch_warnings():  # NaN resamples: scipy warns and gives NaN; handled below

@@ -156,35 +156,38 @@ def tradeoff_plot(
         ax.set_visible(False)
     handles: dict[str, Artist] = {}
     for ax, (judge, points, front) in zip(axes, panels, strict=False):
-        for p in points:
-            colour, marker = method_style(p.method)
-            xe, ye = _err(p.x, p.x_ci), _err(p.y, p.y_ci)
-            is_base = p.name == baseline
+        groups: dict[tuple[str, bool], list[Point]] = {}
+        for p in points:  # one errorbar and one scatter call per method (and for the baseline): far fewer artists
+            groups.setdefault((p.method, p.name == baseline), []).append(p)
+        for (method, is_base), pts in groups.items():
+            colour, marker = method_style(method)
+            xe = [_err(p.x, p.x_ci) for p in pts]
+            ye = [_err(p.y, p.y_ci) for p in pts]
             ax.errorbar(
-                [p.x],
-                [p.y],
-                xerr=[[xe[0]], [xe[1]]],
-                yerr=[[ye[0]], [ye[1]]],
+                [p.x for p in pts],
+                [p.y for p in pts],
+                xerr=[[e[0] for e in xe], [e[1] for e in xe]],
+                yerr=[[e[0] for e in ye], [e[1] for e in ye]],
                 fmt="none",
                 ecolor=colour,
                 alpha=0.35,
                 elinewidth=1,
                 capsize=2,
             )
-            handles[p.method] = ax.scatter(
-                [p.x],
-                [p.y],
+            handles[method] = ax.scatter(
+                [p.x for p in pts],
+                [p.y for p in pts],
                 c=colour,
                 marker=marker,
                 s=(110 if small else 190) if is_base else (35 if small else 60),
                 edgecolors="black" if is_base else "white",
                 linewidths=0.8,
                 zorder=3,
-                label=plain(p.method),
+                label=plain(method),
             )
             if is_base:
-                ax.axhline(p.y, color="#888888", lw=0.8, ls=":", zorder=1)
-                ax.axvline(p.x, color="#888888", lw=0.8, ls=":", zorder=1)
+                ax.axhline(pts[0].y, color="#888888", lw=0.8, ls=":", zorder=1)
+                ax.axvline(pts[0].x, color="#888888", lw=0.8, ls=":", zorder=1)
         fr = sorted((points[i] for i in front), key=lambda p: p.x)
         if len(fr) > 1:
             ax.plot([p.x for p in fr], [p.y for p in fr], color="#2e7d32", lw=1.4, ls="--", zorder=2, alpha=0.8)

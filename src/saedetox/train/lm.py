@@ -213,6 +213,9 @@ def build_model(cfg: LMTrainConfig, vocab_size: int, eos_id: int):
         n_embd=cfg.n_embd,
         n_layer=cfg.n_layer,
         n_head=cfg.n_head,
+        # GPT-2's tanh-approximated GELU, as one fused kernel: the same function as "gelu_new" (its Python
+        # formula, several elementwise passes), ~10% of the reference model's CPU time saved
+        activation_function="gelu_pytorch_tanh",
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
