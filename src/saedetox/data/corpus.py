@@ -222,4 +222,3 @@ def _cached_heldout(root: Path, n: int | None) -> tuple[str, ...]:
         docs = (d for s in SOURCES if s.kind == "clean" for d in source_docs(root, s, "lm_heldout"))
         _HELDOUT[(root, n)] = tuple(itertools.islice(docs, n))
     return _HELDOUT[(root, n)]
-

@@ -110,7 +110,8 @@ def generate_all(
     done = log.done_batches(batches)
     todo = len(batches) - len(done)
     if todo:
-        with method.context(), progress_bar(f"generate [{method.name}]", total=len(batches), completed=len(done)) as bar:
+        bar_ctx = progress_bar(f"generate [{method.name}]", total=len(batches), completed=len(done))
+        with method.context(), bar_ctx as bar:
             for b, samples in iter_samples(lm, texts, sampling, skip_batches=done):
                 rows = []
                 for i in batches[b]:
