@@ -174,3 +174,48 @@ def test_clean_perplexity_is_steered_at_every_position_whatever_the_policy(gpt2,
             got[positions] = clean_perplexity(gpt2, texts)
     assert got["generated"] == pytest.approx(got["all"], rel=1e-6)
     assert abs(got["all"] / plain - 1) > 1e-3
+
+
+def _count_encodings(monkeypatch):
+    from saedetox.eval import shared_prefix
+
+    shared_prefix.clear_context_cache()
+    calls = []
+    real = shared_prefix.new_cache
+    monkeypatch.setattr(shared_prefix, "new_cache", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_encoded_prompts_are_reused_only_for_the_same_weights_without_hooks(monkeypatch):
+    from saedetox.eval import shared_prefix
+
+    lm = tiny_gpt2()
+    calls = _count_encodings(monkeypatch)
+    with monkeypatch.context() as m:
+        m.setattr(shared_prefix, "CONTEXT_CACHE_BYTES", 0)
+        fresh = continuation_nll(lm, PROMPTS, CONTS, batch_size=4)
+        other = [[" a", ""], [""], [" b c d"]]  # empty continuations: the prompt groups must not shift
+        fresh_other = continuation_nll(lm, PROMPTS, other, batch_size=4)
+    calls.clear()
+    assert continuation_nll(lm, PROMPTS, CONTS, batch_size=4) == fresh and len(calls) == 1
+    assert continuation_nll(lm, PROMPTS, other, batch_size=4) == fresh_other and len(calls) == 1  # reused
+    # a hook that changes the activations: nothing reused, and the result is the hooked model's
+    handle = lm.model.transformer.h[0].register_forward_hook(
+        lambda mod, a, out: out * 1.5 if torch.is_tensor(out) else (out[0] * 1.5, *out[1:])
+    )
+    try:
+        hooked = continuation_nll(lm, PROMPTS, CONTS, batch_size=4)
+    finally:
+        handle.remove()
+    assert len(calls) == 2 and hooked != fresh
+    # an in-place weight edit (what Model Surgery does): encoded again, and edited back: encoded again
+    w = lm.model.transformer.h[1].mlp.c_proj.weight
+    with torch.no_grad():
+        w.mul_(2.0)
+        edited = continuation_nll(lm, PROMPTS, CONTS, batch_size=4)
+        w.div_(2.0)
+    assert len(calls) == 3 and edited != fresh
+    np.testing.assert_allclose(
+        np.array(sum(continuation_nll(lm, PROMPTS, CONTS, batch_size=4), [])), np.array(sum(fresh, [])), rtol=1e-6
+    )
+    assert len(calls) == 4

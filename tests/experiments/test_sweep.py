@@ -174,3 +174,35 @@ def test_sweep_resumes_and_writes_report(tmp_path):
     html = (out / "report.html").read_text()
     assert "sae-constant-low" in html and "<img" in html
     assert json.loads((out / "metrics.json").read_text()).keys() == first.keys()
+
+
+def test_a_push_curve_starts_each_calibration_from_the_previous_level(tmp_path, gpt2, sae_dir):
+    from saedetox.experiments.sweep import _method, warm_start
+
+    runs = [{"method": "sae", "modes": ["token"], "push": [0.1, 0.3], "threshold": 0.05}]
+    cfg = parse_config(BASE | {"sae": str(sae_dir), "runs": runs})
+    first, second = plan(cfg)
+    m = _method(cfg, gpt2, second, [1, 5, 7, 12], None, None)
+    assert warm_start(m, {"target": [0.1], "alpha": [2.0]}) == pytest.approx([6.0])  # 2.0 × 0.3 / 0.1
+    assert warm_start(m, None) is None and warm_start(m, {"target": [0.1, 0.2], "alpha": [1.0, 1.0]}) is None
+    constant = parse_config(BASE | {"sae": str(sae_dir), "runs": [{"method": "sae", "push": [0.3]}]})
+    assert (
+        warm_start(_method(constant, gpt2, plan(constant)[0], [1, 5], None, None), {"target": [0.1], "alpha": [2.0]})
+        is None
+    )
+
+    model = tmp_path / "m"
+    gpt2.model.save_pretrained(model)
+    gpt2.tokenizer.save_pretrained(model)
+    raw = {
+        "model": str(model),
+        "sae": str(sae_dir),
+        "features": [1, 5, 7, 12],
+        "evaluation": {"n_prompts": 4, "samples": 1, "max_new_tokens": 4, "batch_size": 4, "clean_texts": 0},
+        "runs": runs,
+    }
+    res = run_sweep(parse_config(raw), tmp_path / "sweep")
+    a, b = (res[r.name]["config"]["push_calibration"] for r in (first, second))
+    assert a["start_alpha"] != b["start_alpha"]
+    assert b["start_alpha"] == pytest.approx([a["alpha"][0] * 0.3 / 0.1])  # the previous level's α, rescaled
+    assert b["history_alpha"][0] == b["start_alpha"] and b["within_tolerance"]

@@ -11,7 +11,11 @@ their α is found on a short pilot generation:
    remainder comes from the evaluated prompts and the record says ``"disjoint": false``;
 2. one sample per prompt with the run's own sampling settings (top-p, temperature, length, seed);
 3. α ← α · target / measured, repeated until the measured push is within ``TOLERANCE`` (10%)
-   of the target, at most ``MAX_STEPS`` (3) rescalings.
+   of the target, at most ``MAX_STEPS`` (3) rescalings. α starts from the closed form, or from
+   ``Method.calibration_start`` when given: a sweep starts each level of a push curve from the
+   previous level's calibrated α scaled by the ratio of the targets (push is close to
+   proportional to α along a curve), which usually lands within tolerance on the first pilot.
+   The record keeps every step's α (``history_alpha``) and push (``history``).
 
 The run then records the target (``config.push``), the pilot's measured push
 (``config.push_calibration``) and the push it achieved on its own prompts (``steering``).
@@ -90,7 +94,9 @@ def calibrate_push(
         return None
     pilot = replace(sampling, n_samples=1)
     history: list[list[float | None]] = []
+    alphas: list[list[float]] = []
     for step in range(max_steps + 1):
+        alphas.append([steerer.resolved[i].alpha for i in todo])
         pushes = measure_push(lm, steerer, prompts, pilot)
         history.append([pushes[i] for i in todo])
         off = []
@@ -119,6 +125,7 @@ def calibrate_push(
         ),
         "steps": len(history) - 1,
         "history": history,
+        "history_alpha": alphas,
         "n_prompts": len(prompts),
         "tolerance": tolerance,
     }
@@ -149,11 +156,19 @@ def calibrate_method(
             for i, alpha in zip(todo, record["alpha"], strict=True):
                 st.resolved[i].set_alpha(alpha)
     if record is None:
+        start = method.calibration_start
+        if start is not None:
+            todo = [i for i, r in enumerate(st.resolved) if r.needs_calibration]
+            if len(start) != len(todo) or not all(a > 0 for a in start):
+                raise SaedetoxError(f"calibration_start needs one positive α per calibrated intervention ({len(todo)})")
+            for i, alpha in zip(todo, start, strict=True):
+                st.resolved[i].set_alpha(alpha)
         pool = [p.text for p in prompt_pool(cfg.prompts, data_dir)]
         texts, disjoint = pilot_prompts(pool, [p.text for p in evaluated], PILOT_PROMPTS, cfg.seed)
         record = calibrate_push(lm, st, [method.prefix + t for t in texts], cfg.sampling)
         assert record is not None
         record["disjoint"] = disjoint
+        record["start_alpha"] = record["history_alpha"][0]
         if cache is not None:
             atomic_write_json(cache, {"key": key, "record": record})
     method.details.update(alpha=st.resolved[0].alpha, push_calibration=record, steering=st.describe())

@@ -79,18 +79,22 @@ def continuation_nll(
     limit = int(lm.max_positions or DEFAULT_CONTEXT)
     items: list[tuple[list[int], list[int]]] = []
     where: list[tuple[int, int]] = []
+    contexts: list[list[int]] = []  # every prompt's: the same encoding groups in every run over these prompts
     result: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(c) for c in continuations]
     for i, (prompt, conts) in enumerate(zip(prompts, continuations, strict=True)):
         ctx = ([bos_id(lm.tokenizer)] if prepend_bos else []) + encode_text(lm.tokenizer, prompt)
         if not ctx:
             raise SaedetoxError("An empty prompt with prepend_bos=False leaves nothing to condition on.")
+        contexts.append(ctx[-(limit - 1) :])
         for j, cont in enumerate(conts):
             cids = encode_text(lm.tokenizer, cont)[: limit - 1]
             if cids:
                 items.append((ctx[-(limit - len(cids)) :], cids))
                 where.append((i, j))
     if items:
-        for (i, j), (s, n) in zip(where, shared_prefix_nll(lm, items, batch_rows=batch_size), strict=True):
+        for (i, j), (s, n) in zip(
+            where, shared_prefix_nll(lm, items, batch_rows=batch_size, contexts=contexts), strict=True
+        ):
             result[i][j] = (float(s), int(n))
     return result
 

@@ -71,11 +71,14 @@ def run_sweep(
         if any(r.method in ("meandiff", "aura", "surgery") for r in planned):
             contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)
             extra = {"contrast": texts_digest(contrast.toxic + ["\x00"] + contrast.clean)}
+        previous: dict[str, str] = {}  # curve -> its last run so far (push calibration starts from its α)
         for i, r in enumerate(planned):
             note(f"[{i + 1}/{len(planned)}] {r.name}")
             method = _method(cfg, lm, r, features, gates, contrast, detector)
             if r.method == "sae" and isinstance(cfg.features, str) and cfg.sae is not None:
                 check_features_against(method, cfg.features, cfg.sae)
+            last = results.get(previous.get(r.curve, ""), {}) if r.curve else {}
+            method.calibration_start = warm_start(method, last.get("config", {}).get("push_calibration"))
             results[r.name] = evaluate(
                 lm,
                 out / "runs" / r.name,
@@ -91,6 +94,8 @@ def run_sweep(
                 data_dir=cfg.data_dir,
                 overwrite=overwrite,
             )
+            if r.curve:
+                previous[r.curve] = r.name
         splitting = None
         if cfg.splitting and cfg.splitting.saes:
             splitting = run_splitting(cfg, lm, replace(ev, capability=()), out, results, ref)
@@ -105,6 +110,24 @@ def run_sweep(
         atomic_write_json(out / "manifest.json", manifest)
         write_outputs(out, results, manifest, splitting, cfg.comparison)
     return results
+
+
+def warm_start(method: Method, last: dict[str, Any] | None) -> list[float] | None:
+    """Where ``method``'s push calibration starts: the curve's last calibrated α × (new target / its target).
+
+    ``last`` is that run's ``config.push_calibration`` record; None (or a record that does not
+    match the method's calibrated interventions) leaves the closed-form start.
+    """
+    st = method.steerer
+    if st is None or not last:
+        return None
+    targets = [r.target_push for r in st.resolved if r.needs_calibration]
+    old_t, old_a = last.get("target") or [], last.get("alpha") or []
+    if not targets or len(old_t) != len(targets) or len(old_a) != len(targets):
+        return None
+    if not all(t and a and t > 0 and a > 0 for t, a in zip(old_t, old_a, strict=True)):
+        return None
+    return [a * t / ot for a, t, ot in zip(old_a, targets, old_t, strict=True)]  # type: ignore[operator]
 
 
 def _method(

@@ -25,3 +25,6 @@ class Method:
     stats: Callable[[], dict[str, Any]] | None = None
     #: the Steerer behind a steering method (push calibration reaches its strengths through it)
     steerer: Steerer | None = None
+    #: where push calibration starts: α per intervention that needs it (None: the closed form). Not part
+    #: of the run's settings (the calibrated α is): a sweep starts a curve's next level from the last one's α
+    calibration_start: list[float] | None = None
