@@ -145,3 +145,26 @@ def test_meandiff_adaptive_uses_its_own_projection_detector(gpt2):
     assert torch.equal(const.steerer.resolved[0].direction_sum, r.direction_sum)  # same direction, same data
     with pytest.raises(SaedetoxError, match="constant and adaptive"):
         meandiff_method(gpt2, HOOK, data, "medium", None, mode="token")
+
+
+@torch.no_grad()
+def test_meandiff_detector_from_kept_tokens_equals_a_second_pass(gpt2, monkeypatch):
+    from helpers import CLEAN_TEXTS, TOXIC_TEXTS
+    from saedetox.methods import contrast
+    from saedetox.methods.contrast import ContrastData, max_projection, max_projection_of, token_mean
+    from saedetox.methods.meandiff import meandiff_method
+
+    kept: list[torch.Tensor] = []
+    mean = token_mean(gpt2, TOXIC_TEXTS, HOOK, keep=kept)
+    assert torch.allclose(torch.cat(kept).mean(0), mean, atol=1e-5) and len(kept) == len(TOXIC_TEXTS)
+    v = torch.randn(gpt2.d_model)
+    assert torch.allclose(max_projection_of(kept, v), max_projection(gpt2, TOXIC_TEXTS, HOOK, v), atol=1e-4)
+    one_pass = meandiff_method(
+        gpt2, HOOK, ContrastData(TOXIC_TEXTS, CLEAN_TEXTS), None, None, mode="adaptive", push=0.2
+    )
+    monkeypatch.setattr(contrast, "TOKENS_BUDGET", 0)  # nothing kept: the detector takes a second pass
+    data = ContrastData(TOXIC_TEXTS, CLEAN_TEXTS)
+    two_pass = meandiff_method(gpt2, HOOK, data, None, None, mode="adaptive", push=0.2)
+    assert not any(k[0] == "meandiff-tokens" for k in data.cache)
+    a, b = one_pass.details["detector"], two_pass.details["detector"]
+    assert a["coef"] == pytest.approx(b["coef"], rel=1e-4) and a["intercept"] == pytest.approx(b["intercept"], rel=1e-4)

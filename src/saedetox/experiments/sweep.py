@@ -31,6 +31,7 @@ from saedetox.io import atomic_write_json, atomic_write_text, ensure_unlocked, f
 from saedetox.methods.base import Method
 from saedetox.methods.contrast import ContrastData, default_contrast
 from saedetox.methods.registry import build_method
+from saedetox.methods.shared_pass import prefetch_pooled
 from saedetox.model.load import LoadedModel, load_model
 from saedetox.progress import note
 from saedetox.report.curves import ComparisonConfig
@@ -71,6 +72,7 @@ def run_sweep(
         if any(r.method in ("meandiff", "aura", "surgery") for r in planned):
             contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)
             extra = {"contrast": texts_digest(contrast.toxic + ["\x00"] + contrast.clean)}
+            prefetch_pooled(lm, contrast, {r.method for r in planned})  # AurA + Surgery: one pass each side, not two
         previous: dict[str, str] = {}  # curve -> its last run so far (push calibration starts from its α)
         for i, r in enumerate(planned):
             note(f"[{i + 1}/{len(planned)}] {r.name}")

@@ -28,12 +28,13 @@ from torch import nn
 
 from saedetox.discover.stats import auroc_per_latent
 from saedetox.methods.base import Method
-from saedetox.methods.contrast import ContrastData, StopForward, cached, length_sorted_batches, run_until_stopped
+from saedetox.methods.contrast import ContrastData, Reducer, cached, pooled_outputs
 from saedetox.model.arch import mlp_linears
 from saedetox.model.load import LoadedModel
 
 MAX_LENGTH = 128  # tokens per text (the published seq_len)
 RESPONSE_BUDGET = 2**29  # floats of responses held at once (2 GiB); more modules take more passes
+RESPONSES = "aura-responses"  # ContrastData.cache key of responses gathered by a shared pass
 
 
 def expert_modules(lm: LoadedModel, relative: Sequence[str] | None = None) -> list[tuple[str, nn.Module]]:
@@ -55,7 +56,6 @@ def masked_max(out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return o.amax(1)
 
 
-@torch.no_grad()
 def max_responses(
     lm: LoadedModel,
     texts: Sequence[str],
@@ -64,32 +64,22 @@ def max_responses(
     max_length: int = MAX_LENGTH,
 ) -> dict[str, torch.Tensor]:
     """Per module: each text's max-pooled output channels, ``[n_texts, units]`` float32 on CPU (in ``texts`` order)."""
-    state: dict[str, torch.Tensor] = {}
-    acc: dict[str, list[torch.Tensor]] = {n: [] for n, _ in modules}
-    seen: set[str] = set()
+    return pooled_outputs(lm, texts, response_reducers(modules), batch_size, max_length)
 
-    def make(name: str):
-        def hook(mod: nn.Module, args: Any, output: torch.Tensor) -> None:
-            acc[name].append(masked_max(output, state["mask"]).cpu())
-            seen.add(name)
-            if len(seen) == len(modules):  # nothing after the last module is needed (e.g. the LM head)
-                raise StopForward
 
-        return hook
+def response_reducers(modules: Sequence[tuple[str, nn.Module]]) -> dict[str, Reducer]:
+    """AurA's responses as :func:`~saedetox.methods.contrast.pooled_outputs` reducers (max over real tokens)."""
+    return {name: (module, masked_max) for name, module in modules}
 
-    handles = [m.register_forward_hook(make(n)) for n, m in modules]
-    order = []
-    try:
-        for idx, batch in length_sorted_batches(lm, texts, batch_size, max_length):
-            state["mask"] = batch["attention_mask"].bool()
-            seen.clear()
-            order.append(idx)
-            run_until_stopped(lm, batch)
-    finally:
-        for h in handles:
-            h.remove()
-    inverse = torch.argsort(torch.cat(order))
-    return {n: torch.cat(v)[inverse] for n, v in acc.items()}
+
+def fits_one_pass(lm: LoadedModel, data: ContrastData, relative: Sequence[str] | None = None) -> bool:
+    """Whether every expert's responses fit one pass's memory budget (:data:`RESPONSE_BUDGET`)."""
+    units = sum(_units(m) for _, m in expert_modules(lm, relative))
+    return units * max(1, len(data.toxic) + len(data.clean)) <= RESPONSE_BUDGET
+
+
+def _units(m: nn.Module) -> int:
+    return int(getattr(m, "out_features", 0) or m.weight.shape[-1])  # Conv1D: [in, out]
 
 
 def factors_from_auroc(auc: torch.Tensor) -> torch.Tensor:
@@ -98,9 +88,15 @@ def factors_from_auroc(auc: torch.Tensor) -> torch.Tensor:
 
 
 def aura_aurocs(lm: LoadedModel, data: ContrastData, relative: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-    """Per module: each expert's AUROC (max-pooled response, toxic vs clean)."""
+    """Per module: each expert's AUROC (max-pooled response, toxic vs clean).
+
+    Responses a shared pass already gathered (:mod:`saedetox.methods.shared_pass`) are used as they are.
+    """
     modules = expert_modules(lm, relative)
-    units = [int(getattr(m, "out_features", 0) or m.weight.shape[-1]) for _, m in modules]  # Conv1D: [in, out]
+    if relative is None and all((RESPONSES, id(lm.model), side) in data.cache for side in ("toxic", "clean")):
+        tox, cln = (data.cache[(RESPONSES, id(lm.model), side)] for side in ("toxic", "clean"))
+        return {n: torch.from_numpy(auroc_per_latent(tox[n].numpy(), cln[n].numpy())) for n, _ in modules}
+    units = [_units(m) for _, m in modules]
     per_pass = max(1, RESPONSE_BUDGET // max(1, len(data.toxic) + len(data.clean)))
     out: dict[str, torch.Tensor] = {}
     start = 0

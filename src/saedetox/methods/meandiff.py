@@ -20,14 +20,19 @@ from sklearn.linear_model import LogisticRegression
 
 from saedetox.errors import SaedetoxError
 from saedetox.methods.base import Method
-from saedetox.methods.contrast import ContrastData, cached, max_projection, token_mean
+from saedetox.methods.contrast import ContrastData, cached, max_projection, max_projection_of, token_mean
 from saedetox.methods.sae import steering_method
 from saedetox.model.load import LoadedModel
 from saedetox.steering.spec import Intervention, SteeringSpec
 
 
 def meandiff_direction(lm: LoadedModel, hook: str, data: ContrastData) -> torch.Tensor:
-    v = token_mean(lm, data.toxic, hook) - token_mean(lm, data.clean, hook)
+    """The unit mean difference; the pass keeps the token activations (when they fit) for the detector."""
+    tox: list[torch.Tensor] = []
+    cln: list[torch.Tensor] = []
+    v = token_mean(lm, data.toxic, hook, keep=tox) - token_mean(lm, data.clean, hook, keep=cln)
+    if len(tox) == len(data.toxic) and len(cln) == len(data.clean):
+        data.cache[_tokens_key(lm, hook)] = (tox, cln)
     if float(v.norm()) == 0:
         raise SaedetoxError("Toxic and clean texts give the same mean activation; cannot build a direction.")
     return v / v.norm()
@@ -57,10 +62,22 @@ def fit_logistic_detector(toxic: np.ndarray, clean: np.ndarray, kind: str, pooli
 def projection_detector(
     lm: LoadedModel, hook: str, data: ContrastData, direction: torch.Tensor, pooling: str = "max"
 ) -> dict[str, Any]:
-    """The mean-difference direction's own detector: logistic regression on the per-text max projection."""
-    tox = max_projection(lm, data.toxic, hook, direction).numpy()[:, None]
-    cln = max_projection(lm, data.clean, hook, direction).numpy()[:, None]
+    """The mean-difference direction's own detector: logistic regression on the per-text max projection.
+
+    The projections come from the token activations the direction's pass kept, when it kept them
+    (the same activations a second pass would give), otherwise from a second pass.
+    """
+    kept = data.cache.get(_tokens_key(lm, hook))
+    if kept is not None:
+        tox, cln = (max_projection_of(t, direction).numpy()[:, None] for t in kept)
+    else:
+        tox = max_projection(lm, data.toxic, hook, direction).numpy()[:, None]
+        cln = max_projection(lm, data.clean, hook, direction).numpy()[:, None]
     return fit_logistic_detector(tox, cln, "projection", pooling)
+
+
+def _tokens_key(lm: LoadedModel, hook: str) -> tuple[Any, ...]:
+    return ("meandiff-tokens", id(lm.model), hook)
 
 
 def meandiff_spec(

@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from saedetox.methods.contrast import ContrastData, StopForward, length_sorted_batches, run_until_stopped
+from saedetox.methods.contrast import ContrastData, Reducer, pooled_outputs
 from saedetox.model.arch import final_norm
 from saedetox.model.load import LoadedModel
 from saedetox.model.sites import hidden_from_output
+
+FEATURES = "probe-features"  # the reducer's name, and the ContrastData.cache key of features from a shared pass
 
 
 @dataclass(frozen=True)
@@ -51,29 +53,21 @@ def feature_site(lm: LoadedModel) -> tuple[str, nn.Module]:
     return names[id(mod)], mod
 
 
-@torch.no_grad()
 def final_features(lm: LoadedModel, texts: Sequence[str], batch_size: int = 32, max_length: int = 128) -> torch.Tensor:
     """Mean over each text's tokens of the final normed hidden state, ``[n, d]`` float32 on CPU (in ``texts`` order)."""
+    return pooled_outputs(lm, texts, feature_reducer(lm), batch_size, max_length)[FEATURES]
+
+
+def feature_reducer(lm: LoadedModel) -> dict[str, Reducer]:
+    """The probe's features as a :func:`~saedetox.methods.contrast.pooled_outputs` reducer."""
     _, module = feature_site(lm)
-    state: dict[str, torch.Tensor] = {}
 
-    def hook(mod: nn.Module, args: Any, output: Any) -> None:
-        m = state["mask"]
+    def mean(output: Any, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.float()
         h = hidden_from_output(output).float().reshape(*m.shape, -1)
-        state["pooled"] = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)
-        raise StopForward  # the LM head is not needed
+        return (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)
 
-    handle = module.register_forward_hook(hook)
-    out, order = [], []
-    try:
-        for idx, batch in length_sorted_batches(lm, texts, batch_size, max_length):
-            state["mask"] = batch["attention_mask"].float()
-            run_until_stopped(lm, batch)
-            out.append(state.pop("pooled").cpu())
-            order.append(idx)
-    finally:
-        handle.remove()
-    return torch.cat(out)[torch.argsort(torch.cat(order))]
+    return {FEATURES: (module, mean)}
 
 
 def train_probe(x: torch.Tensor, y: torch.Tensor, cfg: ProbeConfig) -> tuple[torch.Tensor, float, float | None]:
@@ -104,7 +98,10 @@ def train_probe(x: torch.Tensor, y: torch.Tensor, cfg: ProbeConfig) -> tuple[tor
 def train_toxicity_probe(lm: LoadedModel, data: ContrastData, cfg: ProbeConfig | None = None) -> Probe:
     """The probe on ``data`` (toxic = class 1)."""
     cfg = cfg or ProbeConfig()
-    x = torch.cat([final_features(lm, data.toxic), final_features(lm, data.clean)])
+    sides = [data.cache.get((FEATURES, id(lm.model), side)) for side in ("toxic", "clean")]  # from a shared pass
+    if sides[0] is None or sides[1] is None:
+        sides = [final_features(lm, data.toxic), final_features(lm, data.clean)]
+    x = torch.cat(sides)
     y = torch.cat([torch.ones(len(data.toxic), dtype=torch.long), torch.zeros(len(data.clean), dtype=torch.long)])
     vector, train_acc, heldout = train_probe(x, y, cfg)
     name, _ = feature_site(lm)
