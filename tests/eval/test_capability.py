@@ -168,3 +168,20 @@ def test_lm_eval_prints_no_git_noise_outside_a_repository(gpt2, tmp_path, monkey
     res = evaluate_tasks(gpt2, ["copa"], limit=2)
     assert "saedetox_copa" in res["results"]
     assert "not a git repository" not in capfd.readouterr().err
+
+
+def test_built_tasks_are_reused_within_a_process(gpt2, monkeypatch):
+    import lm_eval.tasks
+
+    from saedetox.eval import capability
+
+    capability._BUILT.clear()
+    builds = []
+    real = lm_eval.tasks.get_task_dict
+    monkeypatch.setattr(lm_eval.tasks, "get_task_dict", lambda *a, **k: builds.append(a[0]) or real(*a, **k))
+    first = run_capability(gpt2, tasks=("copa", "blimp"), limit=2, batch_size=8)
+    second = run_capability(gpt2, tasks=("copa", "blimp"), limit=2, batch_size=8)
+    assert builds == [["saedetox_copa", "saedetox_blimp"]]  # built once, then reused
+    assert first == second and list(first.accuracy) == ["copa", "blimp"]  # in the order asked for
+    run_capability(gpt2, tasks=("copa",), limit=2, batch_size=8)
+    assert len(builds) == 2  # another task list is built anew

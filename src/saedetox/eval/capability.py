@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from saedetox.data.location import data_file
+from saedetox.data.location import data_file, resolve_data_dir
 from saedetox.errors import SaedetoxError
 from saedetox.eval.fluency import sequence_nll
 from saedetox.model.load import LoadedModel
@@ -41,6 +41,8 @@ BLIMP_FILE = "benchmarks/blimp/blimp_first100_per_paradigm.jsonl"
 _PREFIX = "saedetox_"
 _DATA_RE = re.compile(r'"@DATA_DIR@/([^"]+)"')
 _QUIET_LOGGERS = ("lm_eval", "lm-eval", "datasets", "transformers")
+#: lm-eval tasks built from the local YAMLs, by (task names, data folder): rebuilt only when those change
+_BUILT: dict[tuple[tuple[str, ...], str], list[Any]] = {}
 
 
 # --------------------------------------------------------------------------- task files
@@ -142,7 +144,7 @@ def evaluate_tasks(
     import lm_eval
     import lm_eval.evaluator
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager, get_task_dict
 
     if not tasks:
         raise SaedetoxError("No capability tasks given.")
@@ -153,8 +155,14 @@ def evaluate_tasks(
             "(or pass online_tasks=True for lm-eval's hub tasks, which need network)."
         )
     with tempfile.TemporaryDirectory(prefix="saedetox-tasks-") as tmp, _quiet():
-        local = render_tasks([t for t in tasks if t in KNOWN_TASKS], tmp, data_dir)
+        names = [t for t in tasks if t in KNOWN_TASKS]
+        key = (tuple(names), str(resolve_data_dir(data_dir)) if names else "")
+        local: list[Any] = list(_BUILT.get(key, []))  # built lm-eval tasks: loading their data takes seconds
+        local_names = render_tasks(names, tmp, data_dir) if names and not local else []
         manager = TaskManager(include_path=tmp, include_defaults=bool(unknown))
+        if local_names:
+            local = list(get_task_dict(local_names, manager).values())
+            _BUILT[key] = list(local)
         missing = [t for t in unknown if t not in manager.all_tasks]
         if missing:
             raise SaedetoxError(f"lm-eval knows no task named '{missing[0]}'; check `lm-eval ls tasks`.")
@@ -229,6 +237,8 @@ def run_capability(
                 out.perplexity[short] = float(value)
             elif "perplexity" in metric:
                 out.perplexity[f"{short}_{metric}"] = float(value)
+    rank = {t: i for i, t in enumerate(tasks)}  # in the order asked for, whatever order lm-eval reports
+    out.accuracy = dict(sorted(out.accuracy.items(), key=lambda kv: rank.get(kv[0], len(rank))))
     return out
 
 
