@@ -78,9 +78,9 @@ def text_stats(
 def auroc_per_latent(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """AUROC of each column (higher = more positive), ties counted half, via ranks."""
     both = np.concatenate([pos, neg], 0)
-    ranks = rankdata(both, axis=0)
+    ranks = rankdata(np.ascontiguousarray(both.T), axis=1)  # one contiguous row per column: faster, same ranks
     n_pos, n_neg = pos.shape[0], neg.shape[0]
-    return (ranks[:n_pos].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return (ranks[:, :n_pos].sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def rank_scores(method: str, tox: TextStats, clean: TextStats, paired: bool) -> np.ndarray:
