@@ -193,5 +193,13 @@ def reference_prompts(which: str = "challenging", data_dir: str | os.PathLike[st
         names = ", ".join(f"{b}[:dev|:test]" for b in RTP_FILES)
         raise SaedetoxError(f"Unknown prompt set '{which}': use {names} or a path to an RTP .jsonl.")
     base, _, split = which.partition(":")
-    prompts = read_rtp(data_file(RTP_FILES[base], data_dir))
-    return [p for p in prompts if rtp_split(p) == split] if split else prompts
+    path = data_file(RTP_FILES[base], data_dir).resolve()
+    st = path.stat()
+    return list(_prompt_set(path, st.st_mtime_ns, st.st_size, split))
+
+
+@functools.lru_cache(maxsize=16)
+def _prompt_set(path: Path, mtime_ns: int, size: int, split: str) -> tuple[Prompt, ...]:
+    """One prompt set, read once per process while its file is unchanged (a sweep asks for it every run)."""
+    prompts = read_rtp(path)
+    return tuple(p for p in prompts if rtp_split(p) == split) if split else tuple(prompts)

@@ -114,16 +114,20 @@ def _quiet() -> Iterator[None]:
 @contextmanager
 def _no_git_probe(evaluator: Any) -> Iterator[None]:
     """lm-eval records ``git describe`` of the working directory, which prints "fatal: not a git repository"
-    outside one (a subprocess writing to the terminal, past any redirect); the hash is not ours to record."""
-    saved = getattr(evaluator, "get_git_commit_hash", None)
-    if saved is None:
-        yield
-        return
-    evaluator.get_git_commit_hash = lambda: None
+    outside one (a subprocess writing to the terminal, past any redirect), and an environment report
+    (``torch.utils.collect_env``: subprocesses, about half a second per call). Neither is ours to record:
+    a run records its own versions."""
+    saved = {name: getattr(evaluator, name, None) for name in ("get_git_commit_hash", "add_env_info")}
+    if saved["get_git_commit_hash"] is not None:
+        evaluator.get_git_commit_hash = lambda: None
+    if saved["add_env_info"] is not None:
+        evaluator.add_env_info = lambda results: None
     try:
         yield
     finally:
-        evaluator.get_git_commit_hash = saved
+        for name, fn in saved.items():
+            if fn is not None:
+                setattr(evaluator, name, fn)
 
 
 def evaluate_tasks(
