@@ -22,7 +22,7 @@ def test_demo_is_pre_registered_on_the_test_prompts_and_tuned_on_dev():
     planned = plan(demo)
     curves = {r.curve for r in planned if r.curve}
     assert cmp.primary in curves and cmp.primary.startswith("sae-")
-    assert {"sae-constant", "sae-conditional", "sae-token", "meandiff", "meandiff-adaptive", "surgery"} <= curves
+    assert {"sae-constant", "sae-conditional", "meandiff", "meandiff-adaptive", "surgery"} <= curves
     assert any(c.startswith("sae-adaptive") for c in curves)
     assert {"none", "prompt", "aura"} <= {r.name for r in planned if r.curve is None}
     for c in curves - {"surgery"}:  # every steering method is a curve over the same effective-push grid
