@@ -88,8 +88,8 @@ def _grad_at_hook(
                 if not bool(keep.any()):
                     continue
                 lp = torch.log_softmax(logits, -1).gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
-                (lp * keep).sum().backward()
-            g = holder["x"].grad
+                # the gradient at the hook only: no weight gradients are computed (a third of the backward)
+                (g,) = torch.autograd.grad((lp * keep).sum(), holder["x"])
             real = mask.clone()
             real[:, 0] = False  # BOS is steered too, but its residual barely matters; keep it out
             total += (g * real.unsqueeze(-1)).sum((0, 1)).double().cpu()
