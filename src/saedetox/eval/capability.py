@@ -112,7 +112,7 @@ def _quiet() -> Iterator[None]:
 
 
 @contextmanager
-def _no_git_probe(evaluator: Any) -> Iterator[None]:
+def _no_env_probes(evaluator: Any) -> Iterator[None]:
     """lm-eval records ``git describe`` of the working directory, which prints "fatal: not a git repository"
     outside one (a subprocess writing to the terminal, past any redirect), and an environment report
     (``torch.utils.collect_env``: subprocesses, about half a second per call). Neither is ours to record:
@@ -172,7 +172,7 @@ def evaluate_tasks(
             raise SaedetoxError(f"lm-eval knows no task named '{missing[0]}'; check `lm-eval ls tasks`.")
         model = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size)
         try:
-            with _no_git_probe(lm_eval.evaluator):
+            with _no_env_probes(lm_eval.evaluator):
                 return lm_eval.simple_evaluate(
                     model=model,
                     tasks=local + unknown,

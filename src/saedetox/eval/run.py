@@ -112,7 +112,7 @@ def generate_all(
     if todo:
         bar_ctx = progress_bar(f"generate [{method.name}]", total=len(batches), completed=len(done))
         with method.context(), bar_ctx as bar:
-            for b, samples in iter_samples(lm, texts, sampling, skip_batches=done):
+            for b, samples in iter_samples(lm, texts, sampling, skip_batches=done, batches=batches):
                 rows = []
                 for i in batches[b]:
                     conts = sorted((x for x in samples if x.prompt_index == i), key=lambda x: x.sample_index)

@@ -133,13 +133,19 @@ def iter_samples(
     cfg: SamplingConfig,
     steerer: Steerer | None = None,
     skip_batches: set[int] | None = None,
+    batches: list[list[int]] | None = None,
 ) -> Iterator[tuple[int, list[Sample]]]:
-    """Yield ``(batch_index, samples)`` per batch, skipping batches in ``skip_batches``."""
+    """Yield ``(batch_index, samples)`` per batch, skipping batches in ``skip_batches``.
+
+    ``batches`` is :func:`batch_members` of these prompts when the caller has it already (not recomputed).
+    """
     cfg.validate()
     skip = skip_batches or set()
     ctx = steerer if steerer is not None and not steerer.is_attached else nullcontext()
     with ctx:
-        for b, members in enumerate(batch_members(prompt_lengths(lm, prompts), cfg)):
+        if batches is None:
+            batches = batch_members(prompt_lengths(lm, prompts), cfg)
+        for b, members in enumerate(batches):
             if b in skip:
                 continue
             rows = _generate_batch(lm, [prompts[i] for i in members], cfg, b)  # steerers act through generating()
