@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console(stderr=True)
 
 ProgressCallback = Callable[[str, int, int], None]
-_target: ProgressCallback | Literal["terminal"] | None = None
+_target: ProgressCallback | Literal["terminal", "lines"] | None = None
 
 
 def on_progress(target: ProgressCallback | Literal["terminal"] | None) -> None:
@@ -33,11 +33,18 @@ def on_progress(target: ProgressCallback | Literal["terminal"] | None) -> None:
     _target = target
 
 
+def plain_lines() -> None:
+    """Progress as plain lines even on a terminal (worker processes that share one), where it goes there."""
+    global _target
+    if _target == "terminal":
+        _target = "lines"
+
+
 def note(message: str) -> None:
     """A one-off progress line (e.g. which run of a sweep starts)."""
     if os.environ.get("SAEDETOX_QUIET") == "1" or _target is None:
         return
-    if _target == "terminal":
+    if _target in ("terminal", "lines"):
         print(message, file=sys.stderr, flush=True)
     else:
         _target(message, 0, 0)
@@ -88,10 +95,10 @@ def progress_bar(description: str, total: int, completed: int = 0) -> Iterator[_
     if os.environ.get("SAEDETOX_QUIET") == "1" or _target is None:
         yield _Bar(None, None)
         return
-    if _target != "terminal":
+    if callable(_target):
         yield _Bar(None, None, total, completed, description, callback=_target)
         return
-    if not sys.stderr.isatty():
+    if _target == "lines" or not sys.stderr.isatty():
         yield _Bar(None, None, total, completed, description, plain=True)
         return
     progress = Progress(

@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -75,6 +76,19 @@ def test_auroc_per_latent_matches_sklearn():
     got = auroc_per_latent(pos, neg)
     want = [roc_auc_score(np.r_[np.ones(30), np.zeros(40)], np.r_[pos[:, j], neg[:, j]]) for j in range(5)]
     assert np.allclose(got, want)
+
+
+def test_auroc_per_latent_equals_the_rank_sum_formula_to_the_bit():
+    rng = np.random.default_rng(1)
+    pos = np.maximum(rng.normal(-1.0, 1, (300, 64)), 0).astype(np.float32)  # sparse: many tied zeros
+    neg = np.maximum(rng.normal(-1.2, 1, (410, 64)), 0).astype(np.float32)
+    pos[:, 3] = rng.integers(0, 3, 300)  # heavy ties among non-zero values
+    ranks = rankdata(np.concatenate([pos, neg]).T, axis=1)
+    want = (ranks[:, :300].sum(1) - 300 * 301 / 2) / (300 * 410)
+    assert np.array_equal(auroc_per_latent(pos, neg), want)
+    pos[0, 5] = np.nan  # non-finite: ranks, NaN propagates to that column only
+    got = auroc_per_latent(pos, neg)
+    assert np.isnan(got[5]) and np.array_equal(np.delete(got, 5), np.delete(want, 5))
 
 
 def test_text_stats_against_direct_encoding(gpt2, sae):

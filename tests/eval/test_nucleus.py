@@ -8,8 +8,8 @@ import torch
 from scipy.stats import chisquare
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from saedetox.eval.noise import NoiseStream, step_seed
-from saedetox.eval.nucleus import gumbel_nucleus_sample
+from saedetox.eval.noise import NoiseStream, reuse_noise, step_seed
+from saedetox.eval.nucleus import gumbel_nucleus_sample, nucleus_sample_exponential
 
 STRATEGIES = ["reject", "sort"]
 
@@ -111,3 +111,39 @@ def test_noise_inside_and_outside_inference_mode():
         x = s.uniform(0, (4, 8)).clone()
     assert torch.equal(s.uniform(0, (4, 8)), x)
     assert np.isfinite(x.numpy()).all()
+
+
+def test_reused_noise_is_the_fresh_draw_and_is_drawn_once():
+    fresh = NoiseStream(4, 2).exponential(3, (16, 64)).clone()
+    assert torch.equal(fresh, NoiseStream(4, 2).uniform(3, (16, 64)).log().neg())
+    with reuse_noise() as kept:
+        first = NoiseStream(4, 2).exponential(3, (16, 64))
+        with torch.inference_mode():  # a second run, inside the decode loop's inference mode
+            again = NoiseStream(4, 2).exponential(3, (16, 64))
+        other = NoiseStream(4, 3).exponential(3, (16, 64))  # another batch: other numbers
+    assert again is first and torch.equal(first, fresh) and not first.is_inference()
+    assert not torch.equal(other, fresh)
+    assert (kept.hits, kept.misses, len(kept.store)) == (1, 2, 0)  # the scope's store is emptied on exit
+    assert NoiseStream(4, 2).exponential(3, (16, 64)) is not first  # outside the scope: fresh every time
+
+
+def test_reuse_keeps_only_what_fits_its_budget():
+    one = 16 * 64 * 4
+    with reuse_noise(budget_bytes=2 * one) as kept:
+        s = NoiseStream(0, 0)
+        for step in range(3):
+            s.exponential(step, (16, 64))
+        assert kept.used == 2 * one and len(kept.store) == 2  # the third did not fit: drawn, not kept
+        assert torch.equal(s.exponential(2, (16, 64)), NoiseStream(0, 0).uniform(2, (16, 64)).log().neg())
+        assert kept.hits == 0 and kept.misses == 4
+
+
+def test_sampling_with_reused_noise_gives_the_same_tokens():
+    g = torch.Generator().manual_seed(9)
+    logits = torch.randn(32, 500, generator=g) * 3.0
+    want = [gumbel_nucleus_sample(logits, NoiseStream(5, 0).uniform(t, (32, 500)), 0.9) for t in range(3)]
+    with reuse_noise():
+        for _ in range(2):  # the second pass reads the kept noise
+            noise = NoiseStream(5, 0)
+            got = [nucleus_sample_exponential(logits, noise.exponential(t, (32, 500)), 0.9) for t in range(3)]
+            assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))

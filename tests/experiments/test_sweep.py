@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib.resources import files
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import tiny_gpt2, write_sae
 from saedetox.errors import SaedetoxError
@@ -44,6 +46,8 @@ def test_plan_names_runs_stably():
         ({"colour": 1}, "Unknown key"),
         ({"evaluation": {"samplez": 3}}, "Unknown key"),
         ({"runs": [{"method": "none"}, {"method": "none"}]}, "Duplicate"),
+        ({"workers": 0}, "workers must be"),
+        ({"workers": "two"}, "workers must be"),
     ],
 )
 def test_bad_configs(bad, msg):
@@ -176,6 +180,14 @@ def test_sweep_resumes_and_writes_report(tmp_path):
     assert json.loads((out / "metrics.json").read_text()).keys() == first.keys()
 
 
+def _saved_world(tmp_path: Path, gpt2, sae_dir, evaluation: dict, runs: list) -> dict:
+    """A sweep mapping over the tiny model saved to ``tmp_path/m`` and the test SAE (latents 1, 5, 7, 12)."""
+    model = tmp_path / "m"
+    gpt2.model.save_pretrained(model)
+    gpt2.tokenizer.save_pretrained(model)
+    return {"model": str(model), "sae": str(sae_dir), "features": [1, 5, 7, 12], "evaluation": evaluation, "runs": runs}
+
+
 def test_a_push_curve_starts_each_calibration_from_the_previous_level(tmp_path, gpt2, sae_dir):
     from saedetox.experiments.sweep import _method, warm_start
 
@@ -191,18 +203,128 @@ def test_a_push_curve_starts_each_calibration_from_the_previous_level(tmp_path, 
         is None
     )
 
-    model = tmp_path / "m"
-    gpt2.model.save_pretrained(model)
-    gpt2.tokenizer.save_pretrained(model)
-    raw = {
-        "model": str(model),
-        "sae": str(sae_dir),
-        "features": [1, 5, 7, 12],
-        "evaluation": {"n_prompts": 4, "samples": 1, "max_new_tokens": 4, "batch_size": 4, "clean_texts": 0},
-        "runs": runs,
-    }
+    evaluation = {"n_prompts": 4, "samples": 1, "max_new_tokens": 4, "batch_size": 4, "clean_texts": 0}
+    raw = _saved_world(tmp_path, gpt2, sae_dir, evaluation, runs)
     res = run_sweep(parse_config(raw), tmp_path / "sweep")
     a, b = (res[r.name]["config"]["push_calibration"] for r in (first, second))
     assert a["start_alpha"] != b["start_alpha"]
     assert b["start_alpha"] == pytest.approx([a["alpha"][0] * 0.3 / 0.1])  # the previous level's α, rescaled
     assert b["history_alpha"][0] == b["start_alpha"] and b["within_tolerance"]
+
+
+def _same(a, b, where: str = "") -> None:
+    """Equal metrics, wall-clock times aside; floats to 1e-7 (kept conditional-PPL scores: last-bit differences)."""
+    if isinstance(a, dict):
+        keys = {k for k in a if "seconds" not in k}
+        assert keys == {k for k in b if "seconds" not in k}, where
+        for k in keys:
+            _same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert b == pytest.approx(a, rel=1e-7, nan_ok=True), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="workers fork")
+def test_workers_give_the_same_numbers_as_one_process(tmp_path, gpt2, sae_dir, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # CI has 2 cores; so that the test runs everywhere the same
+    runs = [
+        {"method": "none"},
+        {"method": "sae", "modes": ["token"], "push": [0.1, 0.3], "threshold": 0.05},
+        {"method": "sae", "modes": ["constant"], "tiers": ["low", "high"]},
+        {"method": "prompt"},
+    ]
+    evaluation = {"n_prompts": 6, "samples": 2, "max_new_tokens": 4, "batch_size": 4, "clean_texts": 1}
+    raw = _saved_world(tmp_path, gpt2, sae_dir, evaluation, runs)
+    one = run_sweep(parse_config(raw), tmp_path / "one")
+    two = run_sweep(parse_config(raw | {"workers": 2}), tmp_path / "two")
+    assert list(two) == list(one)  # in planned order
+    _same(one, two)  # calibration warm starts included: a curve stays in one worker
+    assert one["sae-token-p0.3"]["config"]["push_calibration"] == two["sae-token-p0.3"]["config"]["push_calibration"]
+    for name in one:
+        a = (tmp_path / "one" / "runs" / name / "generations.jsonl").read_bytes()
+        assert (tmp_path / "two" / "runs" / name / "generations.jsonl").read_bytes() == a
+
+
+def test_curves_stay_whole_and_in_order_when_dealt_to_workers():
+    from saedetox.experiments.plan import PlannedRun
+    from saedetox.experiments.workers import assign, groups_of, worker_count
+
+    runs = [
+        PlannedRun("none", "none", capability=True),
+        *(PlannedRun(f"a{i}", "sae", curve="a", capability=i == 0) for i in range(4)),
+        *(PlannedRun(f"b{i}", "sae", curve="b") for i in range(4)),
+        PlannedRun("prompt", "prompt"),
+        *(PlannedRun(f"c{i}", "meandiff", curve="c") for i in range(3)),
+    ]
+    groups = groups_of(runs)
+    assert groups == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9], [10, 11, 12]]
+    shares = assign(runs, groups, 2)
+    assert sorted(i for s in shares for i in s) == list(range(len(runs)))
+    for g in groups[1:]:
+        assert any(all(i in s for i in g) for s in shares)  # a curve is never split
+    assert all(s == sorted(s) for s in shares)
+    costs = [sum(1 + int(runs[i].capability) for i in s) for s in shares]
+    assert abs(costs[0] - costs[1]) <= 2  # 8 and 7 of 15
+    assert worker_count(4, torch.device("meta"), 5) == 1  # never off the CPU
+    assert worker_count(1, torch.device("cpu"), 5) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="workers fork")
+def test_a_failing_worker_stops_the_sweep_with_its_own_error():
+    from saedetox.experiments.plan import PlannedRun
+    from saedetox.experiments.workers import run_all
+
+    def run_one(r):
+        if r.name == "b1":
+            raise SaedetoxError("b1 cannot run: no such SAE.")
+        return {"name": r.name}
+
+    runs = [PlannedRun(f"a{i}", "sae", curve="a") for i in range(2)] + [
+        PlannedRun(f"b{i}", "sae", curve="b") for i in range(2)
+    ]
+    assert run_all(runs[:2], run_one, 2, 2) == {"a0": {"name": "a0"}, "a1": {"name": "a1"}}  # one curve: here
+    with pytest.raises(SaedetoxError, match="b1 cannot run"):
+        run_all(runs, run_one, 2, 2)
+
+    def crash(r):
+        if r.name == "a0":
+            os._exit(3)  # a worker killed without a word
+        return {}
+
+    with pytest.raises(SaedetoxError, match="exit code 3"):
+        run_all(runs, crash, 2, 2)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="workers fork")
+def test_workers_run_side_by_side_whatever_their_results_weigh(tmp_path):
+    """One worker's large results must not hold it up while the parent listens to the other."""
+    import time
+
+    from saedetox.experiments.plan import PlannedRun
+    from saedetox.experiments.workers import run_all
+
+    flag = tmp_path / "b1-ran"
+
+    def run_one(r):
+        if r.name == "a0":  # waits until the other worker has got past its large result
+            t0 = time.time()
+            while not flag.exists():
+                if time.time() - t0 > 30:
+                    raise SaedetoxError("the other worker never ran b1")
+                time.sleep(0.01)
+        if r.name == "b0":
+            return {"big": list(range(200_000))}  # far more than a pipe's buffer
+        if r.name == "b1":
+            flag.touch()
+        return {"name": r.name}
+
+    runs = [PlannedRun(f"a{i}", "sae", curve="a") for i in range(2)] + [
+        PlannedRun(f"b{i}", "sae", curve="b") for i in range(2)
+    ]
+    res = run_all(runs, run_one, 2, 2)
+    assert list(res) == ["a0", "a1", "b0", "b1"] and len(res["b0"]["big"]) == 200_000

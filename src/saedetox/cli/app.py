@@ -19,6 +19,7 @@ from typing import Annotated
 import click
 import typer
 
+from saedetox.cli.allocator import keep_large_buffers
 from saedetox.cli.compare import compare_cmd
 from saedetox.cli.demo import demo_cmd
 from saedetox.cli.discover import discover_cmd
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(args: list[str]) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    keep_large_buffers()  # large tensors reuse freed heap instead of fresh mmaps (cli/allocator.py)
     on_progress("terminal")  # the library is quiet; the command line shows its progress
     try:
         from transformers.utils import logging as hf_logging  # deferred: see the module docstring

@@ -76,11 +76,25 @@ def text_stats(
 
 
 def auroc_per_latent(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """AUROC of each column (higher = more positive), ties counted half, via ranks."""
-    both = np.concatenate([pos, neg], 0)
-    ranks = rankdata(np.ascontiguousarray(both.T), axis=1)  # one contiguous row per column: faster, same ranks
+    """AUROC of each column (higher = more positive), ties counted half: the Mann–Whitney U over n_pos · n_neg.
+
+    Per column the negatives are sorted once and each positive counts the negatives below it and
+    at most equal to it (two binary searches): U is an exact integer count, so the result is the
+    rank-sum formula's to the last bit, at half its cost (no sort of both sets with tie averaging).
+    Non-finite values fall back to ranks (NaN propagates).
+    """
     n_pos, n_neg = pos.shape[0], neg.shape[0]
-    return (ranks[:, :n_pos].sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    dtype = np.result_type(pos.dtype, neg.dtype, np.float32)
+    if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
+        both = np.concatenate([pos, neg], 0)
+        ranks = rankdata(np.ascontiguousarray(both.T), axis=1)  # one contiguous row per column
+        return (ranks[:, :n_pos].sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    p = torch.from_numpy(np.ascontiguousarray(pos.T, dtype=dtype))
+    s = torch.from_numpy(np.ascontiguousarray(neg.T, dtype=dtype)).sort(dim=1).values
+    below = torch.searchsorted(s, p, right=False).sum(1)
+    at_most = torch.searchsorted(s, p, right=True).sum(1)
+    u = (below + at_most).double().numpy() / 2  # integer counts < 2**53: exact
+    return u / (n_pos * n_neg)
 
 
 def rank_scores(method: str, tox: TextStats, clean: TextStats, paired: bool) -> np.ndarray:

@@ -36,7 +36,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from saedetox.eval.kvcache import forward_params, new_cache, repeat_rows
 from saedetox.eval.noise import NoiseStream
-from saedetox.eval.nucleus import gumbel_nucleus_sample
+from saedetox.eval.nucleus import nucleus_sample_exponential
 from saedetox.model.guard import FiniteFlag, check_scores
 from saedetox.model.sites import repeat_batch_state
 
@@ -70,7 +70,7 @@ class _StopCheck:
 def _sample(logits: torch.Tensor, step: int, noise: NoiseStream | None, top_p: float, temperature: float):
     if noise is None:
         return logits.argmax(-1)
-    return gumbel_nucleus_sample(logits, noise.uniform(step, tuple(logits.shape)), top_p, temperature)
+    return nucleus_sample_exponential(logits, noise.exponential(step, tuple(logits.shape)), top_p, temperature)
 
 
 @torch.inference_mode()

@@ -66,6 +66,7 @@ class SweepConfig:
     device: str = "auto"
     data_dir: str | None = None
     overwrite: bool = False  # replace runs in the output folder that were made with other settings
+    workers: int = 1  # CPU processes running whole curves side by side (experiments/workers.py); no number changes
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:
@@ -93,6 +94,8 @@ def _check_group(g: RunGroup, where: str) -> None:
 
 
 def _check_sections(cfg: SweepConfig) -> None:
+    if isinstance(cfg.workers, bool) or not isinstance(cfg.workers, int) or cfg.workers < 1:
+        raise SaedetoxError(f"workers must be a whole number ≥ 1, got {cfg.workers!r}.")
     f = cfg.features
     if f is not None and not isinstance(f, str):
         if not isinstance(f, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in f):

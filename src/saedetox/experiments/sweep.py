@@ -16,10 +16,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from saedetox.discover.features import read_features
 from saedetox.eval.fingerprint import texts_digest
+from saedetox.eval.noise import reuse_noise
 from saedetox.eval.run import evaluate, prepare, versions
 from saedetox.experiments.agreement import check_features_against
 from saedetox.experiments.config import SweepConfig, load_config, parse_config
@@ -27,6 +29,7 @@ from saedetox.experiments.features import resolve_detector, resolve_features
 from saedetox.experiments.plan import PlannedRun, plan
 from saedetox.experiments.splitting import run_splitting
 from saedetox.experiments.validate import check_sweep, run_eval_config
+from saedetox.experiments.workers import groups_of, run_all, worker_count
 from saedetox.io import atomic_write_json, atomic_write_text, ensure_unlocked, folder_lock
 from saedetox.methods.base import Method
 from saedetox.methods.contrast import ContrastData, default_contrast
@@ -63,25 +66,29 @@ def run_sweep(
     ensure_unlocked(out, "sweep")
     lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     ref = load_model(ev.ref_model, dtype=cfg.dtype, device=cfg.device) if ev.ref_model else None
-    with folder_lock(out, "sweep"):
+    with folder_lock(out, "sweep"), reuse_noise():  # every run samples the same batches: draw their noise once
         out.mkdir(parents=True, exist_ok=True)
         features, gates = resolve_features(cfg, lm, out, overwrite)
         detector = resolve_detector(cfg, out)  # for adaptive SAE runs
-        results: dict[str, Any] = {}
         contrast, extra = None, {}
         if any(r.method in ("meandiff", "aura", "surgery") for r in planned):
             contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)
             extra = {"contrast": texts_digest(contrast.toxic + ["\x00"] + contrast.clean)}
             prefetch_pooled(lm, contrast, {r.method for r in planned})  # AurA + Surgery: one pass each side, not two
-        previous: dict[str, str] = {}  # curve -> its last run so far (push calibration starts from its α)
-        for i, r in enumerate(planned):
-            note(f"[{i + 1}/{len(planned)}] {r.name}")
-            method = _method(cfg, lm, r, features, gates, contrast, detector)
+        methods = {}
+        for r in planned:  # built here, before any worker starts: directions and factors are learnt once
+            methods[r.name] = _method(cfg, lm, r, features, gates, contrast, detector)
             if r.method == "sae" and isinstance(cfg.features, str) and cfg.sae is not None:
-                check_features_against(method, cfg.features, cfg.sae)
-            last = results.get(previous.get(r.curve, ""), {}) if r.curve else {}
-            method.calibration_start = warm_start(method, last.get("config", {}).get("push_calibration"))
-            results[r.name] = evaluate(
+                check_features_against(methods[r.name], cfg.features, cfg.sae)
+        position = {r.name: i for i, r in enumerate(planned)}
+        last: dict[str, dict[str, Any]] = {}  # curve -> its last result in this process (push calibration start)
+
+        def run_one(r: PlannedRun) -> dict[str, Any]:
+            note(f"[{position[r.name] + 1}/{len(planned)}] {r.name}")
+            method = methods[r.name]
+            previous = last.get(r.curve, {}) if r.curve else {}
+            method.calibration_start = warm_start(method, previous.get("config", {}).get("push_calibration"))
+            result = evaluate(
                 lm,
                 out / "runs" / r.name,
                 run_eval_config(ev, r.capability),
@@ -97,7 +104,16 @@ def run_sweep(
                 overwrite=overwrite,
             )
             if r.curve:
-                previous[r.curve] = r.name
+                last[r.curve] = result
+            return result
+
+        # the first run here (its sampling noise and encoded prompts are then every worker's), the rest
+        # in `workers` processes when asked (experiments/workers.py): the same numbers either way
+        results = {planned[0].name: run_one(planned[0])}
+        rest = planned[1:]
+        n_workers = worker_count(cfg.workers, lm.device, len(groups_of(rest)))
+        results.update(run_all(rest, run_one, n_workers, torch.get_num_threads()))
+        results = {r.name: results[r.name] for r in planned}
         splitting = None
         if cfg.splitting and cfg.splitting.saes:
             splitting = run_splitting(cfg, lm, replace(ev, capability=()), out, results, ref)
