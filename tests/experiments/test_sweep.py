@@ -328,3 +328,35 @@ def test_workers_run_side_by_side_whatever_their_results_weigh(tmp_path):
     ]
     res = run_all(runs, run_one, 2, 2)
     assert list(res) == ["a0", "a1", "b0", "b1"] and len(res["b0"]["big"]) == 200_000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="workers fork")
+def test_a_workers_sweep_killed_mid_run_resumes_to_the_same_numbers(tmp_path, gpt2, sae_dir, monkeypatch):
+    import saedetox.experiments.sweep as sweep_module
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    runs = [
+        {"method": "none"},
+        {"method": "sae", "modes": ["token"], "push": [0.1, 0.3], "threshold": 0.05},
+        {"method": "sae", "modes": ["constant"], "tiers": ["low", "high"]},
+    ]
+    evaluation = {"n_prompts": 6, "samples": 2, "max_new_tokens": 4, "batch_size": 4, "clean_texts": 1}
+    raw = _saved_world(tmp_path, gpt2, sae_dir, evaluation, runs) | {"workers": 2}
+    whole = run_sweep(parse_config(raw), tmp_path / "whole")
+    killed = tmp_path / "killed-once"
+    real = sweep_module.evaluate
+
+    def dies_once(lm, run, *a, **k):
+        if run.name == "sae-token-p0.3" and not killed.exists():
+            killed.touch()
+            os._exit(9)  # the worker dies mid-sweep, as under kill -9
+        return real(lm, run, *a, **k)
+
+    monkeypatch.setattr(sweep_module, "evaluate", dies_once)
+    with pytest.raises(SaedetoxError, match="stopped without a word"):
+        run_sweep(parse_config(raw), tmp_path / "resumed")
+    assert (tmp_path / "resumed" / "runs" / "sae-token-p0.1" / "metrics.json").exists()
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
+    resumed = run_sweep(parse_config(raw), tmp_path / "resumed")
+    strip = lambda m: {k: {x: y for x, y in v.items() if "seconds" not in x} for k, v in m.items()}  # noqa: E731
+    assert strip(resumed) == strip(whole)  # exactly: the same processes and threads for every run

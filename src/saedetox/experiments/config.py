@@ -66,7 +66,7 @@ class SweepConfig:
     device: str = "auto"
     data_dir: str | None = None
     overwrite: bool = False  # replace runs in the output folder that were made with other settings
-    workers: int = 1  # CPU processes running whole curves side by side (experiments/workers.py); no number changes
+    workers: int = 1  # CPU processes running whole curves side by side (experiments/workers.py); the same tokens
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:

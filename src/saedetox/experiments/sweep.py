@@ -107,8 +107,8 @@ def run_sweep(
                 last[r.curve] = result
             return result
 
-        # the first run here (its sampling noise and encoded prompts are then every worker's), the rest
-        # in `workers` processes when asked (experiments/workers.py): the same numbers either way
+        # the first run here (its sampling noise is then every worker's), the rest
+        # in `workers` processes when asked (experiments/workers.py): the same tokens either way
         results = {planned[0].name: run_one(planned[0])}
         rest = planned[1:]
         n_workers = worker_count(cfg.workers, lm.device, len(groups_of(rest)))

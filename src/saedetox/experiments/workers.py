@@ -1,8 +1,8 @@
-"""A sweep's runs in parallel worker processes on the CPU: whole curves per worker, same numbers as one process.
+"""A sweep's runs in parallel worker processes on the CPU: whole curves per worker, the same tokens as one process.
 
 On a few CPU cores one process does not keep them busy (a 2-thread decode step is only ~1.5× a
 1-thread one), so ``workers: N`` forks N processes after everything the runs share is computed
-(model, features, baseline directions, the first run's caches), gives each ``threads // N``
+(model, features, baseline directions, the first run's sampling noise), gives each ``threads // N``
 threads and hands each whole curves: a curve's levels stay in order in one worker, because each
 level's push calibration starts from the previous level's α. Every run writes its own folder, as
 in one process. The sampling noise is a function of seed, batch and step, and the generated
@@ -10,7 +10,9 @@ tokens were the same with one thread as with two (tested against a one-process s
 over many terms (the calibrated α, a push, a PPL) can round differently with fewer threads: in
 the demo by at most 3 × 10⁻⁷ relative, with every toxicity number the same. Only on the CPU
 (one accelerator is not shared between processes) and where ``fork`` exists; otherwise, and for
-``workers: 1``, the runs go one after the other here.
+``workers: 1``, the runs go one after the other here. The split depends only on the config and
+each worker encodes its own prompts for conditional PPL (not the parent's, made with another
+thread count), so a sweep resumed after a crash gives exactly the numbers of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 
 from saedetox.errors import SaedetoxError
+from saedetox.eval.shared_prefix import clear_context_cache
 from saedetox.experiments.plan import PlannedRun
 from saedetox.progress import plain_lines
 
@@ -111,6 +114,9 @@ def run_all(planned: Sequence[PlannedRun], run_one: RunOne, workers: int, thread
 
 def _work(runs: list[PlannedRun], run_one: RunOne, threads: int, send: Any) -> None:
     torch.set_num_threads(threads)
+    # the parent's encoded prompts were computed with its thread count: a worker encodes its own, so that a
+    # resumed sweep (whose parent scored nothing) gives exactly the numbers of an uninterrupted one
+    clear_context_cache()
     plain_lines()  # two processes drawing bars on one terminal would garble them
     name = ""
     try:
