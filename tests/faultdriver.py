@@ -42,6 +42,8 @@ def _child(argv: list[str], fault: tuple[str, float] | None, log: str, threads: 
     sys.stdout = os.fdopen(1, "w", buffering=1)
     sys.stderr = os.fdopen(2, "w", buffering=1)
     os.environ["SAEDETOX_QUIET"] = "1"
+    # as in a terminal: a test suite started as a background job (`make test &`) inherits SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import torch
 
     torch.set_num_threads(threads)  # the same numerics as the process it is compared with
