@@ -13,7 +13,6 @@ other C libraries are left alone.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -27,9 +26,8 @@ def keep_large_buffers() -> bool:
     if os.environ.get("SAEDETOX_MALLOC", "").lower() == "default" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl or no libc by that name: leave it
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: libc is loaded (no ldconfig lookup)
+    except (OSError, AttributeError):  # a libc without mallopt (musl): leave it
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES)) and bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES))
