@@ -1,8 +1,8 @@
 #!/bin/bash
-# The GPU measurements of BENCHMARKS.md, as run through the workplace's `device` tool on an H100.
+# The GPU measurements of BENCHMARKS.md, as run on one NVIDIA H100 80 GB.
 #
 # The device machine has torch 2.11 (cu130), Python 3.12 and transformers 5.17, no sae_lens and no
-# network, and it receives only the checkout the session started in. Prepare, on this machine:
+# network, and it receives only a copy of one checkout. Prepare, on a machine with network:
 #   1. a folder F inside that checkout, ignored by git (e.g. /work/main/.work/wtgpu), holding a copy
 #      of src/ (the assets may be left out: they are copied from the checkout there), benchmarks/,
 #      and .work/data/rtp_decodingtrust/toxic.jsonl (the RTP challenging prompts);

@@ -107,7 +107,7 @@ def test_push_level_is_calibrated_and_recorded(tmp_path, gpt2, sae_dir, monkeypa
 
 
 def test_conditional_run_records_how_often_the_gate_opens_in_the_prompt(tmp_path, gpt2, sae_dir):
-    """Issue #8 item 7: ``metrics.json`` carries the share of sequences whose gate opened at a prompt position.
+    """``metrics.json`` carries the share of sequences whose gate opened at a prompt position.
 
     Independent computation: the latents' activations at every real prompt position except BOS
     (plain forward, hook read by hand); the gate threshold sits between the prompts' maxima, so the

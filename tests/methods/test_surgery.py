@@ -271,7 +271,7 @@ def test_method_records_config_and_exports(tmp_path):
 
 @torch.no_grad()
 def test_surgery_lowers_the_probe_score_on_toxic_text_where_the_probe_separates():
-    """Direction of effect (issue #8 item 2) on the reference LM, whose final state separates ParaDetox pairs.
+    """Direction of effect on the reference LM, whose final state separates ParaDetox pairs.
 
     The probe is trained on 60 pairs and judged on 60 others: it must separate them (held-out AUROC,
     computed here with sklearn), and after surgery at the published α = 1.0 its score on the held-out

@@ -134,7 +134,7 @@ def render(card: dict[str, Any]) -> str:
         f"cosine to {cfg.get('min_lr_frac')}×, warm-up {cfg.get('warmup_steps')}, seed {cfg.get('seed')}.",
         f"- Wall time: {tr.get('train_seconds', 0) / 60:.0f} min on {tr.get('hardware', {}).get('device')} "
         f"({tr.get('hardware', {}).get('threads')} threads, torch {tr.get('hardware', {}).get('torch')}); "
-        "the 2-core CPU machine this project runs on, shared with other work.",
+        "a 2-core x86-64 CPU with 24 GB, shared with other work.",
         *_phases(tr),
         "- Reproduce everything (LM, SAEs, judge, this card): `make reference` (see the Makefile for the commands).",
         "",
