@@ -39,7 +39,7 @@ from saedetox.discover.features import Features
 from saedetox.discover.sets import DiscoverySets, check_sets, reference_sets
 from saedetox.discover.stats import METHODS, TextStats, auroc_per_latent, rank_scores, text_stats
 from saedetox.errors import SaedetoxError
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.sae.load import load_sae
 from saedetox.sae.loaded import LoadedSAE
 
@@ -79,12 +79,13 @@ def discover(
     defaults to the reference world's ParaDetox split; ``max_pairs`` caps it (rank ``n``, select
     and test ``n // 2`` texts per side). Returns :class:`Features`: the features.json object.
     """
-    if isinstance(sae, str):
-        sae = load_sae(sae, lm)
     if method not in METHODS:
         raise SaedetoxError(f"Unknown discovery method '{method}': use one of {', '.join(METHODS)}.")
     if k < 1:
         raise SaedetoxError("k must be at least 1.")
+    lm = as_loaded_model(lm)
+    if isinstance(sae, str):
+        sae = load_sae(sae, lm)
     data = (data if data is not None else reference_sets()).capped(max_pairs)
     check_sets(data)
     if method == "paired" and not data.paired:

@@ -56,7 +56,7 @@ from saedetox.judges.base import Judge
 from saedetox.judges.registry import get_judge
 from saedetox.methods.base import Method
 from saedetox.methods.registry import as_method
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.progress import progress_bar
 from saedetox.steering.spec import SteeringSpec
 
@@ -229,6 +229,7 @@ def evaluate(
     """
     t0 = time.time()
     cfg = cfg if cfg is not None else EvalConfig()
+    lm, ref_lm = as_loaded_model(lm), as_loaded_model(ref_lm) if ref_lm is not None else None
     method = as_method(lm, method)
     run = Path(run)
     prompts, clean, base = prepare(cfg, run, data_dir, overwrite)

@@ -28,7 +28,7 @@ from typing import Any
 from saedetox.errors import SaedetoxError
 from saedetox.eval.decode import lean_generate
 from saedetox.eval.noise import NoiseStream
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.model.tokens import tokenize_batch
 from saedetox.steering.steerer import Steerer, generating
 
@@ -169,6 +169,7 @@ def sample(
     ``cfg`` defaults to :class:`SamplingConfig` (); ``options`` override its fields
     (``sample(lm, "Hi", n_samples=3, seed=1)``). Steering hooks attached to ``lm`` apply.
     """
+    lm = as_loaded_model(lm)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     unknown = sorted(set(options) - {f.name for f in fields(SamplingConfig)})
     if unknown:

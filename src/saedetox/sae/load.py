@@ -27,7 +27,7 @@ from safetensors import safe_open
 
 from saedetox.errors import SaedetoxError
 from saedetox.model import hub
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.sae.normalise import apply_input_normalisation
 
@@ -199,6 +199,7 @@ def load_sae(
     """
     if isinstance(lm, (str, torch.device)):
         raise SaedetoxError("load_sae's second argument is the model the SAE is used with; pass the device as device=.")
+    lm = as_loaded_model(lm) if lm is not None else None
     if model_uses_layernorm is None and lm is not None:
         model_uses_layernorm = lm.uses_layernorm
     device = str(device if device is not None else lm.device if lm is not None else "cpu")

@@ -18,7 +18,7 @@ from typing import Any
 
 from saedetox.discover.features import Features
 from saedetox.errors import SaedetoxError
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.steering.spec import (
     Intervention,
@@ -95,12 +95,13 @@ def steering_spec(
 
 
 @contextmanager
-def steer(lm: LoadedModel, what: SteerTarget, **options: Any) -> Iterator[Steerer]:
+def steer(lm: LoadedModel | Any, what: SteerTarget, **options: Any) -> Iterator[Steerer]:
     """Steer ``lm`` inside a ``with`` block; the hooks are gone when it ends (even on an error).
 
     ``with sd.steer(lm, feats, mode="conditional", tier="high"): sd.sample(lm, prompts)``.
-    ``options`` are :func:`steering_spec`'s. Yields the attached :class:`Steerer`
+    ``lm`` may also be an nnsight ``LanguageModel`` or a ``TransformerBridge`` (the HF model inside is
+    steered). ``options`` are :func:`steering_spec`'s. Yields the attached :class:`Steerer`
     (``.stats()`` gives the effective push measured while generating).
     """
-    with Steerer(lm, steering_spec(what, **options)) as steerer:
+    with Steerer(as_loaded_model(lm), steering_spec(what, **options)) as steerer:
         yield steerer
