@@ -30,7 +30,7 @@ def resolve_features(
     if isinstance(cfg.features, list):
         return [int(i) for i in cfg.features], None
     if isinstance(cfg.features, str):
-        return parse_features(cfg.features), feature_thresholds(cfg.features)
+        return parse_features(cfg.features, cfg.sae), feature_thresholds(cfg.features)
     if cfg.discovery is None or cfg.sae is None:
         return [], None
     path = out / "features.json"

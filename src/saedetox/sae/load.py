@@ -224,3 +224,35 @@ def load_sae(
     loaded.neuronpedia_id = loaded.neuronpedia_id or neuronpedia
     apply_input_normalisation(loaded, folder, lm)
     return loaded
+
+
+# --------------------------------------------------------------------------- names (offline)
+
+
+def registry_neuronpedia_id(name: str) -> str | None:
+    """The Neuronpedia id the SAE-Lens registry gives ``release/sae_id`` (its bundled list: offline), if any."""
+    release, _, sae_id = name.partition("/")
+    entry = registry().get(release) if sae_id else None
+    ids = getattr(entry, "neuronpedia_id", None) or {}
+    return ids.get(sae_id)
+
+
+def sae_names(sae: LoadedSAE | str) -> tuple[str, str | None]:
+    """An SAE's name (as loaded: ``reference``, a folder or ``release/sae_id``) and its Neuronpedia id, offline.
+
+    The Neuronpedia id comes from the loaded SAE's metadata, a folder's ``cfg.json`` or the SAE-Lens
+    registry; the reference SAEs have none.
+    """
+    if isinstance(sae, LoadedSAE):
+        return sae.source, sae.neuronpedia_id
+    name = str(sae)
+    if name == REFERENCE_PREFIX or name.startswith(REFERENCE_PREFIX + "/"):
+        return name, None
+    cfg = Path(name).expanduser() / "cfg.json"
+    if cfg.is_file():
+        try:
+            meta = json.loads(cfg.read_text(encoding="utf-8")).get("metadata") or {}
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            meta = {}
+        return name, meta.get("neuronpedia_id") if isinstance(meta, dict) else None
+    return name, registry_neuronpedia_id(name) if "/" in name else None
