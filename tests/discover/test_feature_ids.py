@@ -62,7 +62,7 @@ def test_saelens_id_matches_a_folder_sae_by_its_neuronpedia_id(tmp_path):
         ("gpt2-small-res-jb/blocks.7.hook_resid_pre:12", JB6, ["blocks.7", JB6]),
         (f"{NP6}/12", "reference", ["reference", "no Neuronpedia id"]),
         (f"3, {NP6}/12, gpt2-small/8-res-jb/1", loaded(JB6, NP6), ["gpt2-small/8-res-jb"]),
-        (f"{NP6}/12", None, ["--sae"]),
+        (f"{NP6}/12", None, ["which SAE"]),
     ],
 )
 def test_ids_of_another_sae_are_refused(text, sae, words):

@@ -93,9 +93,10 @@ def test_wrapped_reference_lm_steers_like_the_hf_model(wrapper, tmp_path):
     from transformers import AutoTokenizer
 
     plain = load_model("reference", dtype="float32", device="cpu")
-    other = load_model("reference", dtype="float32", device="cpu")
     if wrapper == "bridge":
         from transformer_lens.model_bridge import TransformerBridge
+
+        other = load_model("reference", dtype="float32", device="cpu")
 
         tok = AutoTokenizer.from_pretrained(reference_model_dir())
         with warnings.catch_warnings():
@@ -103,8 +104,16 @@ def test_wrapped_reference_lm_steers_like_the_hf_model(wrapper, tmp_path):
             wrapped = TransformerBridge.boot_transformers(
                 str(reference_model_dir()), hf_model=other.model, tokenizer=tok, device="cpu"
             )
-    else:
-        wrapped = nnsight_model(other)
+    else:  # loaded by folder name: nnsight keeps it on the meta device until it is dispatched
+        import nnsight
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wrapped = nnsight.LanguageModel(
+                str(reference_model_dir()),
+                tokenizer=AutoTokenizer.from_pretrained(reference_model_dir()),
+                dtype=torch.float32,
+            )
     want = steered_logits(plain, "reference", "blocks.3.hook_resid_pre")
     assert not torch.allclose(want, logits(plain), atol=1e-4)
     got = steered_logits(wrapped, "reference", "blocks.3.hook_resid_pre")

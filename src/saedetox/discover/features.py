@@ -189,7 +189,7 @@ def _latent(item: str, sae: LoadedSAE | str | None) -> int:
 def _check_same_sae(item: str, kind: str, named: str, sae: LoadedSAE | str | None) -> None:
     """Refuse a feature id of another SAE than the one steered (by name or Neuronpedia id, offline)."""
     if sae is None:
-        raise SaedetoxError(f"'{item}' names an SAE's latent: say which SAE is steered (--sae / sae=) as well.")
+        raise SaedetoxError(f"'{item}' names an SAE's latent: say which SAE is steered as well.")
     source, np_id = sae_names(sae)
     if kind == "Neuronpedia":
         same = np_id is not None and named.lower() == np_id.lower()

@@ -7,7 +7,8 @@ with one line saying what to pass instead. Detection goes by class name and modu
 TransformerLens are imported only by the user who built such an object.
 
 * **nnsight**: the ``LanguageModel`` runs the HF module it wraps (``._module``); hooks saedetox adds
-  to that module also act inside the user's nnsight traces.
+  to that module also act inside the user's nnsight traces. One loaded by name is dispatched
+  (its weights loaded) first.
 * **TransformerBridge**: the bridge swaps the HF model's submodules for its own wrapper components
   (each keeps the HF one as ``original_component``). saedetox runs a view of the HF model with the
   original modules put back: a new module tree for the containers only, sharing every parameter
@@ -83,6 +84,8 @@ def unwrap(obj: Any) -> Unwrapped | None:
     """
     refuse_hooked(obj)
     if _is_nnsight(obj):
+        if vars(obj).get("dispatched") is False:
+            obj.dispatch()  # nnsight loads a model by name lazily (meta tensors) until it is dispatched
         model = vars(obj)["_module"]
         tok = vars(obj).get("tokenizer")
         wrapper = "nnsight"
