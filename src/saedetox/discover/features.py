@@ -150,7 +150,7 @@ NEURONPEDIA_URL = re.compile(r"https?://(?:www\.)?neuronpedia\.org/([^/?#\s]+/[^
 NEURONPEDIA_ID = re.compile(r"([^/:\s]+/[^/:\s]+)/(\d+)")  # model/sae-set/index
 SAELENS_ID = re.compile(r"([^/:\s]+/[^:\s]+):(\d+)")  # release/sae_id:index
 ID_FORMS = (
-    "indices (3,17), Neuronpedia ids or URLs (gpt2-small/6-res-jb/1234), SAE-Lens release/sae_id:index "
+    "comma-separated indices (3,17), Neuronpedia ids or URLs (gpt2-small/6-res-jb/1234), SAE-Lens release/sae_id:index "
     "(gpt2-small-res-jb/blocks.6.hook_resid_pre:1234) or a features.json file"
 )
 
