@@ -33,6 +33,9 @@ def discover_cmd(
     ] = None,
     field: Annotated[str, typer.Option("--field", help="Field/column for jsonl/csv files.")] = "text",
     hook: HookOpt = None,
+    chat: Annotated[
+        bool, typer.Option("--chat", help="Wrap each text in the tokenizer's chat template (chat / instruct models).")
+    ] = False,
     data_dir: DataDirOpt = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
@@ -43,6 +46,7 @@ def discover_cmd(
     from saedetox.discover.sets import discovery_sets
     from saedetox.discover.stats import METHODS
     from saedetox.io import check_output_file
+    from saedetox.model.chat import check_chat
     from saedetox.sae.load import load_sae
     from saedetox.sae.preflight import check_fit
 
@@ -55,9 +59,11 @@ def discover_cmd(
     check_output_file(out)
     sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir)
     lm = load_lm(model, dtype, device)
+    if chat:
+        check_chat(lm.tokenizer, lm.name)  # before the SAE is loaded
     s = load_sae(sae, lm)
     check_fit(lm, s, hook)
-    obj = discover(lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook)
+    obj = discover(lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook, chat=chat)
     write_features(obj, out)
     auc = obj["set_test_auroc"]
     shown = "n/a" if auc is None else f"{auc:.3f}"

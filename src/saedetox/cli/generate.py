@@ -36,6 +36,9 @@ def generate_cmd(
     temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
     greedy: Annotated[bool, typer.Option("--greedy", help="Greedy decoding instead of sampling.")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    chat: Annotated[
+        bool, typer.Option("--chat", help="Wrap each prompt in the tokenizer's chat template (chat / instruct models).")
+    ] = False,
     out: Annotated[str | None, typer.Option("--out", help="Write samples as JSONL here.")] = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
@@ -44,6 +47,7 @@ def generate_cmd(
     from saedetox.data.readers import read_prompt_texts  # deferred: see saedetox.cli.app
     from saedetox.eval.sampling import SamplingConfig, sample
     from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, folder_lock
+    from saedetox.model.chat import check_chat
     from saedetox.steering.steerer import Steerer
 
     texts = list(prompt or [])
@@ -62,6 +66,7 @@ def generate_cmd(
         do_sample=not greedy,
         seed=seed,
         prepend_bos=True,
+        chat=chat,
     ).validate()  # before the model is loaded
     if seed < 0:
         raise SaedetoxError(f"seed must be a whole number ≥ 0, got {seed}.")
@@ -69,6 +74,8 @@ def generate_cmd(
         check_output_file(out)  # before anything is generated
         ensure_unlocked(out, "generate")
     lm = load_lm(model, dtype, device)
+    if chat:
+        check_chat(lm.tokenizer, lm.name)
     steerer = Steerer(lm, spec) if spec else None
     if steerer is not None:
         check_method_features(steerer, steering)

@@ -13,7 +13,6 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -42,7 +41,10 @@ class SteeringOptions:
     """The steering options of one command line (see :func:`steering_options`)."""
 
     sae: SaeOpt = None
-    features: Annotated[str | None, typer.Option("--features", help="Latents: 3,17,42 or a features.json file.")] = None
+    features: Annotated[
+        str | None,
+        typer.Option("--features", help="Latents: 3,17, Neuronpedia ids/URLs, release/sae_id:index, or features.json."),
+    ] = None
     mode: Annotated[str, typer.Option("--mode", help="constant | conditional | token | clamp | adaptive.")] = "constant"
     strength: Annotated[float | None, typer.Option("--strength", help="Raw strength alpha.")] = None
     tier: Annotated[
@@ -105,7 +107,7 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
         return None
     if not opts.features:
         raise SaedetoxError("--sae needs --features (indices like 3,17 or a features.json file).")
-    latents = parse_features(opts.features)
+    latents = parse_features(opts.features, opts.sae)  # ids naming another SAE are refused here
     if _is_file(opts.features):
         check_features_file(opts.features, opts.sae)  # recorded for this SAE? (before any model is loaded)
     if str(opts.threshold).strip().lower() != "auto":
@@ -131,7 +133,10 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
 
 
 def _is_file(value: str | None) -> bool:
-    return bool(value) and Path(str(value)).is_file()
+    from saedetox.discover.features import features_file  # deferred: see saedetox.cli.app
+
+    path = features_file(value)
+    return path is not None and path.is_file()
 
 
 def check_method_features(method: Method | Steerer, opts: SteeringOptions) -> None:

@@ -48,6 +48,7 @@ GENERATION = (
     "prepend_bos",
     "do_sample",
     "use_cache",
+    "chat",
     "method",
     "config",
 )
@@ -103,6 +104,8 @@ def protocol_settings(cfg: EvalConfig, prompts: list[Prompt], clean: list[str]) 
     labels["prompts"] = f"{cfg.prompts} ({len(prompts)} prompts)"
     s["n_prompts"] = len(prompts)
     sampling = asdict(cfg.sampling)
+    if not sampling["chat"]:
+        del sampling["chat"]  # runs without chat keep the fingerprint they had before chat prompts existed
     s["samples"] = sampling.pop("n_samples")
     s.update(sampling)
     s["judges"] = list(cfg.judges)

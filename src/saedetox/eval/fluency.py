@@ -19,7 +19,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.eval.shared_prefix import shared_prefix_nll
 from saedetox.eval.stats import bootstrap_ci, ci_list, none_if_nan
 from saedetox.model.load import LoadedModel
-from saedetox.model.tokens import DEFAULT_CONTEXT, bos_id, encode_text
+from saedetox.model.tokens import DEFAULT_CONTEXT, bos_id, encode_text, with_bos
 
 
 @torch.inference_mode()
@@ -82,7 +82,7 @@ def continuation_nll(
     contexts: list[list[int]] = []  # every prompt's: the same encoding groups in every run over these prompts
     result: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(c) for c in continuations]
     for i, (prompt, conts) in enumerate(zip(prompts, continuations, strict=True)):
-        ctx = ([bos_id(lm.tokenizer)] if prepend_bos else []) + encode_text(lm.tokenizer, prompt)
+        ctx = with_bos(lm.tokenizer, encode_text(lm.tokenizer, prompt), prepend_bos)  # a chat prompt has its BOS
         if not ctx:
             raise SaedetoxError("An empty prompt with prepend_bos=False leaves nothing to condition on.")
         contexts.append(ctx[-(limit - 1) :])

@@ -266,6 +266,13 @@ def compare_runs(
     with one :meth:`Difference.as_dict` per metric, and ``ppl_ratio`` = ``exp`` of the log-PPL
     difference and of its CI (the ratio of geometric-mean conditional perplexities A / B).
     """
+    chat = [bool(((m.get("config") or {}).get("sampling") or {}).get("chat")) for m in (a, b)]
+    if chat[0] != chat[1]:
+        plain, wrapped = (names[0], names[1]) if chat[1] else (names[1], names[0])
+        raise SaedetoxError(
+            f"Run {wrapped!r} wrapped its prompts in the chat template and {plain!r} did not: the model saw "
+            "other texts, so the runs are not paired. Compare runs made with the same chat setting."
+        )
     pa = PerPrompt.from_metrics(a, names[0])
     pb = align(pa, PerPrompt.from_metrics(b, names[1]))
     common = [j for j in pa.max_tox if j in pb.max_tox]

@@ -56,7 +56,8 @@ from saedetox.judges.base import Judge
 from saedetox.judges.registry import get_judge
 from saedetox.methods.base import Method
 from saedetox.methods.registry import as_method
-from saedetox.model.load import LoadedModel
+from saedetox.model.chat import chat_texts, check_chat
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.progress import progress_bar
 from saedetox.steering.spec import SteeringSpec
 
@@ -106,7 +107,7 @@ def generate_all(
     log = GenerationLog(run / GENERATIONS)
     log.check([p.text for p in prompts], sampling.n_samples)
     texts = [method.prefix + p.text for p in prompts]
-    batches = batch_members(prompt_lengths(lm, texts), sampling)
+    batches = batch_members(prompt_lengths(lm, texts, sampling.chat), sampling)
     done = log.done_batches(batches)
     todo = len(batches) - len(done)
     if todo:
@@ -229,6 +230,10 @@ def evaluate(
     """
     t0 = time.time()
     cfg = cfg if cfg is not None else EvalConfig()
+    lm, ref_lm = as_loaded_model(lm), as_loaded_model(ref_lm) if ref_lm is not None else None
+    if cfg.chat:
+        for m in (lm, ref_lm or lm):
+            check_chat(m.tokenizer, m.name)
     method = as_method(lm, method)
     run = Path(run)
     prompts, clean, base = prepare(cfg, run, data_dir, overwrite)
@@ -302,9 +307,8 @@ def _measure(
         for j, s in scores.items()
     }
     ref = ref_lm or lm
-    ppl = conditional_perplexity(
-        ref, [p.text for p in prompts], conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos
-    )
+    contexts = chat_texts(ref.tokenizer, [p.text for p in prompts], cfg.chat)  # as the continuations followed them
+    ppl = conditional_perplexity(ref, contexts, conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos)
     fluency: dict[str, Any] = {
         "ppl_conditional": ppl["ppl"],
         "ppl_ci": ppl.get("ppl_ci"),

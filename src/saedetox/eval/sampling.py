@@ -28,7 +28,8 @@ from typing import Any
 from saedetox.errors import SaedetoxError
 from saedetox.eval.decode import lean_generate
 from saedetox.eval.noise import NoiseStream
-from saedetox.model.load import LoadedModel
+from saedetox.model.chat import chat_texts
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.model.tokens import tokenize_batch
 from saedetox.steering.steerer import Steerer, generating
 
@@ -48,6 +49,7 @@ class SamplingConfig:
     prepend_bos: bool = True
     use_cache: bool = True
     sampler: str = SAMPLER
+    chat: bool = False  # each prompt wrapped in the tokenizer's chat template (saedetox.model.chat)
 
     def validate(self) -> SamplingConfig:
         if self.n_samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
@@ -82,11 +84,13 @@ def batch_members(lengths: Sequence[int], cfg: SamplingConfig) -> list[list[int]
     return [order[s : s + ppb] for s in range(0, len(order), ppb)]
 
 
-def prompt_lengths(lm: LoadedModel, prompts: Sequence[str]) -> list[int]:
-    """Token count of each prompt (without special tokens): what :func:`batch_members` orders by."""
+def prompt_lengths(lm: LoadedModel, prompts: Sequence[str], chat: bool = False) -> list[int]:
+    """Token count of each prompt (without special tokens; as a chat turn when ``chat``): what
+    :func:`batch_members` orders by."""
     if not prompts:
         return []
-    return [len(ids) for ids in lm.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    texts = chat_texts(lm.tokenizer, prompts, chat)
+    return [len(ids) for ids in lm.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def _generate_batch(lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig, batch: int) -> list[list[int]]:
@@ -142,6 +146,7 @@ def iter_samples(
     cfg.validate()
     skip = skip_batches or set()
     ctx = steerer if steerer is not None and not steerer.is_attached else nullcontext()
+    prompts = chat_texts(lm.tokenizer, prompts, cfg.chat)
     with ctx:
         if batches is None:
             batches = batch_members(prompt_lengths(lm, prompts), cfg)
@@ -167,8 +172,10 @@ def sample(
     """All samples, grouped per prompt: ``result[i][j]`` is sample j of prompt i.
 
     ``cfg`` defaults to :class:`SamplingConfig` (); ``options`` override its fields
-    (``sample(lm, "Hi", n_samples=3, seed=1)``). Steering hooks attached to ``lm`` apply.
+    (``sample(lm, "Hi", n_samples=3, seed=1)``; ``chat=True`` wraps each prompt in the chat template,
+    :mod:`saedetox.model.chat`). Steering hooks attached to ``lm`` apply.
     """
+    lm = as_loaded_model(lm)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     unknown = sorted(set(options) - {f.name for f in fields(SamplingConfig)})
     if unknown:

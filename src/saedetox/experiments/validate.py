@@ -46,7 +46,7 @@ def check_sweep(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
         if name is not None:
             lines += check_agreement(cfg.model, name, cfg.hook)
     if isinstance(cfg.features, str):
-        n = len(parse_features(cfg.features))
+        n = len(parse_features(cfg.features, cfg.sae))
         if cfg.sae is not None:
             check_features_file(cfg.features, cfg.sae)
         lines.append(f"features {cfg.features}: {n} latents" + (f", recorded for {cfg.sae}" if cfg.sae else ""))

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
-from saedetox.discover.features import feature_thresholds
+from saedetox.discover.features import feature_thresholds, features_file
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
 from saedetox.sae.loaded import LoadedSAE
@@ -274,8 +274,8 @@ def default_gates(
 def default_detector(features: str | Path | dict[str, Any] | None) -> dict[str, Any] | None:
     """The adaptive-mode detector discovery stored in features.json (``detector``), if any."""
     if isinstance(features, (str, Path)):
-        p = Path(features)
-        if not p.is_file():
+        p = features_file(features)
+        if p is None or not p.is_file():
             return None
         try:
             features = json.loads(p.read_text(encoding="utf-8"))

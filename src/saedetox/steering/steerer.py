@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.model.sites import edit_at, observe_calls, on_batch_repeat
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.steering import modes
@@ -62,7 +62,7 @@ class Steerer:
         calibration_texts: Sequence[str] | None = None,
     ) -> None:
         spec = spec.validate()
-        self.lm = lm
+        self.lm = lm = as_loaded_model(lm)
         self.spec = spec
         self.state = ForwardState()
         self._gates: dict[int, torch.Tensor] = {}
