@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.runfolder import METRICS
+from saedetox.eval.runs.runfolder import METRICS
 
 
 @dataclass(frozen=True)

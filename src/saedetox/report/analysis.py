@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.paired import compare_runs
+from saedetox.eval.metrics.paired import compare_runs
 from saedetox.report.curves import ComparisonConfig
 from saedetox.report.format import num, ppl_of, tox
 from saedetox.report.matched import equal_push, matched_fluency

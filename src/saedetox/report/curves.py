@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.paired import PerPrompt, align
-from saedetox.eval.stats import percentile_ci, resample_indices
+from saedetox.eval.metrics.bootstrap import percentile_ci, resample_indices
+from saedetox.eval.metrics.paired import PerPrompt, align
 from saedetox.methods.base import BASELINES
 from saedetox.report.format import config_value, num
 from saedetox.steering.spec import TIER_FACTORS
@@ -159,7 +159,7 @@ def resampled(mat: PromptMatrix, n_boot: int, seed: int) -> tuple[np.ndarray, np
     """``(tox, ratio)``, each ``[1 + n_boot, n_runs]``: row 0 on all prompts, then one row per resample.
 
     A resample weights each prompt by how often it was drawn (the draws of
-    :func:`~saedetox.eval.stats.resample_indices`); NaN entries take no part in their run's mean.
+    :func:`~saedetox.eval.metrics.bootstrap.resample_indices`); NaN entries take no part in their run's mean.
     """
     n = mat.n
     idx = resample_indices(n, n_boot, seed)

@@ -1,4 +1,4 @@
-"""The decode loop behind :mod:`saedetox.eval.sampling`: what ``generate`` does for nucleus sampling, leaner.
+"""The decode loop behind :mod:`saedetox.eval.sampler.sampling`: what ``generate`` does for nucleus sampling, leaner.
 
 * **One prefill per unique prompt.** A batch of P left-padded prompts is encoded once; the KV
   cache, the last logits and every hook's per-sequence state (:func:`saedetox.model.sites.repeat_batch_state`,
@@ -10,9 +10,9 @@
   afterwards; the loop stops when every row has emitted EOS or after ``max_new_tokens``.
   Forward hooks therefore see the ``input_ids``, ``attention_mask``, ``position_ids`` and
   ``cache`` they would see under ``generate``.
-* **Less work per step.** A preallocated cache (:mod:`saedetox.eval.kvcache`), logits for the
+* **Less work per step.** A preallocated cache (:mod:`saedetox.eval.sampler.kvcache`), logits for the
   last position only, ``torch.inference_mode``, and the sort-free Gumbel nucleus sampler
-  (:mod:`saedetox.eval.nucleus`) on common random numbers (:mod:`saedetox.eval.noise`).
+  (:mod:`saedetox.eval.sampler.nucleus`) on common random numbers (:mod:`saedetox.eval.sampler.noise`).
 * **Host synchronisation.** On the CPU a host check costs nothing, so the stop test runs each
   step. On an accelerator the loop never waits for the device inside a step: the sampler sorts
   instead of checking rows on the host, and "has every row finished?" is read one step late
@@ -34,9 +34,9 @@ from typing import Any
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from saedetox.eval.kvcache import forward_params, new_cache, repeat_rows
-from saedetox.eval.noise import NoiseStream
-from saedetox.eval.nucleus import nucleus_sample_exponential
+from saedetox.eval.sampler.kvcache import forward_params, new_cache, repeat_rows
+from saedetox.eval.sampler.noise import NoiseStream
+from saedetox.eval.sampler.nucleus import nucleus_sample_exponential
 from saedetox.model.guard import FiniteFlag, check_scores
 from saedetox.model.sites import repeat_batch_state
 

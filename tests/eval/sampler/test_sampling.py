@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.decode import lean_generate
-from saedetox.eval.noise import NoiseStream
-from saedetox.eval.sampling import SAMPLER, SamplingConfig, batch_members, iter_samples, prompt_lengths, sample
+from saedetox.eval.sampler.decode import lean_generate
+from saedetox.eval.sampler.noise import NoiseStream
+from saedetox.eval.sampler.sampling import SAMPLER, SamplingConfig, batch_members, iter_samples, prompt_lengths, sample
 from saedetox.model.tokens import tokenize_batch
 from saedetox.steering.spec import Intervention, SteeringSpec
 from saedetox.steering.steerer import Steerer

@@ -1,18 +1,18 @@
 """The one sampling function every caller uses (evaluate, sweep, demo, generate).
 
 Prompts are left-padded, BOS is prepended when asked, and each batch of prompts is generated
-by the lean decode loop (:mod:`saedetox.eval.decode`): every prompt is encoded once and its KV
+by the lean decode loop (:mod:`saedetox.eval.sampler.decode`): every prompt is encoded once and its KV
 cache repeated to its ``n_samples`` sequences. Batches group prompts of similar length
 (:func:`batch_members`: prompts ordered by token count, ties by position, then cut into
 ``prompts_per_batch``), so little of a batch is padding (about a third fewer prompt positions
 than batches in file order on RealToxicityPrompts). The batches depend only on the prompts and
 ``prompts_per_batch``, and the random numbers of a batch depend only on ``(seed, batch index,
-step)`` and its shape (:class:`~saedetox.eval.noise.NoiseStream`), so a resumed run regenerates
+step)`` and its shape (:class:`~saedetox.eval.sampler.noise.NoiseStream`), so a resumed run regenerates
 exactly the batches an uninterrupted one would, and every method that samples the same prompts
 sees the same noise (common random numbers: paired comparisons between methods).
 
 Sampling is temperature + nucleus (top-p) exactly as transformers defines it, drawn by
-Gumbel-max on that noise (:mod:`saedetox.eval.nucleus`). The sampler's id, :data:`SAMPLER`, is
+Gumbel-max on that noise (:mod:`saedetox.eval.sampler.nucleus`). The sampler's id, :data:`SAMPLER`, is
 part of the config (and so of each run's recorded config and fingerprint): generations made
 by another sampler are never mixed with these.
 """
@@ -26,8 +26,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.decode import lean_generate
-from saedetox.eval.noise import NoiseStream
+from saedetox.eval.sampler.decode import lean_generate
+from saedetox.eval.sampler.noise import NoiseStream
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import tokenize_batch
 from saedetox.steering.steerer import Steerer, generating

@@ -7,8 +7,8 @@ import torch
 from transformers.cache_utils import DynamicSlidingWindowLayer
 
 from helpers import FAMILY_BUILDERS
-from saedetox.eval.decode import lean_generate
-from saedetox.eval.kvcache import PreallocLayer, new_cache
+from saedetox.eval.sampler.decode import lean_generate
+from saedetox.eval.sampler.kvcache import PreallocLayer, new_cache
 from saedetox.model.tokens import tokenize_batch
 
 N_NEW = 10
