@@ -22,6 +22,7 @@ from typing import Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.eval.metrics.paired import compare_runs
+from saedetox.eval.result import RunResult
 from saedetox.report.format import k_note
 from saedetox.report.load import read_metrics
 from saedetox.report.view import fmt_p
@@ -42,7 +43,7 @@ def _pick(path: str | os.PathLike[str], name: str) -> tuple[str, dict[str, Any]]
 def resolve_run(ref: RunRef, sweep: str | os.PathLike[str] | None = None, default: str = "A") -> tuple[str, Any]:
     """``(name, metrics)`` of one run reference (see the module docstring)."""
     if isinstance(ref, Mapping):
-        name = (ref.get("config") or {}).get("run") if isinstance(ref.get("config"), Mapping) else None
+        name = RunResult.of(ref).config_value("run")
         return str(name or default), ref
     s = os.fspath(ref)
     if "::" in s:
