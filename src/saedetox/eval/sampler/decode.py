@@ -22,13 +22,14 @@
   a plan for each new shape, and here every step has a new key length and every batch a new
   prompt width (on an H100 that planning cost more than the whole decode; BENCHMARKS.md).
 
-``use_cache=False`` runs the same loop without a cache (the whole sequence every step): the
+``DecodeSettings(use_cache=False)`` runs the same loop without a cache (the whole sequence every step): the
 reference the cached loop is tested against.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -73,25 +74,34 @@ def _sample(logits: torch.Tensor, step: int, noise: NoiseStream | None, top_p: f
     return nucleus_sample_exponential(logits, noise.exponential(step, tuple(logits.shape)), top_p, temperature)
 
 
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What :func:`lean_generate` generates: length, stop and pad tokens, rows per prompt, the nucleus, the cache."""
+
+    max_new_tokens: int
+    eos_token_id: int | None  # None: never stop early
+    pad_token_id: int  # fed and emitted after a row's EOS
+    n_repeat: int = 1  # sequences per prompt (rows prompt-major)
+    top_p: float = 1.0
+    temperature: float = 1.0
+    use_cache: bool = True  # False: the whole sequence every step (the reference)
+
+
 @torch.inference_mode()
 def lean_generate(
     model: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    *,
-    max_new_tokens: int,
-    eos_token_id: int | None,
-    pad_token_id: int,
-    n_repeat: int = 1,
+    settings: DecodeSettings,
     noise: NoiseStream | None = None,
-    top_p: float = 1.0,
-    temperature: float = 1.0,
-    use_cache: bool = True,
 ) -> torch.Tensor:
     """New tokens ``[P · n_repeat, max_new_tokens]`` (pad after EOS) for left-padded prompts ``input_ids`` ``[P, W]``.
 
     ``noise`` samples (Gumbel nucleus with ``top_p`` and ``temperature``); ``None`` is greedy.
     """
+    s = settings
+    max_new_tokens, eos_token_id, pad_token_id = s.max_new_tokens, s.eos_token_id, s.pad_token_id
+    n_repeat, top_p, temperature, use_cache = s.n_repeat, s.top_p, s.temperature, s.use_cache
     dev = input_ids.device
     n_prompts, width = input_ids.shape
     rows, total = n_prompts * n_repeat, width + max_new_tokens

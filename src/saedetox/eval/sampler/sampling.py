@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.sampler.decode import lean_generate
+from saedetox.eval.sampler.decode import DecodeSettings, lean_generate
 from saedetox.eval.sampler.noise import NoiseStream
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import tokenize_batch
@@ -106,19 +106,16 @@ def _generate_batch(lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
     noise = NoiseStream(cfg.seed, batch, lm.device) if cfg.do_sample else None
     with generating(lm.model, width):  # every attached Steerer (given or a method's) sees generated positions
-        out = lean_generate(
-            lm.model,
-            enc["input_ids"],
-            enc["attention_mask"],
+        settings = DecodeSettings(
             max_new_tokens=cfg.max_new_tokens,
             eos_token_id=eos,
             pad_token_id=pad,
             n_repeat=cfg.n_samples,
-            noise=noise,
             top_p=cfg.top_p,
             temperature=cfg.temperature,
             use_cache=cfg.use_cache,
         )
+        out = lean_generate(lm.model, enc["input_ids"], enc["attention_mask"], settings, noise)
     rows = []
     for row in out.tolist():
         if eos is not None and eos in row:
