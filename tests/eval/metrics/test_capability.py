@@ -162,7 +162,7 @@ def test_interleave_by_paradigm():
 
 def test_lm_eval_prints_no_git_noise_outside_a_repository(gpt2, tmp_path, monkeypatch, capfd):
     # lm-eval runs `git describe` in the working directory; outside a repository git printed
-    # "fatal: not a git repository" straight to the terminal (issue #9)
+    # "fatal: not a git repository" straight to the terminal
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     res = evaluate_tasks(gpt2, ["copa"], limit=2)
