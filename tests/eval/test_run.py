@@ -101,7 +101,9 @@ def test_push_level_is_calibrated_and_recorded(tmp_path, gpt2, sae_dir, monkeypa
     assert res["steering"]["interventions"][0]["target_push"] == 0.2
     assert res["steering"]["effective_push"] > 0  # achieved on the run's own prompts (recorded, not forced)
     # a resumed run reuses the calibration instead of repeating the pilot
-    monkeypatch.setattr("saedetox.eval.calibrate.calibrate_push", lambda *a, **k: pytest.fail("pilot repeated"))
+    monkeypatch.setattr(
+        "saedetox.eval.runs.push_calibration.calibrate_push", lambda *a, **k: pytest.fail("pilot repeated")
+    )
     again = evaluate(gpt2, tmp_path / "p", cfg(prompts="challenging:dev", n_prompts=4), build_method(gpt2, "sae", spec))
     assert again["config"]["alpha"] == res["config"]["alpha"]
 

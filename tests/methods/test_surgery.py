@@ -13,7 +13,6 @@ from helpers import tiny_gemma2, tiny_gpt2, tiny_llama, tiny_opt, tiny_phi3
 from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.errors import SaedetoxError
 from saedetox.methods.contrast import ContrastData
-from saedetox.methods.probe import ProbeConfig, final_features, train_probe, train_toxicity_probe
 from saedetox.methods.surgery import (
     apply_surgery,
     export_surgery,
@@ -22,6 +21,7 @@ from saedetox.methods.surgery import (
     surgery_plan,
     tier_alpha,
 )
+from saedetox.methods.surgery_probe import ProbeConfig, final_features, train_probe, train_toxicity_probe
 from saedetox.model.tokens import tokenize_batch
 
 BAD = ["fuck", "idiot", "stupid", "damn", "shit", "hell"]

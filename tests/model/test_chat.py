@@ -12,8 +12,8 @@ from helpers import CLEAN_TEXTS, TOXIC_TEXTS, run_cli, tiny_gpt2, write_sae
 from saedetox.discover.sets import DiscoverySets
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.fingerprint import protocol_settings
-from saedetox.eval.paired import compare_runs
+from saedetox.eval.runs.fingerprint import protocol_settings
+from saedetox.eval.metrics.paired import compare_runs
 from saedetox.eval.run import load_prompts
 from saedetox.model.chat import render_chat
 

@@ -42,9 +42,9 @@ def discover_cmd(
 ) -> None:
     """Rank SAE latents by toxicity-specificity and write features.json."""
     from saedetox.discover.features import write_features  # deferred: see saedetox.cli.app
+    from saedetox.discover.rank_stats import METHODS
     from saedetox.discover.select import discover
     from saedetox.discover.sets import discovery_sets
-    from saedetox.discover.stats import METHODS
     from saedetox.io import check_output_file
     from saedetox.model.chat import check_chat
     from saedetox.sae.load import load_sae

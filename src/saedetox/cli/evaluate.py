@@ -67,8 +67,8 @@ def evaluate_cmd(
 ) -> None:
     """The RealToxicityPrompts protocol: toxicity per judge, fluency, diversity (resumable)."""
     from saedetox.eval.config import EvalConfig  # deferred: see saedetox.cli.app
-    from saedetox.eval.fingerprint import texts_digest
     from saedetox.eval.run import evaluate, prepare
+    from saedetox.eval.runs.fingerprint import texts_digest
     from saedetox.io import ensure_unlocked
     from saedetox.methods.base import BASELINES, METHOD_NAMES
     from saedetox.methods.contrast import default_contrast

@@ -45,7 +45,7 @@ def generate_cmd(
 ) -> None:
     """Sample continuations, steered or not."""
     from saedetox.data.readers import read_prompt_texts  # deferred: see saedetox.cli.app
-    from saedetox.eval.sampling import SamplingConfig, sample
+    from saedetox.eval.sampler.sampling import SamplingConfig, sample
     from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, folder_lock
     from saedetox.model.chat import check_chat
     from saedetox.steering.steerer import Steerer

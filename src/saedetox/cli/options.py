@@ -94,7 +94,7 @@ def steering_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | None:
     """The steering spec the options describe (``--spec`` file, or one intervention from the flags)."""
     from saedetox.discover.features import parse_features  # deferred: see saedetox.cli.app
-    from saedetox.experiments.agreement import check_features_file
+    from saedetox.experiments.compatibility import check_features_file
     from saedetox.steering.spec import Intervention, SteeringSpec, default_detector, parse_threshold
 
     if opts.spec:
@@ -141,7 +141,7 @@ def _is_file(value: str | None) -> bool:
 
 def check_method_features(method: Method | Steerer, opts: SteeringOptions) -> None:
     """After the SAE is loaded: a features.json recorded for another SAE width is refused."""
-    from saedetox.experiments.agreement import check_features_against  # deferred: see saedetox.cli.app
+    from saedetox.experiments.compatibility import check_features_against  # deferred: see saedetox.cli.app
 
     if opts.sae and _is_file(opts.features):
         check_features_against(method, str(opts.features), opts.sae)

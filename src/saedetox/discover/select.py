@@ -36,8 +36,8 @@ from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
 from saedetox.discover.attribution import gradients, latent_scores
 from saedetox.discover.detector import detector_logit, fit_detector
 from saedetox.discover.features import Features
+from saedetox.discover.rank_stats import METHODS, TextStats, auroc_per_latent, rank_scores, text_stats
 from saedetox.discover.sets import DiscoverySets, check_sets, reference_sets
-from saedetox.discover.stats import METHODS, TextStats, auroc_per_latent, rank_scores, text_stats
 from saedetox.errors import SaedetoxError
 from saedetox.model.chat import chat_texts, check_chat
 from saedetox.model.load import LoadedModel, as_loaded_model

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.capability import KNOWN_TASKS
-from saedetox.eval.sampling import SamplingConfig
+from saedetox.eval.metrics.capability import KNOWN_TASKS
+from saedetox.eval.sampler.sampling import SamplingConfig
 from saedetox.judges.registry import available_judges
 
 

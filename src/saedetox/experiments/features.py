@@ -10,8 +10,8 @@ from saedetox.discover.features import feature_thresholds, parse_features, read_
 from saedetox.discover.select import discover
 from saedetox.discover.sets import discovery_sets
 from saedetox.errors import SaedetoxError, StaleRunError
-from saedetox.eval.fingerprint import Fingerprint, differences
-from saedetox.eval.identity import model_identity, sae_identity
+from saedetox.eval.runs.fingerprint import Fingerprint, differences
+from saedetox.eval.runs.identity import model_identity, sae_identity
 from saedetox.experiments.config import DiscoveryCfg, SweepConfig
 from saedetox.model.load import LoadedModel
 from saedetox.sae.load import load_sae

@@ -14,7 +14,7 @@ from saedetox.discover.features import parse_features
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import check_judges, clean_texts, load_prompts
-from saedetox.experiments.agreement import check_agreement, check_features_file, model_header
+from saedetox.experiments.compatibility import check_agreement, check_features_file, model_header
 from saedetox.experiments.config import SweepConfig
 from saedetox.experiments.plan import plan
 from saedetox.io import check_output_dir

@@ -8,7 +8,7 @@ push. Tiers mean "the total steering vector's norm is this fraction of the media
 at the hook" (the *nominal* push), so the same tier pushes comparably hard on any model; gated
 modes push only where their gate is open, so their *effective* push (what a run records) is
 lower. A ``push`` level asks for that effective push itself: closed form for constant mode,
-calibrated on a pilot generation for the others (:mod:`saedetox.eval.calibrate`).
+calibrated on a pilot generation for the others (:mod:`saedetox.eval.runs.push_calibration`).
 
 Gate defaults live in one place, :func:`default_gates`; the adaptive detector's default in
 :func:`default_detector`.

@@ -18,11 +18,11 @@ import numpy as np
 
 from saedetox.data.corpus import heldout_texts
 from saedetox.data.location import data_file, resolve_data_dir
-from saedetox.eval.capability import blimp_accuracy
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.fluency import clean_perplexity
+from saedetox.eval.metrics.capability import blimp_accuracy
+from saedetox.eval.metrics.fluency import clean_perplexity
 from saedetox.eval.run import load_prompts
-from saedetox.eval.sampling import SamplingConfig, sample
+from saedetox.eval.sampler.sampling import SamplingConfig, sample
 from saedetox.io import atomic_write_json, atomic_write_text
 from saedetox.judges.registry import get_judge
 from saedetox.model.load import load_model

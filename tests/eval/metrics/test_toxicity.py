@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.stats import bootstrap_ci
-from saedetox.eval.toxicity import expected_max_toxicity, mean_toxicity, toxicity_probability, toxicity_summary
+from saedetox.eval.metrics.bootstrap import bootstrap_ci
+from saedetox.eval.metrics.toxicity import expected_max_toxicity, mean_toxicity, toxicity_probability, toxicity_summary
 
 
 def test_toxicity_hand_values():

@@ -5,7 +5,7 @@ The sampled token is ``argmax over the nucleus of p_v / E_v`` with ``E_v = −lo
 ``TemperatureLogitsWarper`` + ``TopPLogitsWarper`` (a token is kept when the probability mass
 strictly above it is < p; the top token always). Because the noise ``U`` is indexed by token id,
 two nearly identical distributions under the same noise pick the same token most of the time:
-paired runs (unsteered vs steered on the same :class:`~saedetox.eval.noise.NoiseStream`) are
+paired runs (unsteered vs steered on the same :class:`~saedetox.eval.sampler.noise.NoiseStream`) are
 coupled token by token, which an inverse-CDF sampler over sorted tokens is not.
 
 Two strategies give the same token for the same noise (up to float rounding exactly at the

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.stats import none_if_nan
+from saedetox.eval.metrics.bootstrap import none_if_nan
 
 
 def distinct_n(generations_per_prompt: Sequence[Sequence[str]], n: int) -> float:

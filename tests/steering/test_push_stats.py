@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from saedetox.steering.positions import ForwardState
-from saedetox.steering.stats import InterventionStats
+from saedetox.steering.push_stats import InterventionStats
 
 
 class _Cache:

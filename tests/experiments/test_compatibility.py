@@ -9,7 +9,7 @@ import pytest
 
 from helpers import write_sae
 from saedetox.errors import SaedetoxError
-from saedetox.experiments.agreement import check_agreement, check_features_file, sae_header
+from saedetox.experiments.compatibility import check_agreement, check_features_file, sae_header
 from saedetox.experiments.config import parse_config
 from saedetox.experiments.sweep import dry_run
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from saedetox.eval.kvcache import forward_params, new_cache
+from saedetox.eval.sampler.kvcache import forward_params, new_cache
 from saedetox.model.load import LoadedModel
 
 #: most logits one continuation forward may hold (rows × positions × vocabulary), to bound memory

@@ -1,4 +1,4 @@
-"""The decode loop behind :mod:`saedetox.eval.sampling`: what ``generate`` does for nucleus sampling, leaner.
+"""The decode loop behind :mod:`saedetox.eval.sampler.sampling`: what ``generate`` does for nucleus sampling, leaner.
 
 * **One prefill per unique prompt.** A batch of P left-padded prompts is encoded once; the KV
   cache, the last logits and every hook's per-sequence state (:func:`saedetox.model.sites.repeat_batch_state`,
@@ -10,9 +10,9 @@
   afterwards; the loop stops when every row has emitted EOS or after ``max_new_tokens``.
   Forward hooks therefore see the ``input_ids``, ``attention_mask``, ``position_ids`` and
   ``cache`` they would see under ``generate``.
-* **Less work per step.** A preallocated cache (:mod:`saedetox.eval.kvcache`), logits for the
+* **Less work per step.** A preallocated cache (:mod:`saedetox.eval.sampler.kvcache`), logits for the
   last position only, ``torch.inference_mode``, and the sort-free Gumbel nucleus sampler
-  (:mod:`saedetox.eval.nucleus`) on common random numbers (:mod:`saedetox.eval.noise`).
+  (:mod:`saedetox.eval.sampler.nucleus`) on common random numbers (:mod:`saedetox.eval.sampler.noise`).
 * **Host synchronisation.** On the CPU a host check costs nothing, so the stop test runs each
   step. On an accelerator the loop never waits for the device inside a step: the sampler sorts
   instead of checking rows on the host, and "has every row finished?" is read one step late
@@ -22,21 +22,22 @@
   a plan for each new shape, and here every step has a new key length and every batch a new
   prompt width (on an H100 that planning cost more than the whole decode; BENCHMARKS.md).
 
-``use_cache=False`` runs the same loop without a cache (the whole sequence every step): the
+``DecodeSettings(use_cache=False)`` runs the same loop without a cache (the whole sequence every step): the
 reference the cached loop is tested against.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from saedetox.eval.kvcache import forward_params, new_cache, repeat_rows
-from saedetox.eval.noise import NoiseStream
-from saedetox.eval.nucleus import nucleus_sample_exponential
+from saedetox.eval.sampler.kvcache import forward_params, new_cache, repeat_rows
+from saedetox.eval.sampler.noise import NoiseStream
+from saedetox.eval.sampler.nucleus import nucleus_sample_exponential
 from saedetox.model.guard import FiniteFlag, check_scores
 from saedetox.model.sites import repeat_batch_state
 
@@ -73,25 +74,34 @@ def _sample(logits: torch.Tensor, step: int, noise: NoiseStream | None, top_p: f
     return nucleus_sample_exponential(logits, noise.exponential(step, tuple(logits.shape)), top_p, temperature)
 
 
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What :func:`lean_generate` generates: length, stop and pad tokens, rows per prompt, the nucleus, the cache."""
+
+    max_new_tokens: int
+    eos_token_id: int | None  # None: never stop early
+    pad_token_id: int  # fed and emitted after a row's EOS
+    n_repeat: int = 1  # sequences per prompt (rows prompt-major)
+    top_p: float = 1.0
+    temperature: float = 1.0
+    use_cache: bool = True  # False: the whole sequence every step (the reference)
+
+
 @torch.inference_mode()
 def lean_generate(
     model: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    *,
-    max_new_tokens: int,
-    eos_token_id: int | None,
-    pad_token_id: int,
-    n_repeat: int = 1,
+    settings: DecodeSettings,
     noise: NoiseStream | None = None,
-    top_p: float = 1.0,
-    temperature: float = 1.0,
-    use_cache: bool = True,
 ) -> torch.Tensor:
     """New tokens ``[P · n_repeat, max_new_tokens]`` (pad after EOS) for left-padded prompts ``input_ids`` ``[P, W]``.
 
     ``noise`` samples (Gumbel nucleus with ``top_p`` and ``temperature``); ``None`` is greedy.
     """
+    s = settings
+    max_new_tokens, eos_token_id, pad_token_id = s.max_new_tokens, s.eos_token_id, s.pad_token_id
+    n_repeat, top_p, temperature, use_cache = s.n_repeat, s.top_p, s.temperature, s.use_cache
     dev = input_ids.device
     n_prompts, width = input_ids.shape
     rows, total = n_prompts * n_repeat, width + max_new_tokens

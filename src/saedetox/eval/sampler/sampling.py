@@ -1,18 +1,18 @@
 """The one sampling function every caller uses (evaluate, sweep, demo, generate).
 
 Prompts are left-padded, BOS is prepended when asked, and each batch of prompts is generated
-by the lean decode loop (:mod:`saedetox.eval.decode`): every prompt is encoded once and its KV
+by the lean decode loop (:mod:`saedetox.eval.sampler.decode`): every prompt is encoded once and its KV
 cache repeated to its ``n_samples`` sequences. Batches group prompts of similar length
 (:func:`batch_members`: prompts ordered by token count, ties by position, then cut into
 ``prompts_per_batch``), so little of a batch is padding (about a third fewer prompt positions
 than batches in file order on RealToxicityPrompts). The batches depend only on the prompts and
 ``prompts_per_batch``, and the random numbers of a batch depend only on ``(seed, batch index,
-step)`` and its shape (:class:`~saedetox.eval.noise.NoiseStream`), so a resumed run regenerates
+step)`` and its shape (:class:`~saedetox.eval.sampler.noise.NoiseStream`), so a resumed run regenerates
 exactly the batches an uninterrupted one would, and every method that samples the same prompts
 sees the same noise (common random numbers: paired comparisons between methods).
 
 Sampling is temperature + nucleus (top-p) exactly as transformers defines it, drawn by
-Gumbel-max on that noise (:mod:`saedetox.eval.nucleus`). The sampler's id, :data:`SAMPLER`, is
+Gumbel-max on that noise (:mod:`saedetox.eval.sampler.nucleus`). The sampler's id, :data:`SAMPLER`, is
 part of the config (and so of each run's recorded config and fingerprint): generations made
 by another sampler are never mixed with these.
 """
@@ -26,8 +26,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.decode import lean_generate
-from saedetox.eval.noise import NoiseStream
+from saedetox.eval.sampler.decode import DecodeSettings, lean_generate
+from saedetox.eval.sampler.noise import NoiseStream
 from saedetox.model.chat import chat_texts
 from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.model.tokens import tokenize_batch
@@ -110,19 +110,16 @@ def _generate_batch(lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
     noise = NoiseStream(cfg.seed, batch, lm.device) if cfg.do_sample else None
     with generating(lm.model, width):  # every attached Steerer (given or a method's) sees generated positions
-        out = lean_generate(
-            lm.model,
-            enc["input_ids"],
-            enc["attention_mask"],
+        settings = DecodeSettings(
             max_new_tokens=cfg.max_new_tokens,
             eos_token_id=eos,
             pad_token_id=pad,
             n_repeat=cfg.n_samples,
-            noise=noise,
             top_p=cfg.top_p,
             temperature=cfg.temperature,
             use_cache=cfg.use_cache,
         )
+        out = lean_generate(lm.model, enc["input_ids"], enc["attention_mask"], settings, noise)
     rows = []
     for row in out.tolist():
         if eos is not None and eos in row:

@@ -6,8 +6,8 @@ import pytest
 
 from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.errors import SaedetoxError
-from saedetox.eval.calibrate import calibrate_push, measure_push, pilot_prompts
-from saedetox.eval.sampling import SamplingConfig
+from saedetox.eval.runs.push_calibration import calibrate_push, measure_push, pilot_prompts
+from saedetox.eval.sampler.sampling import SamplingConfig
 from saedetox.steering.spec import Intervention, SteeringSpec
 from saedetox.steering.steerer import Steerer
 

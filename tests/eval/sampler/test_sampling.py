@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.decode import lean_generate
-from saedetox.eval.noise import NoiseStream
-from saedetox.eval.sampling import SAMPLER, SamplingConfig, batch_members, iter_samples, prompt_lengths, sample
+from saedetox.eval.sampler.decode import DecodeSettings, lean_generate
+from saedetox.eval.sampler.noise import NoiseStream
+from saedetox.eval.sampler.sampling import SAMPLER, SamplingConfig, batch_members, iter_samples, prompt_lengths, sample
 from saedetox.model.tokens import tokenize_batch
 from saedetox.steering.spec import Intervention, SteeringSpec
 from saedetox.steering.steerer import Steerer
@@ -95,16 +95,8 @@ def test_shared_prefill_equals_the_expanded_batch_under_steering(gpt2, sae_dir, 
     enc = tokenize_batch(gpt2.tokenizer, [PROMPTS[i] for i in order for _ in range(k)])
     pad = gpt2.tokenizer.pad_token_id
     with st:  # every row prefilled on its own: the reference
-        full = lean_generate(
-            gpt2.model,
-            enc["input_ids"],
-            enc["attention_mask"],
-            max_new_tokens=8,
-            eos_token_id=gpt2.tokenizer.eos_token_id,
-            pad_token_id=pad,
-            noise=NoiseStream(1, 0),
-            top_p=0.9,
-        )
+        settings = DecodeSettings(8, eos_token_id=gpt2.tokenizer.eos_token_id, pad_token_id=pad, top_p=0.9)
+        full = lean_generate(gpt2.model, enc["input_ids"], enc["attention_mask"], settings, NoiseStream(1, 0))
     eos = gpt2.tokenizer.eos_token_id
     want = [row[: row.index(eos)] if eos in row else row for row in full.tolist()]
     assert shared == want

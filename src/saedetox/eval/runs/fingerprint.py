@@ -3,7 +3,7 @@
 The settings are a flat mapping (``clean_texts``, ``top_p``, ``model``, ``method.alpha``,
 ``judge.probe`` …) whose digest is the run's fingerprint; content (prompts, clean texts, model
 and SAE weights, features, judges' files) enters as content identities
-(:mod:`saedetox.eval.identity`), never as paths, so a renamed or copied run folder, model or SAE
+(:mod:`saedetox.eval.runs.identity`), never as paths, so a renamed or copied run folder, model or SAE
 keeps its fingerprint. Left out on purpose: the run's folder and name, the data directory's
 path (the prompts and texts read from it count by content), the device index (the device *type*
 counts: CPU and CUDA draw different random numbers) and progress output. Everything in
@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from saedetox.data.readers import Prompt
-from saedetox.eval.capability import TASKS_DIR
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.identity import digest, judge_identity, method_settings, model_identity, normalise
+from saedetox.eval.metrics.capability import TASKS_DIR
+from saedetox.eval.runs.identity import digest, judge_identity, method_settings, model_identity, normalise
 from saedetox.methods.base import Method
 from saedetox.model.load import LoadedModel
 

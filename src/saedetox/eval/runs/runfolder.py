@@ -1,6 +1,6 @@
 """A run folder's state: reuse a finished run, resume an unfinished one, refuse one made with other settings.
 
-``RUN/config.json`` holds the run's fingerprint (:mod:`saedetox.eval.fingerprint`) from the
+``RUN/config.json`` holds the run's fingerprint (:mod:`saedetox.eval.runs.fingerprint`) from the
 moment the run starts, and ``RUN/metrics.json`` holds it again when the run finishes, so
 metrics computed with other settings are never returned: they are reused only when their own
 fingerprint equals the current one. Callers hold the folder's lock
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from saedetox.errors import SaedetoxError, StaleRunError
-from saedetox.eval.fingerprint import Fingerprint, differences, only_judges_differ
+from saedetox.eval.runs.fingerprint import Fingerprint, differences, only_judges_differ
 from saedetox.io import lock_path
 
 CONFIG, GENERATIONS, SCORES, METRICS = "config.json", "generations.jsonl", "scores.npz", "metrics.json"

@@ -3,7 +3,7 @@
 Expected Maximum Toxicity = mean over prompts of the max score over a prompt's k samples
 (± ``np.std`` over prompts, ddof 0); Toxicity Probability = share of prompts with at least one
 sample scoring ≥ 0.5; mean toxicity over all samples. NaN scores count as missing; a prompt
-with no score at all is skipped. CIs resample prompts (:func:`saedetox.eval.stats.bootstrap_ci`).
+with no score at all is skipped. CIs resample prompts (:func:`saedetox.eval.metrics.bootstrap.bootstrap_ci`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.stats import bootstrap_ci, ci_list, none_if_nan
+from saedetox.eval.metrics.bootstrap import bootstrap_ci, ci_list, none_if_nan
 
 ScoreArray = np.ndarray | Sequence[Sequence[float]]
 

@@ -13,8 +13,8 @@ from scipy import stats as sps
 from saedetox.data.readers import Prompt
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.fluency import conditional_perplexity, continuation_nll
-from saedetox.eval.paired import (
+from saedetox.eval.metrics.fluency import conditional_perplexity, continuation_nll
+from saedetox.eval.metrics.paired import (
     PerPrompt,
     align,
     compare_runs,

@@ -7,8 +7,8 @@ import torch
 from transformers.cache_utils import DynamicSlidingWindowLayer
 
 from helpers import FAMILY_BUILDERS
-from saedetox.eval.decode import lean_generate
-from saedetox.eval.kvcache import PreallocLayer, new_cache
+from saedetox.eval.sampler.decode import DecodeSettings, lean_generate
+from saedetox.eval.sampler.kvcache import PreallocLayer, new_cache
 from saedetox.model.tokens import tokenize_batch
 
 N_NEW = 10
@@ -39,16 +39,9 @@ def hf_greedy(lm, enc, eos, use_cache=True):
     return full
 
 
-def lean(lm, enc, eos, **kw):
-    return lean_generate(
-        lm.model,
-        enc["input_ids"],
-        enc["attention_mask"],
-        max_new_tokens=N_NEW,
-        eos_token_id=eos,
-        pad_token_id=lm.tokenizer.pad_token_id,
-        **kw,
-    )
+def lean(lm, enc, eos, noise=None, **kw):
+    settings = DecodeSettings(max_new_tokens=N_NEW, eos_token_id=eos, pad_token_id=lm.tokenizer.pad_token_id, **kw)
+    return lean_generate(lm.model, enc["input_ids"], enc["attention_mask"], settings, noise)
 
 
 @pytest.mark.parametrize("prompts", [SHORT, LONG, SHORT[:1]], ids=["padded", "past-window", "unpadded"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from saedetox.eval.diversity import distinct_n, diversity
+from saedetox.eval.metrics.diversity import distinct_n, diversity
 
 
 def test_distinct_n_hand_values():

@@ -13,9 +13,9 @@ import torch
 from helpers import tiny_gpt2, write_sae
 from saedetox.errors import SaedetoxError, StaleRunError
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.fingerprint import differences, protocol_settings
-from saedetox.eval.identity import model_identity, sae_identity
 from saedetox.eval.run import evaluate, load_prompts
+from saedetox.eval.runs.fingerprint import differences, protocol_settings
+from saedetox.eval.runs.identity import model_identity, sae_identity
 from saedetox.methods.registry import build_method
 from saedetox.sae.load import load_sae
 from saedetox.steering.spec import Intervention, SteeringSpec

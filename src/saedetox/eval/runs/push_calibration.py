@@ -34,7 +34,7 @@ from saedetox.data.readers import Prompt, read_lines, read_rtp
 from saedetox.data.roles import is_reference_prompt_set, reference_prompts
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.sampling import SamplingConfig, iter_samples
+from saedetox.eval.sampler.sampling import SamplingConfig, iter_samples
 from saedetox.io import atomic_write_json
 from saedetox.methods.base import Method
 from saedetox.model.load import LoadedModel

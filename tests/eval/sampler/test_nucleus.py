@@ -8,8 +8,8 @@ import torch
 from scipy.stats import chisquare
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from saedetox.eval.noise import NoiseStream, reuse_noise, step_seed
-from saedetox.eval.nucleus import gumbel_nucleus_sample, nucleus_sample_exponential
+from saedetox.eval.sampler.noise import NoiseStream, reuse_noise, step_seed
+from saedetox.eval.sampler.nucleus import gumbel_nucleus_sample, nucleus_sample_exponential
 
 STRATEGIES = ["reject", "sort"]
 

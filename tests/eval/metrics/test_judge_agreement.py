@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.agreement import judge_agreement
+from saedetox.eval.metrics.judge_agreement import judge_agreement
 
 
 def test_judge_agreement_hand_values():

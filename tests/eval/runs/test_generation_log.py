@@ -8,8 +8,8 @@ import pytest
 
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.log import GenerationLog
 from saedetox.eval.run import evaluate
+from saedetox.eval.runs.generation_log import GenerationLog
 
 
 def cfg(**kw):

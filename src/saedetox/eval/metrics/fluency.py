@@ -3,7 +3,7 @@
 Conditional perplexity: per continuation, the mean negative log-likelihood of its tokens given
 the prompt under a reference LM, exp'd; continuations with PPL ≥ 1e4 are dropped and the rest
 averaged. Here each prompt is encoded once and its KV cache shared by its continuations
-(:mod:`saedetox.eval.shared_prefix`); clean-text perplexity batches rows by length.
+(:mod:`saedetox.eval.metrics.shared_prefix`); clean-text perplexity batches rows by length.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.shared_prefix import shared_prefix_nll
-from saedetox.eval.stats import bootstrap_ci, ci_list, none_if_nan
+from saedetox.eval.metrics.bootstrap import bootstrap_ci, ci_list, none_if_nan
+from saedetox.eval.metrics.shared_prefix import shared_prefix_nll
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import DEFAULT_CONTEXT, bos_id, encode_text, with_bos
 
@@ -71,7 +71,7 @@ def continuation_nll(
     a token merged across the boundary; DExperts instead tokenises ``prompt + continuation``
     jointly and counts ``len(full) − len(prompt)``. Over-long inputs keep the continuation and
     the last prompt tokens that fit the model. Empty continuations get ``(0.0, 0)``. Each prompt
-    is encoded once for all its continuations (:mod:`saedetox.eval.shared_prefix`);
+    is encoded once for all its continuations (:mod:`saedetox.eval.metrics.shared_prefix`);
     ``batch_size`` continuations are scored per forward pass.
     """
     if len(prompts) != len(continuations):

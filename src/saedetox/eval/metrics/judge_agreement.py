@@ -12,7 +12,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import cohen_kappa_score
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.stats import mean_or_nan, none_if_nan
+from saedetox.eval.metrics.bootstrap import mean_or_nan, none_if_nan
 
 
 def judge_agreement(scores_by_judge: dict[str, np.ndarray], threshold: float = 0.5) -> dict[str, dict[str, Any]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.identity import steerer_of
+from saedetox.eval.runs.identity import steerer_of
 from saedetox.methods.base import Method
 from saedetox.model.load import REFERENCE_NAME, reference_model_dir
 from saedetox.model.sites import HOOK_RE

@@ -30,13 +30,13 @@ import numpy as np
 
 from saedetox.data.location import data_file, resolve_data_dir
 from saedetox.errors import SaedetoxError
-from saedetox.eval.fluency import sequence_nll
+from saedetox.eval.metrics.fluency import sequence_nll
 from saedetox.model.load import LoadedModel
 from saedetox.model.tokens import bos_id, encode_text
 from saedetox.steering.steerer import Steerer
 
 KNOWN_TASKS: tuple[str, ...] = ("lambada", "piqa", "arc_easy", "winogrande", "copa", "blimp")
-TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
+TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 BLIMP_FILE = "benchmarks/blimp/blimp_first100_per_paradigm.jsonl"
 _PREFIX = "saedetox_"
 _DATA_RE = re.compile(r'"@DATA_DIR@/([^"]+)"')

@@ -10,7 +10,7 @@ import torch
 
 from helpers import FAMILY_BUILDERS, tiny_gpt2
 from saedetox.errors import SaedetoxError
-from saedetox.eval.fluency import clean_perplexity, conditional_perplexity, continuation_nll
+from saedetox.eval.metrics.fluency import clean_perplexity, conditional_perplexity, continuation_nll
 
 PROMPTS = ["The cat sat on", "I think that you are", "hello there my friend"]
 CONTS = [[" the mat.", " a chair", ""], [" stupid and mean", " kind"], [" world is big and round", " the"]]
@@ -177,7 +177,7 @@ def test_clean_perplexity_is_steered_at_every_position_whatever_the_policy(gpt2,
 
 
 def _count_encodings(monkeypatch):
-    from saedetox.eval import shared_prefix
+    from saedetox.eval.metrics import shared_prefix
 
     shared_prefix.clear_context_cache()
     calls = []
@@ -187,7 +187,7 @@ def _count_encodings(monkeypatch):
 
 
 def test_encoded_prompts_are_reused_only_for_the_same_weights_without_hooks(monkeypatch):
-    from saedetox.eval import shared_prefix
+    from saedetox.eval.metrics import shared_prefix
 
     lm = tiny_gpt2()
     calls = _count_encodings(monkeypatch)

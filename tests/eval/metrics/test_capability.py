@@ -10,7 +10,7 @@ import pytest
 
 from saedetox.data.location import data_file
 from saedetox.errors import SaedetoxError
-from saedetox.eval.capability import (
+from saedetox.eval.metrics.capability import (
     KNOWN_TASKS,
     blimp_accuracy,
     blimp_logprobs,
@@ -173,7 +173,7 @@ def test_lm_eval_prints_no_git_noise_outside_a_repository(gpt2, tmp_path, monkey
 def test_built_tasks_are_reused_within_a_process(gpt2, monkeypatch):
     import lm_eval.tasks
 
-    from saedetox.eval import capability
+    from saedetox.eval.metrics import capability
 
     capability._BUILT.clear()
     builds = []
