@@ -12,9 +12,9 @@ from helpers import CLEAN_TEXTS, TOXIC_TEXTS, run_cli, tiny_gpt2, write_sae
 from saedetox.discover.sets import DiscoverySets
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.runs.fingerprint import protocol_settings
 from saedetox.eval.metrics.paired import compare_runs
 from saedetox.eval.run import load_prompts
+from saedetox.eval.runs.fingerprint import protocol_settings
 from saedetox.model.chat import render_chat
 
 TEMPLATE = (
