@@ -29,7 +29,8 @@ from saedetox.methods.registry import build_method
 from saedetox.model.load import LoadedModel
 from saedetox.sae.load import load_sae
 from saedetox.sae.loaded import LoadedSAE
-from saedetox.steering.spec import Intervention, SteeringSpec, default_detector, default_gates
+from saedetox.steering.spec import Intervention, SteeringSpec
+from saedetox.steering.steer import steering_spec
 
 
 @torch.no_grad()
@@ -101,18 +102,7 @@ def conclusion(rows: list[dict[str, Any]]) -> str:
 
 def width_intervention(sae: str, feats: dict[str, Any], hook: str | None, sp: SplittingCfg) -> Intervention:
     """One width's intervention: its discovery's latents, the study's mode and tier, the one gate rule."""
-    tau, taus = default_gates(sp.mode, feats)
-    detector = default_detector(feats) if sp.mode == "adaptive" else None
-    return Intervention(
-        sae=sae,
-        latents=feats["selected"],
-        hook=hook,
-        mode=sp.mode,
-        tier=sp.tier,
-        threshold=tau,
-        thresholds=taus,
-        detector=detector,
-    )
+    return steering_spec(feats, sae=sae, mode=sp.mode, tier=sp.tier, hook=hook).interventions[0]  # type: ignore[arg-type]
 
 
 def run_splitting(

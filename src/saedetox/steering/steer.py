@@ -1,8 +1,10 @@
 """The notebook verbs of steering: :func:`steering_spec` builds a spec, :func:`steer` applies one for a block.
 
 ``what`` may be discovery's :class:`~saedetox.discover.features.Features` (or a features.json
-path or mapping), a list of latent indices (with ``sae=``), an :class:`Intervention` or a whole
-:class:`SteeringSpec`. From features, the SAE discovery ran on is reused (or loaded by name), the
+path or mapping), a list of latent indices or their text ``"3,17,42"`` (with ``sae=``), an
+:class:`Intervention` or a whole :class:`SteeringSpec`. :func:`steering_spec` is the one place
+options become an intervention: the command line's steering options and a sweep's runs call it.
+From features, the SAE discovery ran on is reused (or loaded by name), the
 gates are its per-latent thresholds (:func:`default_gates`) and adaptive mode gets its detector
 (:func:`default_detector`); the hook is the SAE's own unless ``hook=`` says otherwise, as on the
 command line, so the same steering made here or there has the same fingerprint.
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from saedetox.discover.features import Features
+from saedetox.discover.features import Features, parse_features, read_features
 from saedetox.errors import SaedetoxError
 from saedetox.model.load import LoadedModel
 from saedetox.sae.loaded import LoadedSAE
@@ -44,17 +46,19 @@ def steering_spec(
     push: float | None = None,
     hook: str | None = None,
     positions: Positions = "all",
-    threshold: float | None = None,
+    threshold: float | str | None = None,
     clamp_value: float = 0.0,
+    detector: dict[str, Any] | None = None,
 ) -> SteeringSpec:
     """A validated :class:`SteeringSpec` from features, latent indices, an intervention or a spec.
 
     One of ``tier`` (default ``medium``), ``strength`` (raw α) or ``push`` sets the strength.
-    ``threshold`` is one gate for every latent; by default conditional mode uses the gates
-    discovery stored and token mode 0.
+    ``threshold`` is one gate for every latent; by default (or ``"auto"``) conditional mode uses the
+    gates discovery stored and token mode 0. ``detector`` is adaptive mode's (default: discovery's).
     """
     if isinstance(what, (SteeringSpec, Intervention)):
         given = {"sae": sae, "tier": tier, "strength": strength, "push": push, "hook": hook, "threshold": threshold}
+        given["detector"] = detector
         extra = [k for k, v in given.items() if v is not None]
         if extra or mode != "constant" or positions != "all" or clamp_value:
             raise SaedetoxError(
@@ -63,7 +67,8 @@ def steering_spec(
             )
         return (what if isinstance(what, SteeringSpec) else SteeringSpec([what])).validate()
     if isinstance(what, (str, Path)):
-        what = Features.load(what)
+        ids = parse_features(str(what))  # "3,17,42" or a features.json: one clear line when it is neither
+        what = Features.load(what) if _features_file(what) else ids
     features: Features | None = None
     if isinstance(what, dict):
         features = what if isinstance(what, Features) else Features(what)
@@ -73,10 +78,12 @@ def steering_spec(
         latents = [int(i) for i in what]
     if sae is None:
         raise SaedetoxError("Say which SAE the latents belong to: pass sae= (a name or a loaded SAE).")
-    if threshold is None:
+    if threshold is None or str(threshold).strip().lower() == "auto":
         tau, taus = default_gates(mode, features)
     else:
-        tau, taus = float(threshold), None
+        tau, taus = _number(threshold), None
+    if detector is None and mode == "adaptive" and features is not None:
+        detector = default_detector(features)
     iv = Intervention(
         sae=sae,
         latents=latents,
@@ -89,9 +96,21 @@ def steering_spec(
         thresholds=taus,
         clamp_value=clamp_value,
         positions=positions,
-        detector=default_detector(features) if mode == "adaptive" and features is not None else None,
+        detector=detector if mode == "adaptive" else None,
     )
     return SteeringSpec([iv]).validate()
+
+
+def _features_file(path: str | Path) -> bool:
+    """Whether ``path`` is a features.json (a mapping), not a bare list of indices."""
+    return Path(path).is_file() and isinstance(read_features(path), dict)
+
+
+def _number(threshold: float | str) -> float:
+    try:
+        return float(threshold)
+    except (TypeError, ValueError):
+        raise SaedetoxError(f"threshold must be a number or 'auto', got {threshold!r}.") from None
 
 
 @contextmanager
