@@ -62,6 +62,8 @@ def test_a_registered_method_runs_through_the_cli(toy, model_dir, tmp_path, caps
     code, _, err = run_cli(argv + ["--out", tmp_path / "none", "--method", "none"], capsys)
     assert code == 0, err
     assert _texts(tmp_path / "toy") != _texts(tmp_path / "none")  # the vector changed what was generated
+    code, _, err = run_cli(argv + ["--out", tmp_path / "md", "--method", "meandiff", "--mode", "token"], capsys)
+    assert code == 2 and "has modes constant, adaptive" in err and not (tmp_path / "md").exists()
     sd.unregister_method("toy")
     code, _, err = run_cli(argv + ["--out", tmp_path / "gone", "--method", "toy"], capsys)
     assert code == 2 and "toy" in err and not (tmp_path / "gone").exists()
@@ -99,3 +101,19 @@ def test_declarations_the_callers_read():
         get_method("magic")
     with pytest.raises(SaedetoxError, match="already registered"):
         sd.register_method("sae")(_toy)
+
+
+def test_export_through_the_registry_writes_what_export_baseline_writes(tmp_path):
+    from saedetox.methods.contrast import ContrastData
+    from saedetox.methods.export import export_baseline
+
+    data = ContrastData(
+        ["you stupid idiot, shut up", "what a damn fool you are", "go to hell, idiot"],
+        ["you are a kind person, thanks", "what a lovely day it is", "go to the park"],
+    )
+    lm = tiny_gpt2()
+    get_method("meandiff").export(lm, tmp_path / "reg", data=data, tier="low", hook=HOOK)
+    export_baseline(lm, "meandiff", tmp_path / "direct", hook=HOOK, tier="low", data=data)
+    reg = json.loads((tmp_path / "reg" / "saedetox_export.json").read_text())
+    direct = json.loads((tmp_path / "direct" / "saedetox_export.json").read_text())
+    assert reg == direct and reg["vector_provenance"]["hook"] == HOOK

@@ -21,12 +21,13 @@ from saedetox.cli.options import (
 )
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-
-
-def _method_names() -> tuple[str, ...]:
-    from saedetox.methods.registry import method_names  # light: the registry imports nothing heavy
-
-    return method_names()
+from saedetox.methods.registry import (  # light: names and declarations
+    build_method,
+    check_options,
+    default_method,
+    get_method,
+    method_names,
+)
 
 
 @with_options
@@ -36,7 +37,7 @@ def evaluate_cmd(
     method: Annotated[
         str | None,
         typer.Option("--method", help="What the run does to the model (default: sae with --sae/--spec, else none)."),
-        Choices(_method_names),
+        Choices(method_names),
     ] = None,
     steering: SteeringOptions = SteeringOptions(),
     protocol: EvalConfig = EvalConfig(),
@@ -55,7 +56,6 @@ def evaluate_cmd(
     from saedetox.eval.run import evaluate, prepare
     from saedetox.io import ensure_unlocked
     from saedetox.methods.contrast import default_contrast
-    from saedetox.methods.registry import build_method, default_method, get_method
     from saedetox.steering.spec import parse_tier
 
     steered = bool(steering.sae or steering.spec)
@@ -75,21 +75,22 @@ def evaluate_cmd(
     )
     spec = build_spec(own, required=False)
     cfg = protocol
-    if info.strength and steering.tier is not None:
-        parse_tier(steering.tier)
-    prepare(cfg, Path(out), data_dir, overwrite)
-    ensure_unlocked(out, "evaluate")  # config, judges, out folder, prompts, a stale run: before any model
-    lm = load_lm(model, dtype, device)
-    ref = load_lm(cfg.ref_model, dtype, device) if cfg.ref_model else None
     options: dict[str, Any] = {"data_dir": data_dir}
-    run_config: dict[str, Any] = {}
     if info.strength:
+        if steering.tier is not None:
+            parse_tier(steering.tier)
         tier, strength = steering.tier, steering.strength
         options.update(tier=tier if (tier or strength is not None) else "medium", strength=strength)
     if info.hook:
         options["hook"] = steering.hook
     if info.modes and not own_spec:
         options["mode"] = steering.mode
+    check_options(info.name, **options)
+    prepare(cfg, Path(out), data_dir, overwrite)
+    ensure_unlocked(out, "evaluate")  # config, judges, out folder, prompts, a stale run: before any model
+    lm = load_lm(model, dtype, device)
+    ref = load_lm(cfg.ref_model, dtype, device) if cfg.ref_model else None
+    run_config: dict[str, Any] = {}
     if "contrast" in info.needs:
         options["data"] = contrast = default_contrast(data_dir)
         run_config["contrast"] = texts_digest(contrast.toxic + ["\x00"] + contrast.clean)

@@ -17,18 +17,7 @@ from saedetox.cli.options import (
     load_lm,
 )
 from saedetox.errors import SaedetoxError
-
-
-def _exportable() -> tuple[str, ...]:
-    from saedetox.methods.registry import exportable_methods  # light: the registry imports nothing heavy
-
-    return exportable_methods()
-
-
-def _folding_modes() -> tuple[str, ...]:
-    from saedetox.methods.registry import export_modes
-
-    return export_modes()
+from saedetox.methods.registry import STEERED, export_modes, exportable_methods, get_method  # light
 
 
 @with_options
@@ -38,9 +27,9 @@ def export_cmd(
     method: Annotated[
         str,
         typer.Option("--method", help="What to fold: sae (the steering options), or a baseline (--tier/--strength)."),
-        Choices(_exportable),
-    ] = "sae",
-    steering: Annotated[SteeringOptions, Fields(choices={"mode": _folding_modes})] = SteeringOptions(),
+        Choices(exportable_methods),
+    ] = STEERED,
+    steering: Annotated[SteeringOptions, Fields(choices={"mode": export_modes})] = SteeringOptions(),
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty --out folder (atomically).")
     ] = False,
@@ -56,13 +45,12 @@ def export_cmd(
     Example: saedetox export --out detox-model --sae reference --features features.json --tier medium
     """
     from saedetox.io import check_output_dir  # deferred: see saedetox.cli.app
-    from saedetox.methods.registry import get_method
     from saedetox.model.load import parse_dtype
     from saedetox.steering.checkpoint import TargetNotEmpty
 
     info = get_method(method)
     if info.export is None or (info.modes and steering.mode not in info.export_modes):
-        raise SaedetoxError(f"Cannot export method '{method}': use {', '.join(_exportable())}.")
+        raise SaedetoxError(f"Cannot export method '{method}': use {', '.join(exportable_methods())}.")
     spec = build_spec(steering) if "spec" in info.needs else None
     check_output_dir(out)  # before the model is loaded
     lm = load_lm(model, dtype, device)

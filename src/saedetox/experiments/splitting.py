@@ -25,7 +25,7 @@ from saedetox.experiments.features import run_discovery
 from saedetox.io import atomic_write_json
 from saedetox.methods.contrast import default_contrast
 from saedetox.methods.meandiff import meandiff_direction
-from saedetox.methods.registry import build_method
+from saedetox.methods.registry import STEERED, build_method
 from saedetox.model.load import LoadedModel
 from saedetox.sae.load import load_sae
 from saedetox.sae.loaded import LoadedSAE
@@ -149,7 +149,7 @@ def run_splitting(
                 lm,
                 out / "runs" / run_name,
                 ecfg,
-                build_method(lm, "sae", spec),
+                build_method(lm, STEERED, spec),
                 run_name=run_name,
                 ref_lm=ref,
                 data_dir=cfg.data_dir,

@@ -137,8 +137,8 @@ def default_method(steering: bool) -> str:
     return STEERED if steering else UNSTEERED
 
 
-def build_method(lm: LoadedModel, name: str, spec: SteeringSpec | None = None, **options: Any) -> Method:
-    """The method called ``name`` (:func:`method_names`); ``spec`` is the steering of methods that need one."""
+def check_options(name: str, **options: Any) -> MethodInfo:
+    """The method ``name``, once ``options`` are ones it takes (checked before any model is loaded)."""
     info = get_method(name)
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
@@ -150,6 +150,12 @@ def build_method(lm: LoadedModel, name: str, spec: SteeringSpec | None = None, *
         if not info.modes:
             raise SaedetoxError(f"Method '{info.name}' takes no steering mode ({', '.join(_with('modes'))} do).")
         raise SaedetoxError(f"Method '{info.name}' has modes {', '.join(info.modes)}, not '{mode}'.")
+    return info
+
+
+def build_method(lm: LoadedModel, name: str, spec: SteeringSpec | None = None, **options: Any) -> Method:
+    """The method called ``name`` (:func:`method_names`); ``spec`` is the steering of methods that need one."""
+    info = check_options(name, **options)
     return info.build(lm, spec, **{**info.defaults, **options})
 
 
