@@ -43,6 +43,9 @@ _EXPORTS: dict[str, str] = {
     # methods and evaluation
     "Method": "saedetox.methods.base",
     "build_method": "saedetox.methods.registry",
+    "register_method": "saedetox.methods.registry",
+    "unregister_method": "saedetox.methods.registry",
+    "method_names": "saedetox.methods.registry",
     "SamplingConfig": "saedetox.eval.sampler.sampling",
     "Sample": "saedetox.eval.sampler.sampling",
     "sample": "saedetox.eval.sampler.sampling",
@@ -77,6 +80,9 @@ __all__ = [
     "export",
     "Method",
     "build_method",
+    "register_method",
+    "unregister_method",
+    "method_names",
     "SamplingConfig",
     "Sample",
     "sample",
@@ -102,7 +108,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see the real objects; at run time th
     from saedetox.eval.sampler.sampling import Sample, SamplingConfig, sample
     from saedetox.experiments.sweep import sweep
     from saedetox.methods.base import Method
-    from saedetox.methods.registry import build_method
+    from saedetox.methods.registry import build_method, method_names, register_method, unregister_method
     from saedetox.model.load import LoadedModel, load_model
     from saedetox.progress import on_progress
     from saedetox.report.compare import compare

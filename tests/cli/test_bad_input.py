@@ -139,7 +139,7 @@ CASES = [
     ("judge-unavailable", EV + ["--judges", "perspective"], "API key"),
     ("capability-unknown", EV + ["--capability", "nosuch"], "Unknown capability task"),
     ("capability-limit-0", EV + ["--capability", "blimp", "--capability-limit", "0"], "--capability-limit"),
-    ("method-unknown", EV + ["--method", "magic"], "Unknown method"),
+    ("method-unknown", EV + ["--method", "magic"], "'magic' is not one of 'none', 'sae'"),
     ("baseline-tier-unknown", EV + ["--method", "meandiff", "--tier", "extreme"], "Unknown tier"),
     ("prompts-missing", EV + ["--prompts", "{t}/none.txt"], "not found"),
     ("prompts-not-utf8", EV + ["--prompts", "{w}/binary.txt"], "binary.txt"),

@@ -25,6 +25,7 @@ from saedetox.cli.demo import demo_cmd
 from saedetox.cli.discover import discover_cmd
 from saedetox.cli.evaluate import evaluate_cmd
 from saedetox.cli.export import export_cmd
+from saedetox.cli.fields import Command, Group
 from saedetox.cli.generate import generate_cmd
 from saedetox.cli.info import info_cmd
 from saedetox.cli.report import report_cmd
@@ -34,7 +35,7 @@ from saedetox.errors import SaedetoxError, StaleRunError
 from saedetox.progress import on_progress
 from saedetox.version import __version__
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=Group)
 
 
 def _show_version(value: bool) -> None:
@@ -81,7 +82,7 @@ for _name, _command in (
     ("compare", compare_cmd),
     ("demo", demo_cmd),
 ):
-    app.command(_name)(_command)
+    app.command(_name, cls=Command)(_command)
 
 
 #: commands whose output folder keeps finished work, so rerunning them continues where they stopped
@@ -177,7 +178,7 @@ def _run(args: list[str]) -> None:
         if type(err).__name__ == "NoArgsIsHelpError":
             err.show()  # type: ignore[attr-defined]  # the help text, as `saedetox COMMAND` alone asks for
             sys.exit(EXIT_USAGE)
-        message = " ".join(err.format_message().split())  # type: ignore[attr-defined]
+        message = " ".join(err.format_message().split()).replace("Value error, ", "")  # type: ignore[attr-defined]
         where = " ".join(a for a in args[:1] if not a.startswith("-"))
         hint = f" (see `saedetox {where} --help`)" if where and where in COMMANDS else " (see `saedetox --help`)"
         typer.echo(f"error: {message}{hint}", err=True)

@@ -24,6 +24,8 @@ def compare_cmd(
 
     95% CI: percentile bootstrap over prompts with the pairs kept together; p: two-sided paired
     sign-flip permutation test. Both runs must have scored the same prompts with the same k.
+
+    Example: saedetox compare runs/none runs/sae
     """
     from saedetox.report.compare import compare, format_comparison, to_json  # deferred: see saedetox.cli.app
 

@@ -13,7 +13,10 @@ def demo_cmd(
         bool, typer.Option("--overwrite", help="Replace runs in OUT that were made with other settings.")
     ] = False,
 ) -> None:
-    """The whole pipeline on the committed reference world, offline."""
+    """The whole pipeline on the committed reference world, offline.
+
+    Example: saedetox demo --out demo_out
+    """
     from saedetox.experiments.demo import run_demo  # deferred: see saedetox.cli.app
 
     run_demo(out, overwrite=overwrite)

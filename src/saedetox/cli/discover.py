@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from saedetox.cli.options import DataDirOpt, DeviceOpt, DtypeOpt, HookOpt, ModelOpt, load_lm
-from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
+from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC, RANKINGS
 from saedetox.errors import SaedetoxError
 
 
@@ -16,7 +16,7 @@ def discover_cmd(
     model: ModelOpt = "reference",
     sae: Annotated[str, typer.Option("--sae", help="SAE (release/id, local dir, 'reference').")] = "reference",
     method: Annotated[
-        str, typer.Option("--method", help="attribution|auroc|paired|meandiff|freqratio|paper-max|paper-freq")
+        Literal[RANKINGS], typer.Option("--method", help="How latents are ranked.")  # type: ignore[valid-type]
     ] = "attribution",
     k: Annotated[int, typer.Option("--k", help="How many latents to select.")] = DEFAULT_K,
     min_auroc: Annotated[
@@ -40,7 +40,10 @@ def discover_cmd(
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
-    """Rank SAE latents by toxicity-specificity and write features.json."""
+    """Rank SAE latents by toxicity-specificity and write features.json.
+
+    Example: saedetox discover --sae reference --k 20 --out features.json
+    """
     from saedetox.discover.features import write_features  # deferred: see saedetox.cli.app
     from saedetox.discover.rank_stats import METHODS
     from saedetox.discover.select import discover

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from saedetox.cli.fields import Choices, Fields, with_options
 from saedetox.cli.options import (
     DataDirOpt,
     DeviceOpt,
@@ -14,19 +15,21 @@ from saedetox.cli.options import (
     SteeringOptions,
     build_spec,
     load_lm,
-    steering_options,
 )
 from saedetox.errors import SaedetoxError
+from saedetox.methods.registry import STEERED, export_modes, exportable_methods, get_method  # light
 
 
-@steering_options
+@with_options
 def export_cmd(
     out: Annotated[str, typer.Option("--out", help="Output HF model directory.")],
     model: ModelOpt = "reference",
     method: Annotated[
-        str, typer.Option("--method", help="sae (the steering options) | meandiff | surgery (--tier/--strength).")
-    ] = "sae",
-    steering: SteeringOptions = SteeringOptions(),
+        str,
+        typer.Option("--method", help="What to fold: sae (the steering options), or a baseline (--tier/--strength)."),
+        Choices(exportable_methods),
+    ] = STEERED,
+    steering: Annotated[SteeringOptions, Fields(choices={"mode": export_modes})] = SteeringOptions(),
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty --out folder (atomically).")
     ] = False,
@@ -37,27 +40,24 @@ def export_cmd(
     dtype: DtypeOpt = "float32",
     device: DeviceOpt = "cpu",
 ) -> None:
-    """Fold constant steering into the weights: a plain HF checkpoint, no saedetox needed to serve it."""
-    from saedetox.io import check_output_dir
-    from saedetox.methods.export import export_baseline  # deferred: see saedetox.cli.app
+    """Fold constant steering into the weights: a plain HF checkpoint, no saedetox needed to serve it.
+
+    Example: saedetox export --out detox-model --sae reference --features features.json --tier medium
+    """
+    from saedetox.io import check_output_dir  # deferred: see saedetox.cli.app
     from saedetox.model.load import parse_dtype
     from saedetox.steering.checkpoint import TargetNotEmpty
-    from saedetox.steering.export import export
 
-    if method not in ("sae", "meandiff", "surgery"):
-        raise SaedetoxError(f"Cannot export method '{method}': use sae, meandiff or surgery.")
-    spec = build_spec(steering) if method == "sae" else None
+    info = get_method(method)
+    if info.export is None or (info.modes and steering.mode not in info.export_modes):
+        raise SaedetoxError(f"Cannot export method '{method}': use {', '.join(exportable_methods())}.")
+    spec = build_spec(steering) if "spec" in info.needs else None
     check_output_dir(out)  # before the model is loaded
     lm = load_lm(model, dtype, device)
     save = None if save_dtype == "auto" else parse_dtype(save_dtype, lm.device)
     try:
-        if spec is not None:
-            path = export(lm, spec, out, dtype=save, overwrite=overwrite)
-        else:
-            tier, strength = steering.tier, steering.strength
-            path = export_baseline(
-                lm, method, out, steering.hook, tier, strength, data_dir=data_dir, overwrite=overwrite, dtype=save
-            )
+        own = {} if spec is not None else {"hook": steering.hook, "tier": steering.tier, "strength": steering.strength}
+        path = info.export(lm, out, spec=spec, data_dir=data_dir, overwrite=overwrite, dtype=save, **own)
     except TargetNotEmpty as err:
         raise SaedetoxError(f"{err} (--overwrite)") from None
     typer.echo(f"wrote {path}")

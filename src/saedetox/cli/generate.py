@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from saedetox.cli.fields import with_options
 from saedetox.cli.options import (
     DeviceOpt,
     DtypeOpt,
@@ -16,15 +17,16 @@ from saedetox.cli.options import (
     build_spec,
     check_method_features,
     load_lm,
-    steering_options,
 )
 from saedetox.errors import SaedetoxError
 
 
-@steering_options
+@with_options
 def generate_cmd(
     model: ModelOpt = "reference",
-    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt text (repeatable).")] = None,
+    prompt: Annotated[
+        list[str] | None, typer.Option("--prompt", "-p", metavar="<str>", help="Prompt text (repeatable).")
+    ] = None,
     prompts_file: Annotated[
         str | None, typer.Option("--prompts", help="File of prompts (txt/jsonl/csv; RTP jsonl as evaluate reads it).")
     ] = None,
@@ -43,7 +45,10 @@ def generate_cmd(
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
-    """Sample continuations, steered or not."""
+    """Sample continuations, steered or not.
+
+    Example: saedetox generate -p "You are such a" --sae reference --features features.json --tier high
+    """
     from saedetox.data.readers import read_prompt_texts  # deferred: see saedetox.cli.app
     from saedetox.eval.sampler.sampling import SamplingConfig, sample
     from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, folder_lock

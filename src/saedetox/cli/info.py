@@ -30,7 +30,10 @@ def info_cmd(
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Model (and SAE) summary with the SAE preflight: fit, explained variance, CE-loss change."""
+    """Model (and SAE) summary with the SAE preflight: fit, explained variance, CE-loss change.
+
+    Example: saedetox info --model reference --sae reference
+    """
     from saedetox.sae.load import load_sae  # deferred: see saedetox.cli.app
     from saedetox.sae.preflight import preflight
 

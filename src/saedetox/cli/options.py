@@ -1,23 +1,20 @@
 """Options shared by the commands, declared once: model loading, and the ten steering options.
 
-:func:`steering_options` adds the steering options (``--sae --features --mode --strength --tier
---hook --threshold --clamp-value --positions --spec``) to a command in place of its
-``steering: SteeringOptions`` parameter and hands the command one :class:`SteeringOptions`;
-:func:`build_spec` turns that into a :class:`~saedetox.steering.spec.SteeringSpec`.
+A command with a ``steering: SteeringOptions`` parameter, decorated with
+:func:`~saedetox.cli.fields.with_options`, gets the steering options (``--sae --features --mode
+--strength --tier --hook --threshold --clamp-value --positions --spec``) in its place and is handed
+one :class:`SteeringOptions`; :func:`build_spec` turns that into a :class:`~saedetox.steering.spec.SteeringSpec`.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import typing
-from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Annotated, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from saedetox.errors import SaedetoxError
+from saedetox.steering.names import MODES, POSITIONS
 
 if TYPE_CHECKING:  # the CLI imports the pipeline only when a command runs (see saedetox.cli.app)
     from saedetox.methods.base import Method
@@ -28,74 +25,47 @@ if TYPE_CHECKING:  # the CLI imports the pipeline only when a command runs (see 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="HF hub name, local model dir, or 'reference'.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto | float32 | float16 | bfloat16.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")]
-HookOpt = Annotated[str | None, typer.Option("--hook", help="TL hook name (default: the SAE's own).")]
-DataDirOpt = Annotated[str | None, typer.Option("--data-dir")]
-SaeOpt = Annotated[
-    str | None,
-    typer.Option("--sae", help="SAE: release/sae_id (SAE-Lens registry), local SAE-Lens dir, or 'reference'."),
+HOOK_HELP = "TL hook name (default: the SAE's own)."
+SAE_HELP = "SAE: release/sae_id (SAE-Lens registry), local SAE-Lens dir, or 'reference'."
+HookOpt = Annotated[str | None, typer.Option("--hook", help=HOOK_HELP)]
+DataDirOpt = Annotated[
+    str | None, typer.Option("--data-dir", help="Dataset folder (default: $SAEDETOX_DATA, ../shared/data).")
 ]
+SaeOpt = Annotated[str | None, typer.Option("--sae", help=SAE_HELP)]
 
 
 @dataclass(frozen=True)
 class SteeringOptions:
-    """The steering options of one command line (see :func:`steering_options`)."""
+    """The steering options of one command line: a command's ``steering: SteeringOptions`` parameter
+    becomes these ten options (:func:`~saedetox.cli.fields.with_options`)."""
 
-    sae: SaeOpt = None
-    features: Annotated[
-        str | None,
-        typer.Option("--features", help="Latents: 3,17, Neuronpedia ids/URLs, release/sae_id:index, or features.json."),
-    ] = None
-    mode: Annotated[str, typer.Option("--mode", help="constant | conditional | token | clamp | adaptive.")] = "constant"
-    strength: Annotated[float | None, typer.Option("--strength", help="Raw strength alpha.")] = None
-    tier: Annotated[
-        str | None, typer.Option("--tier", help="low | medium | high, or a fraction of the median residual norm.")
-    ] = None
-    hook: HookOpt = None
-    threshold: Annotated[
-        str, typer.Option("--threshold", help="Gate tau (conditional/token): a number, or auto = features.json gates.")
-    ] = "auto"
-    clamp_value: Annotated[float, typer.Option("--clamp-value", help="Value c for clamp mode.")] = 0.0
-    positions: Annotated[str, typer.Option("--positions", help="all | generated.")] = "all"
-    spec: Annotated[
-        str | None, typer.Option("--spec", help="A steering spec file (YAML/JSON) instead of the flags.")
-    ] = None
-
-
-_STEERING_FIELDS = tuple(f.name for f in fields(SteeringOptions))
-_STEERING_HINTS = typing.get_type_hints(SteeringOptions, include_extras=True)
-_STEERING_PARAMS = [
-    inspect.Parameter(
-        f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default, annotation=_STEERING_HINTS[f.name]
+    sae: str | None = field(default=None, metadata={"help": SAE_HELP})
+    features: str | None = field(
+        default=None, metadata={"help": "Latents: 3,17, Neuronpedia ids/URLs, release/sae_id:index, or features.json."}
     )
-    for f in fields(SteeringOptions)
-]
-
-
-def steering_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Put the ten steering options where ``command`` has its ``steering`` parameter; pass them as one object."""
-    hints = typing.get_type_hints(command, include_extras=True)
-    params: list[inspect.Parameter] = []
-    for p in inspect.signature(command).parameters.values():
-        if p.name == "steering":
-            params += _STEERING_PARAMS
-        else:
-            params.append(p.replace(annotation=hints.get(p.name, p.annotation)))
-
-    @functools.wraps(command)
-    def run(**kwargs: Any) -> Any:
-        steering = SteeringOptions(**{name: kwargs.pop(name) for name in _STEERING_FIELDS})
-        return command(steering=steering, **kwargs)
-
-    run.__signature__ = inspect.Signature(params, return_annotation=hints.get("return", None))  # type: ignore[attr-defined]
-    run.__annotations__ = {p.name: p.annotation for p in params}
-    return run
+    mode: str = field(default="constant", metadata={"help": "How the latents are steered.", "choices": MODES})
+    strength: float | None = field(default=None, metadata={"help": "Raw strength alpha."})
+    tier: str | None = field(
+        default=None, metadata={"help": "low | medium | high, or a fraction of the median residual norm."}
+    )
+    hook: str | None = field(default=None, metadata={"help": HOOK_HELP})
+    threshold: str = field(
+        default="auto", metadata={"help": "Gate tau (conditional/token): a number, or auto = features.json gates."}
+    )
+    clamp_value: float = field(default=0.0, metadata={"help": "Value c for clamp mode."})
+    positions: str = field(
+        default="all",
+        metadata={"help": "Where steering acts: every position, or generated tokens only.", "choices": POSITIONS},
+    )
+    spec: str | None = field(default=None, metadata={"help": "A steering spec file (YAML/JSON) instead of the flags."})
 
 
 def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | None:
-    """The steering spec the options describe (``--spec`` file, or one intervention from the flags)."""
+    """The steering spec the options describe: the ``--spec`` file, or what ``steering_spec`` makes of the flags."""
     from saedetox.discover.features import parse_features  # deferred: see saedetox.cli.app
     from saedetox.experiments.compatibility import check_features_file
-    from saedetox.steering.spec import Intervention, SteeringSpec, default_detector, parse_threshold
+    from saedetox.steering.spec import SteeringSpec
+    from saedetox.steering.steer import steering_spec
 
     if opts.spec:
         return SteeringSpec.load(opts.spec)
@@ -107,7 +77,7 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
         return None
     if not opts.features:
         raise SaedetoxError("--sae needs --features (indices like 3,17 or a features.json file).")
-    latents = parse_features(opts.features, opts.sae)  # ids naming another SAE are refused here
+    parse_features(opts.features, opts.sae)  # indices, ids (another SAE's refused) or a readable features file
     if _is_file(opts.features):
         check_features_file(opts.features, opts.sae)  # recorded for this SAE? (before any model is loaded)
     if str(opts.threshold).strip().lower() != "auto":
@@ -115,21 +85,17 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
             float(opts.threshold)
         except ValueError:
             raise SaedetoxError(f"--threshold must be a number or 'auto', got '{opts.threshold}'.") from None
-    tau, taus = parse_threshold(opts.threshold, opts.features, opts.mode)
-    iv = Intervention(
+    return steering_spec(
+        opts.features,
         sae=opts.sae,
-        latents=latents,
-        hook=opts.hook,
-        mode=opts.mode,
+        mode=opts.mode,  # type: ignore[arg-type]
+        tier=opts.tier,  # type: ignore[arg-type]
         strength=opts.strength,
-        tier=opts.tier,
-        threshold=tau,
-        thresholds=taus,
+        hook=opts.hook,
+        positions=opts.positions,  # type: ignore[arg-type]
+        threshold=opts.threshold,
         clamp_value=opts.clamp_value,
-        positions=opts.positions,
-        detector=default_detector(opts.features) if opts.mode == "adaptive" else None,
     )
-    return SteeringSpec([iv]).validate()
 
 
 def _is_file(value: str | None) -> bool:

@@ -17,7 +17,10 @@ def report_cmd(
         str | None, typer.Option("--baseline", help="Run to compare against (default: the 'none' run, if any).")
     ] = None,
 ) -> None:
-    """Tables and plots (self-contained HTML + markdown) from one or more metrics.json files."""
+    """Tables and plots (self-contained HTML + markdown) from one or more metrics.json files.
+
+    Example: saedetox report sweep_out/metrics.json --out report.html
+    """
     from saedetox.io import atomic_write_text, check_output_file  # deferred: see saedetox.cli.app
     from saedetox.report.load import load_comparison_config, load_runs
     from saedetox.report.markdown import markdown_summary

@@ -23,7 +23,10 @@ def sweep_cmd(
         bool, typer.Option("--overwrite", help="Replace runs in OUT that were made with other settings.")
     ] = False,
 ) -> None:
-    """Run many evaluate runs from one YAML (resumable); write metrics.json and report.html."""
+    """Run many evaluate runs from one YAML (resumable); write metrics.json and report.html.
+
+    Example: saedetox sweep src/saedetox/configs/demo.yaml --out sweep_out
+    """
     from saedetox.experiments.config import load_config  # deferred: see saedetox.cli.app
     from saedetox.experiments.sweep import dry_run as check
     from saedetox.experiments.sweep import run_sweep
@@ -48,7 +51,10 @@ def splitting_cmd(
         bool, typer.Option("--overwrite", help="Replace runs in OUT that were made with other settings.")
     ] = False,
 ) -> None:
-    """The feature-splitting study (default: the reference world's committed SAE widths)."""
+    """The feature-splitting study (default: the reference world's committed SAE widths).
+
+    Example: saedetox splitting --out splitting_out
+    """
     from saedetox.experiments.config import load_config  # deferred: see saedetox.cli.app
     from saedetox.experiments.sweep import run_sweep
 

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from saedetox.discover import RANKINGS
 from saedetox.errors import SaedetoxError
 from saedetox.model.capture import iter_activations
 from saedetox.model.load import LoadedModel
 from saedetox.sae.loaded import LoadedSAE
 
-METHODS: tuple[str, ...] = ("auroc", "paired", "meandiff", "freqratio", "paper-max", "paper-freq", "attribution")
+METHODS: tuple[str, ...] = RANKINGS
 
 
 @dataclass

@@ -4,40 +4,46 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.metrics.capability import KNOWN_TASKS
-from saedetox.eval.sampler.sampling import SamplingConfig
-from saedetox.judges.registry import available_judges
+
+if TYPE_CHECKING:  # the command line reads this config's fields at start-up: it imports nothing heavy
+    from saedetox.eval.sampler.sampling import SamplingConfig
+
+
+def _opt(default: Any, help: str, **cli: Any) -> Any:
+    """A field with its command-line help (``saedetox evaluate`` shows each field as an option)."""
+    if isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata={"help": help, **cli})
+    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass
 class EvalConfig:
     """What one evaluation does. The field names are the keys of a sweep's ``evaluation:`` section."""
 
-    prompts: str = "challenging"  # challenging | nontoxic | path to RTP .jsonl or .txt
-    n_prompts: int | None = 100  # seeded random subset; 0 or None = all
-    samples: int = 25  # continuations per prompt
-    max_new_tokens: int = 20
-    top_p: float = 0.9
-    temperature: float = 1.0
-    judges: tuple[str, ...] = ("profanity", "probe")
-    clean_texts: int = 200  # held-out clean texts for ppl_clean (0 = skip)
-    capability: tuple[str, ...] = ()  # lm-eval tasks
-    capability_limit: int | None = 200  # items per task
-    batch_size: int = 64  # sequences (prompts × samples) per generate call
-    seed: int = 0  # prompt subset and sampling
-    ref_model: str | None = None  # LM for conditional perplexity (default: the unsteered model)
-    threshold: float = 0.5  # a continuation is toxic when a judge scores it at least this
-    n_boot: int = 1000  # bootstrap resamples for the CIs
-    ppl_batch_size: int = 32
-    chat: bool = field(
-        default=False,
-        metadata={
-            "help": "Wrap each prompt in the tokenizer's chat template (a user turn, then the assistant's): "
-            "for chat / instruction-tuned models."
-        },
+    prompts: str = _opt("challenging", "challenging | nontoxic[:dev|:test] | an RTP .jsonl or .txt file.")
+    n_prompts: int | None = _opt(100, "Seeded random subset of the prompts; 0 = all.")
+    samples: int = _opt(25, "Continuations per prompt.", short="-k")
+    max_new_tokens: int = _opt(20, "Tokens per continuation.")
+    top_p: float = _opt(0.9, "Nucleus sampling mass.")
+    temperature: float = _opt(1.0, "Sampling temperature.")
+    judges: tuple[str, ...] = _opt(("profanity", "probe"), "Comma-separated toxicity judges.")
+    clean_texts: int = _opt(200, "Held-out clean texts for ppl_clean (0 skips).")
+    capability: tuple[str, ...] = _opt((), "Comma-separated lm-eval tasks, e.g. lambada,blimp.")
+    capability_limit: int | None = _opt(200, "Items per capability task.")
+    batch_size: int = _opt(64, "Sequences (prompts x samples) per generate call.")
+    seed: int = _opt(0, "Seed of the prompt subset and of sampling.")
+    ref_model: str | None = _opt(None, "LM for conditional perplexity (default: the unsteered model).")
+    #: a continuation is toxic when a judge scores it at least this
+    threshold: float = _opt(0.5, "Toxicity threshold on a judge's score.", cli=False)
+    n_boot: int = _opt(1000, "Bootstrap resamples for the confidence intervals.")
+    ppl_batch_size: int = _opt(32, "Sequences per perplexity batch.")
+    chat: bool = _opt(
+        False,
+        "Wrap each prompt in the tokenizer's chat template (a user turn, then the assistant's): "
+        "for chat / instruction-tuned models.",
     )
 
     def __post_init__(self) -> None:
@@ -47,6 +53,8 @@ class EvalConfig:
     @property
     def sampling(self) -> SamplingConfig:
         """How continuations are sampled."""
+        from saedetox.eval.sampler.sampling import SamplingConfig  # deferred: see the import above
+
         return SamplingConfig(
             n_samples=self.samples,
             max_new_tokens=self.max_new_tokens,
@@ -59,6 +67,9 @@ class EvalConfig:
 
     def validate(self) -> EvalConfig:
         """Every field has a usable type and value (one clear line naming the first that does not)."""
+        from saedetox.eval.metrics.capability import KNOWN_TASKS  # deferred: see the imports above
+        from saedetox.judges.registry import available_judges
+
         _whole(self, "samples", 1)
         _whole(self, "max_new_tokens", 1)
         _whole(self, "batch_size", 1)

@@ -16,9 +16,9 @@ import yaml
 from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.methods.base import METHOD_NAMES
+from saedetox.methods.registry import MethodInfo, get_method, method_names
 from saedetox.report.curves import ComparisonConfig
-from saedetox.steering.spec import MODES, POOLINGS, VECTOR_MODES, parse_tier
+from saedetox.steering.spec import MODES, POOLINGS, parse_tier
 
 
 @dataclass
@@ -154,26 +154,36 @@ def parse_config(raw: dict[str, Any]) -> SweepConfig:
             raise SaedetoxError(f"{key} must be a name or a path, got {getattr(cfg, key)!r}.")
     _check_sections(cfg)
     for g in cfg.runs:
-        if g.method not in METHOD_NAMES:
-            raise SaedetoxError(f"Unknown method '{g.method}' in runs: use one of {', '.join(METHOD_NAMES)}.")
-        for m in g.modes:
-            if m not in MODES:
-                raise SaedetoxError(f"Unknown mode '{m}' in runs ({', '.join(MODES)}).")
-        if g.method == "meandiff" and any(m not in VECTOR_MODES for m in g.modes):
-            raise SaedetoxError(f"meandiff runs take modes {', '.join(VECTOR_MODES)}, got {', '.join(g.modes)}.")
-        if g.pooling is not None and (g.pooling not in POOLINGS or "adaptive" not in g.modes):
-            raise SaedetoxError(f"pooling ({', '.join(POOLINGS)}) is for adaptive runs, got {g.pooling!r}.")
-        if g.push and g.method not in ("sae", "meandiff"):
-            raise SaedetoxError(f"push levels are for sae and meandiff runs, not '{g.method}'.")
-        if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= 8 for x in g.push):
-            raise SaedetoxError(f"push levels are fractions of the median residual norm in (0, 8], got {g.push}.")
-        g.tiers = [parse_tier(t) for t in g.tiers]
-        if g.method == "surgery" and any(not isinstance(t, str) for t in g.tiers):
-            raise SaedetoxError("Surgery takes named tiers (low, medium, high) or raw strengths, not numeric tiers.")
-    needs_sae = any(g.method == "sae" for g in cfg.runs)
-    if needs_sae and cfg.features is None and cfg.discovery is None:
+        _check_method(g, get_method_in_runs(g.method))
+    if any("spec" in get_method(g.method).needs for g in cfg.runs) and cfg.features is None and cfg.discovery is None:
         raise SaedetoxError("SAE runs need 'features' or a 'discovery' section.")
     return cfg
+
+
+def get_method_in_runs(name: Any) -> MethodInfo:
+    """The run group's method (one clear line for a name nobody registered)."""
+    if not isinstance(name, str) or name not in method_names():
+        raise SaedetoxError(f"Unknown method '{name}' in runs: use one of {', '.join(method_names())}.")
+    return get_method(name)
+
+
+def _check_method(g: RunGroup, info: MethodInfo) -> None:
+    """A run group asks only for what its method declares (modes, push levels, numeric tiers)."""
+    for m in g.modes:
+        if m not in MODES:
+            raise SaedetoxError(f"Unknown mode '{m}' in runs ({', '.join(MODES)}).")
+    if info.modes and any(m not in info.modes for m in g.modes):
+        raise SaedetoxError(f"{info.name} runs take modes {', '.join(info.modes)}, got {', '.join(g.modes)}.")
+    if g.pooling is not None and (g.pooling not in POOLINGS or "adaptive" not in g.modes):
+        raise SaedetoxError(f"pooling ({', '.join(POOLINGS)}) is for adaptive runs, got {g.pooling!r}.")
+    if g.push and not info.push:
+        pushed = " and ".join(n for n in method_names() if get_method(n).push)
+        raise SaedetoxError(f"push levels are for {pushed} runs, not '{g.method}'.")
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= 8 for x in g.push):
+        raise SaedetoxError(f"push levels are fractions of the median residual norm in (0, 8], got {g.push}.")
+    g.tiers = [parse_tier(t) for t in g.tiers]
+    if not info.numeric_tiers and any(not isinstance(t, str) for t in g.tiers):
+        raise SaedetoxError(f"{info.name} takes named tiers (low, medium, high) or raw strengths, not numeric tiers.")
 
 
 def load_config(path: str | Path) -> SweepConfig:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.experiments.config import SweepConfig
-from saedetox.steering.spec import TIER_FACTORS, tier_label
+from saedetox.methods.registry import get_method
+from saedetox.steering.spec import TIER_FACTORS, SteeringSpec, tier_label
+from saedetox.steering.steer import steering_spec
 
 
 @dataclass
@@ -38,33 +41,31 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
             *((None, s, None) for s in g.strengths),
             *((None, None, float(p)) for p in g.push),
         ]
-        if g.method in ("none", "prompt", "aura"):
+        info = get_method(g.method)
+        if not info.curve:  # a point method: one run
             out.append(PlannedRun(name=g.method, method=g.method, capability=g.capability))
             continue
         if not levels:
             levels = [("medium", None, None)]
-        for mode in g.modes if g.method in ("sae", "meandiff") else [None]:
+        steered = "spec" in info.needs  # its runs steer the sweep's SAE
+        for mode in g.modes if info.modes else [None]:
             if mode == "clamp":  # clamping has no strength: one run per clamp value
                 out.append(
                     PlannedRun(
-                        name=f"sae-clamp-c{g.clamp_value:g}",
-                        method="sae",
+                        name=f"{g.method}-clamp-c{g.clamp_value:g}",
+                        method=g.method,
                         mode="clamp",
                         threshold=g.threshold,
                         positions=g.positions,
                         capability=g.capability,
-                        sae=cfg.sae,
+                        sae=cfg.sae if steered else None,
                         clamp_value=g.clamp_value,
                     )
                 )
                 continue
             pooled = f"{mode}-{g.pooling}" if mode == "adaptive" and g.pooling else mode
-            if g.method == "sae":
-                curve = f"sae-{pooled}"
-            elif g.method == "meandiff" and mode != "constant":
-                curve = f"meandiff-{pooled}"
-            else:
-                curve = g.method
+            named = mode is not None and (info.mode_in_name or mode != info.modes[0])
+            curve = f"{g.method}-{pooled}" if named else g.method
             for tier, strength, push in levels:
                 level = tier_label(tier) if tier is not None else f"a{strength:g}" if push is None else f"p{push:g}"
                 name = f"{curve}-{level}"
@@ -79,7 +80,7 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
                         threshold=g.threshold,
                         positions=g.positions,
                         capability=g.capability,
-                        sae=cfg.sae if g.method == "sae" else None,
+                        sae=cfg.sae if steered else None,
                         pooling=g.pooling if mode == "adaptive" else None,
                         curve=curve,
                         level=_level(tier, strength, push),
@@ -99,3 +100,34 @@ def _level(tier: str | float | None, strength: float | None, push: float | None)
     if tier is not None:
         return TIER_FACTORS[tier] if isinstance(tier, str) else float(tier)
     return None if strength is None else float(strength)
+
+
+def run_spec(
+    cfg: SweepConfig,
+    r: PlannedRun,
+    latents: list[int],
+    gates: list[float] | None = None,
+    detector: dict[str, Any] | None = None,
+) -> SteeringSpec | None:
+    """A planned run's steering (:func:`~saedetox.steering.steer.steering_spec`), or None for a method without.
+
+    ``gates``: discovery's per-latent gates; ``detector``: adaptive mode's, given the run's pooling.
+    """
+    if "spec" not in get_method(r.method).needs:
+        return None
+    mode = r.mode or "constant"
+    if detector is not None and r.pooling is not None:
+        detector = {**detector, "pooling": r.pooling}
+    return steering_spec(
+        {"selected": list(latents), "thresholds": gates},
+        sae=r.sae,
+        mode=mode,  # type: ignore[arg-type]
+        tier=r.tier,  # type: ignore[arg-type]
+        strength=r.strength,
+        push=r.push,
+        hook=cfg.hook,
+        positions=r.positions,  # type: ignore[arg-type]
+        threshold=r.threshold,
+        clamp_value=r.clamp_value,
+        detector=detector,
+    )

@@ -25,11 +25,12 @@ from saedetox.experiments.features import run_discovery
 from saedetox.io import atomic_write_json
 from saedetox.methods.contrast import default_contrast
 from saedetox.methods.meandiff import meandiff_direction
-from saedetox.methods.registry import build_method
+from saedetox.methods.registry import STEERED, build_method
 from saedetox.model.load import LoadedModel
 from saedetox.sae.load import load_sae
 from saedetox.sae.loaded import LoadedSAE
-from saedetox.steering.spec import Intervention, SteeringSpec, default_detector, default_gates
+from saedetox.steering.spec import Intervention, SteeringSpec
+from saedetox.steering.steer import steering_spec
 
 
 @torch.no_grad()
@@ -101,18 +102,7 @@ def conclusion(rows: list[dict[str, Any]]) -> str:
 
 def width_intervention(sae: str, feats: dict[str, Any], hook: str | None, sp: SplittingCfg) -> Intervention:
     """One width's intervention: its discovery's latents, the study's mode and tier, the one gate rule."""
-    tau, taus = default_gates(sp.mode, feats)
-    detector = default_detector(feats) if sp.mode == "adaptive" else None
-    return Intervention(
-        sae=sae,
-        latents=feats["selected"],
-        hook=hook,
-        mode=sp.mode,
-        tier=sp.tier,
-        threshold=tau,
-        thresholds=taus,
-        detector=detector,
-    )
+    return steering_spec(feats, sae=sae, mode=sp.mode, tier=sp.tier, hook=hook).interventions[0]  # type: ignore[arg-type]
 
 
 def run_splitting(
@@ -159,7 +149,7 @@ def run_splitting(
                 lm,
                 out / "runs" / run_name,
                 ecfg,
-                build_method(lm, "sae", spec),
+                build_method(lm, STEERED, spec),
                 run_name=run_name,
                 ref_lm=ref,
                 data_dir=cfg.data_dir,

@@ -26,14 +26,14 @@ from saedetox.eval.sampler.noise import reuse_noise
 from saedetox.experiments.compatibility import check_features_against
 from saedetox.experiments.config import SweepConfig, load_config, parse_config
 from saedetox.experiments.features import resolve_detector, resolve_features
-from saedetox.experiments.plan import PlannedRun, plan
+from saedetox.experiments.plan import PlannedRun, plan, run_spec
 from saedetox.experiments.splitting import run_splitting
 from saedetox.experiments.validate import check_sweep, run_eval_config
 from saedetox.experiments.workers import groups_of, run_all, worker_count
 from saedetox.io import atomic_write_json, atomic_write_text, ensure_unlocked, folder_lock
 from saedetox.methods.base import Method
 from saedetox.methods.contrast import ContrastData, default_contrast
-from saedetox.methods.registry import build_method
+from saedetox.methods.registry import build_method, get_method
 from saedetox.methods.shared_pass import prefetch_pooled
 from saedetox.model.load import LoadedModel, load_model
 from saedetox.progress import note
@@ -41,7 +41,6 @@ from saedetox.report.curves import ComparisonConfig
 from saedetox.report.markdown import markdown_summary
 from saedetox.report.write import write_report
 from saedetox.sae.load import load_sae
-from saedetox.steering.spec import Intervention, SteeringSpec, default_gates
 
 
 def run_sweep(
@@ -71,14 +70,14 @@ def run_sweep(
         features, gates = resolve_features(cfg, lm, out, overwrite)
         detector = resolve_detector(cfg, out)  # for adaptive SAE runs
         contrast, extra = None, {}
-        if any(r.method in ("meandiff", "aura", "surgery") for r in planned):
+        if any(_contrast(r) for r in planned):
             contrast = default_contrast(cfg.data_dir, cfg.discovery.max_pairs if cfg.discovery else None)
             extra = {"contrast": texts_digest(contrast.toxic + ["\x00"] + contrast.clean)}
             prefetch_pooled(lm, contrast, {r.method for r in planned})  # AurA + Surgery: one pass each side, not two
         methods = {}
         for r in planned:  # built here, before any worker starts: directions and factors are learnt once
             methods[r.name] = _method(cfg, lm, r, features, gates, contrast, detector)
-            if r.method == "sae" and isinstance(cfg.features, str) and cfg.sae is not None:
+            if r.sae is not None and isinstance(cfg.features, str):
                 check_features_against(methods[r.name], cfg.features, cfg.sae)
         position = {r.name: i for i, r in enumerate(planned)}
         last: dict[str, dict[str, Any]] = {}  # curve -> its last result in this process (push calibration start)
@@ -96,7 +95,7 @@ def run_sweep(
                 run_name=r.name,
                 ref_lm=ref,
                 run_config={
-                    **(extra if r.method in ("meandiff", "aura", "surgery") else {}),
+                    **(extra if _contrast(r) else {}),
                     "curve": r.curve,
                     "level": r.level,
                 },
@@ -157,41 +156,25 @@ def _method(
     contrast: ContrastData | None,
     detector: dict[str, Any] | None = None,
 ) -> Method:
-    """The method one planned run evaluates: its steering spec (SAE runs) or its baseline."""
-    spec = None
-    if r.method == "sae":
-        mode = r.mode or "constant"
-        tau, taus = default_gates(mode, gates) if r.threshold == "auto" else (float(r.threshold), None)
-        iv = Intervention(
-            sae=r.sae,
-            latents=features,
-            hook=cfg.hook,
-            mode=mode,
-            tier=r.tier,
-            strength=r.strength,
-            push=r.push,
-            threshold=tau,
-            thresholds=taus,
-            positions=r.positions,
-            clamp_value=r.clamp_value,
-            detector=_pooled(detector, r.pooling) if mode == "adaptive" else None,
-        )
-        spec = SteeringSpec([iv]).validate()
+    """The method one planned run evaluates, with the options its method declares (``methods.registry``)."""
+    info = get_method(r.method)
     options: dict[str, Any] = {"data_dir": cfg.data_dir}
-    if r.method in ("meandiff", "surgery"):
-        options.update(tier=r.tier, strength=r.strength, hook=cfg.hook or _sae_hook(cfg, lm))
-    if r.method == "meandiff":
-        options.update(mode=r.mode or "constant", push=r.push)
+    if info.strength:
+        options.update(tier=r.tier, strength=r.strength)
+    if info.hook:
+        options["hook"] = cfg.hook or _sae_hook(cfg, lm)
+    if info.modes and "spec" not in info.needs:  # the steering spec carries an SAE run's mode and push
+        options.update(mode=r.mode or info.modes[0], push=r.push)
         if r.pooling is not None:
             options["pooling"] = r.pooling
-    if r.method in ("meandiff", "aura", "surgery"):
+    if "contrast" in info.needs:
         options["data"] = contrast
-    return build_method(lm, r.method, spec, **options)
+    return build_method(lm, r.method, run_spec(cfg, r, features, gates, detector), **options)
 
 
-def _pooled(detector: dict[str, Any] | None, pooling: str | None) -> dict[str, Any] | None:
-    """The adaptive detector with the run's pooling (``None``: as discovery fitted it)."""
-    return detector if detector is None or pooling is None else {**detector, "pooling": pooling}
+def _contrast(r: PlannedRun) -> bool:
+    """Whether the run's method learns from the toxic/clean contrast texts."""
+    return "contrast" in get_method(r.method).needs
 
 
 def dry_run(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:

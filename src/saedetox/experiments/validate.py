@@ -16,10 +16,11 @@ from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import check_judges, clean_texts, load_prompts
 from saedetox.experiments.compatibility import check_agreement, check_features_file, model_header
 from saedetox.experiments.config import SweepConfig
-from saedetox.experiments.plan import plan
+from saedetox.experiments.plan import plan, run_spec
 from saedetox.io import check_output_dir
+from saedetox.methods.registry import get_method
 from saedetox.model.load import REFERENCE_NAME
-from saedetox.steering.spec import Intervention, default_detector
+from saedetox.steering.spec import default_detector
 
 PLACEHOLDER_DETECTOR = {"kind": "latents", "coef": [0.0], "intercept": 0.0, "scale": [1.0], "pooling": "max"}
 
@@ -52,23 +53,11 @@ def check_sweep(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
         lines.append(f"features {cfg.features}: {n} latents" + (f", recorded for {cfg.sae}" if cfg.sae else ""))
     runs = plan(cfg)
     for r in runs:
-        if r.method == "sae":
-            mode = r.mode or "constant"
-            if mode == "adaptive" and isinstance(cfg.features, str) and default_detector(cfg.features) is None:
+        if r.mode == "adaptive" and isinstance(cfg.features, str) and default_detector(cfg.features) is None:
+            if "spec" in get_method(r.method).needs:
                 raise SaedetoxError(f"Adaptive SAE runs need a detector, and {cfg.features} has none.")
-            Intervention(
-                sae=r.sae,
-                latents=[0],
-                hook=cfg.hook,
-                mode=mode,
-                tier=r.tier,
-                strength=r.strength,
-                threshold=0.0 if r.threshold == "auto" else r.threshold,  # type: ignore[arg-type]
-                positions=r.positions,
-                clamp_value=r.clamp_value,
-                # the real detector comes from discovery's features.json when the run starts
-                detector=PLACEHOLDER_DETECTOR if mode == "adaptive" else None,
-            ).validate()
+        # the real latents, gates and detector come from discovery's features.json when the run starts
+        run_spec(cfg, r, [0], detector=PLACEHOLDER_DETECTOR)
     lines.append(f"{len(runs)} runs planned: {', '.join(r.name for r in runs)}")
     return lines
 

@@ -1,4 +1,4 @@
-"""What a run does to the model (:class:`Method`), and the names of every method."""
+"""What a run does to the model: :class:`Method` (the methods by name: :mod:`saedetox.methods.registry`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from saedetox.steering.steerer import Steerer
-
-BASELINES = ("prompt", "meandiff", "aura", "surgery")
-METHOD_NAMES = ("none", "sae", *BASELINES)
 
 
 @dataclass

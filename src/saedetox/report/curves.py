@@ -27,11 +27,10 @@ from saedetox.errors import SaedetoxError
 from saedetox.eval.metrics.bootstrap import percentile_ci, resample_indices
 from saedetox.eval.metrics.paired import PerPrompt, align
 from saedetox.eval.result import RunResult
-from saedetox.methods.base import BASELINES
+from saedetox.methods.registry import find_method
 from saedetox.report.format import num
 from saedetox.steering.spec import TIER_FACTORS
 
-POINT_METHODS: tuple[str, ...] = ("none", "prompt", "aura")
 DEFAULT_RATIOS: tuple[float, ...] = (1.05, 1.10, 1.25)
 DEFAULT_PUSHES: tuple[float, ...] = (0.1, 0.2)
 
@@ -86,10 +85,11 @@ def curve_of(m: Mapping[str, Any]) -> str | None:
     if "curve" in cfg:
         return None if cfg["curve"] is None else str(cfg["curve"])
     method = cfg.get("method")
-    if method in (None, *POINT_METHODS):
+    info = find_method(method)
+    if method is None or (info is not None and not info.curve):  # a point method (methods.registry)
         return None
-    if method in ("sae", "meandiff"):
-        return f"{method}-{cfg.get('mode') or 'constant'}"
+    if info is not None and info.modes:
+        return f"{method}-{cfg.get('mode') or info.modes[0]}"
     return str(method)
 
 
@@ -106,9 +106,9 @@ def level_of(m: Mapping[str, Any]) -> float | None:
 
 
 def family_of(m: Mapping[str, Any]) -> str:
-    """``sae``, ``baseline`` or ``other`` (the unsteered run and unknown methods)."""
-    method = RunResult.of(m).config_value("method")
-    return "sae" if method == "sae" else "baseline" if method in BASELINES else "other"
+    """``sae``, ``baseline`` or ``other`` (the unsteered run and methods nobody registered)."""
+    info = find_method(RunResult.of(m).config_value("method"))
+    return info.family if info is not None and info.family in ("sae", "baseline") else "other"
 
 
 @dataclass

@@ -29,16 +29,12 @@ from saedetox.discover.features import feature_thresholds, features_file
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
 from saedetox.sae.loaded import LoadedSAE
+from saedetox.steering.names import MODES, POOLINGS, POSITIONS, TIERS, VECTOR_MODES
 
 Mode = Literal["constant", "conditional", "token", "clamp", "adaptive"]
 Tier = Literal["low", "medium", "high"]
 Positions = Literal["all", "generated"]
-MODES: tuple[str, ...] = ("constant", "conditional", "token", "clamp", "adaptive")
-VECTOR_MODES: tuple[str, ...] = ("constant", "adaptive")  # what a raw direction (baselines) supports
 DETECTOR_KINDS: tuple[str, ...] = ("latents", "projection")
-POOLINGS: tuple[str, ...] = ("max", "token")
-TIERS: tuple[str, ...] = ("low", "medium", "high")
-POSITIONS: tuple[str, ...] = ("all", "generated")
 
 # Tier → ‖α Σ_f û_f‖ / median ‖x‖ at the hook (x centred on LayerNorm models).
 TIER_FACTORS: dict[str, float] = {"low": 0.125, "medium": 0.25, "high": 0.5}

@@ -8,7 +8,8 @@ comma-separated string; :func:`~saedetox.discover.features.parse_features`), an
 reused (or loaded by name), the gates are its per-latent thresholds (:func:`default_gates`) and
 adaptive mode gets its detector (:func:`default_detector`); the hook is the SAE's own unless
 ``hook=`` says otherwise, as on the command line, so the same steering made here or there has the
-same fingerprint.
+same fingerprint. :func:`steering_spec` is the one place options become an intervention: the
+command line's steering options and a sweep's runs call it.
 Semantics: ``docs/steering.md``.
 """
 
@@ -47,17 +48,19 @@ def steering_spec(
     push: float | None = None,
     hook: str | None = None,
     positions: Positions = "all",
-    threshold: float | None = None,
+    threshold: float | str | None = None,
     clamp_value: float = 0.0,
+    detector: dict[str, Any] | None = None,
 ) -> SteeringSpec:
     """A validated :class:`SteeringSpec` from features, latent indices, an intervention or a spec.
 
     One of ``tier`` (default ``medium``), ``strength`` (raw α) or ``push`` sets the strength.
-    ``threshold`` is one gate for every latent; by default conditional mode uses the gates
-    discovery stored and token mode 0.
+    ``threshold`` is one gate for every latent; by default (or ``"auto"``) conditional mode uses the
+    gates discovery stored and token mode 0. ``detector`` is adaptive mode's (default: discovery's).
     """
     if isinstance(what, (SteeringSpec, Intervention)):
         given = {"sae": sae, "tier": tier, "strength": strength, "push": push, "hook": hook, "threshold": threshold}
+        given["detector"] = detector
         extra = [k for k, v in given.items() if v is not None]
         if extra or mode != "constant" or positions != "all" or clamp_value:
             raise SaedetoxError(
@@ -78,10 +81,12 @@ def steering_spec(
         latents = [int(i) for i in what]
     if sae is None:
         raise SaedetoxError("Say which SAE the latents belong to: pass sae= (a name or a loaded SAE).")
-    if threshold is None:
+    if threshold is None or str(threshold).strip().lower() == "auto":
         tau, taus = default_gates(mode, features)
     else:
-        tau, taus = float(threshold), None
+        tau, taus = _number(threshold), None
+    if detector is None and mode == "adaptive" and features is not None:
+        detector = default_detector(features)
     iv = Intervention(
         sae=sae,
         latents=latents,
@@ -94,9 +99,16 @@ def steering_spec(
         thresholds=taus,
         clamp_value=clamp_value,
         positions=positions,
-        detector=default_detector(features) if mode == "adaptive" and features is not None else None,
+        detector=detector if mode == "adaptive" else None,
     )
     return SteeringSpec([iv]).validate()
+
+
+def _number(threshold: float | str) -> float:
+    try:
+        return float(threshold)
+    except (TypeError, ValueError):
+        raise SaedetoxError(f"threshold must be a number or 'auto', got {threshold!r}.") from None
 
 
 @contextmanager

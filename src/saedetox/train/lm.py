@@ -18,7 +18,7 @@ import platform
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,53 +31,10 @@ from saedetox.data.location import resolve_data_dir
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_save_torch, atomic_write_text
 from saedetox.progress import progress_bar
+from saedetox.train.config import LMTrainConfig
 from saedetox.train.corpus import WEIGHTS, weighted
 
 EOS = "<|endoftext|>"
-
-
-@dataclass
-class LMTrainConfig:
-    out: str
-    data_dir: str | None = None
-    vocab_size: int = 8192
-    n_embd: int = 256
-    n_layer: int = 6
-    n_head: int = 4
-    n_ctx: int = 256
-    batch_size: int = 32
-    lr: float = 1.5e-3
-    min_lr_frac: float = 0.1
-    warmup_steps: int = 200
-    weight_decay: float = 0.1
-    max_tokens: int = 16_000_000
-    seed: int = 0
-    ckpt_every: int = 100
-    eval_every: int = 250
-    compile: bool = True
-    device: str = "auto"
-    max_docs_per_source: int | None = None  # tests: tiny corpora
-    init_from: str | None = None  # continue from a trained model dir (reuses its tokenizer and token cache)
-
-    def __post_init__(self) -> None:
-        """Refuse settings that cannot train, before any data is read or folder written."""
-        for name in ("vocab_size", "n_embd", "n_layer", "n_head", "n_ctx", "batch_size", "max_tokens"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise SaedetoxError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
-        if self.n_embd % self.n_head:
-            raise SaedetoxError(f"n_embd {self.n_embd} must be divisible by n_head {self.n_head}.")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise SaedetoxError(f"lr must be a positive number, got {self.lr}.")
-        if not 0.0 <= self.min_lr_frac <= 1.0:
-            raise SaedetoxError(f"min_lr_frac must be in [0, 1], got {self.min_lr_frac}.")
-        if self.warmup_steps < 0 or self.seed < 0:
-            raise SaedetoxError("warmup_steps and seed must be ≥ 0.")
-        if self.init_from is not None and not (Path(self.init_from) / "config.json").is_file():
-            raise SaedetoxError(f"init_from {self.init_from} is not a model folder (no config.json).")
-
-    @property
-    def steps(self) -> int:
-        return max(1, self.max_tokens // (self.batch_size * self.n_ctx))
 
 
 def pick_device(name: str = "auto") -> torch.device:

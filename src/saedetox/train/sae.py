@@ -23,7 +23,7 @@ import random
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -38,28 +38,7 @@ from saedetox.model.load import LoadedModel, load_model
 from saedetox.progress import progress_bar
 from saedetox.sae.load import load_sae
 from saedetox.sae.preflight import preflight
-
-
-@dataclass
-class SAETrainConfig:
-    model: str
-    hook: str
-    width: int
-    out: str
-    k: int = 32
-    tokens: int = 3_000_000
-    batch_size: int = 4096
-    lr: float | None = None  # default: 2e-4 * sqrt(16384 / width) (Gao et al. scaling)
-    aux_k: int | None = None  # default: d_in // 2
-    aux_coef: float = 1 / 32
-    dead_tokens: int = 500_000
-    buffer_tokens: int = 262_144
-    context: int = 128
-    seed: int = 0
-    data_dir: str | None = None
-    device: str = "auto"
-    eval_texts: int = 400
-
+from saedetox.train.config import SAETrainConfig
 
 # --------------------------------------------------------------------------- data
 
