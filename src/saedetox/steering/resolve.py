@@ -66,6 +66,19 @@ class ResolvedIntervention:
         return float(self.direction_sum.float().norm())
 
     @property
+    def mode(self) -> str:
+        return self.spec.mode
+
+    @property
+    def clamp_value(self) -> float:
+        return float(self.spec.clamp_value)
+
+    def read_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """a_F(x) ``[..., |F|]`` in the SAE's dtype."""
+        assert self.sae is not None and self.latents is not None
+        return self.read(x) if self.read is not None else self.sae.latent_acts(x, self.latents)
+
+    @property
     def needs_calibration(self) -> bool:
         """A push level in a mode whose effective push is not the nominal one (gated, adaptive)."""
         return self.target_push is not None and self.spec.mode != "constant"

@@ -33,7 +33,7 @@ from torch.utils.hooks import RemovableHandle
 from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.model.sites import edit_at, observe_calls, on_batch_repeat
 from saedetox.sae.loaded import LoadedSAE
-from saedetox.steering import modes
+from saedetox.steering.apply import apply_intervention
 from saedetox.steering.positions import ForwardState
 from saedetox.steering.push_stats import InterventionStats, summarise
 from saedetox.steering.resolve import ResolvedIntervention, Resolver
@@ -102,7 +102,6 @@ class Steerer:
     def _apply(self, idx: int, r: ResolvedIntervention, x: torch.Tensor) -> torch.Tensor:
         if self._bypass:
             return x
-        mode = r.spec.mode
         allowed = self._positions(r, x)
         where = allowed.unsqueeze(-1).to(x.dtype)
         st = self.state
@@ -111,50 +110,14 @@ class Steerer:
         counts = real if real is not None else torch.ones_like(allowed)  # positions that may open gates
         if bos is not None:
             counts = counts & ~bos
-        opened = scale = None
-        if mode == "constant":
-            out = modes.constant(x, where, r.vector)
-        elif mode == "adaptive":
-            scale = self._adaptive_scale(idx, r, x, counts)
-            out, opened = modes.adaptive(x, where, scale, r.vector), scale >= 0.5
-        else:
-            assert r.sae is not None and r.latents is not None
-            acts = r.read(x) if r.read is not None else r.sae.latent_acts(x, r.latents)  # [B, T, |F|], SAE dtype
-            if mode == "clamp":
-                out = modes.clamp(
-                    x, where, acts, r.spec.clamp_value, r.sae.output_scale(x.to(acts.dtype)), r.decoder_rows
-                )
-            else:
-                fires = (acts > r.gate) & counts.unsqueeze(-1)
-                if mode == "token":
-                    out, opened = modes.token(x, where, fires, r.directions, r.alpha), fires.any(-1)
-                else:
-                    prev = self._gates.get(idx)
-                    if prev is None or prev.shape[0] != x.shape[0]:
-                        prev = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-                    out, opened = modes.conditional(x, where, fires, real, prev, r.vector)
-                    self._gates[idx] = opened[:, -1]
+        res = apply_intervention(r, x, where, real, counts, self._gates.get(idx), self._maxima.get(idx))
+        if res.gate_last is not None:
+            self._gates[idx] = res.gate_last
+        if res.max_last is not None:
+            self._maxima[idx] = res.max_last
         if st.counted is not None and st.counted.shape == allowed.shape:
-            self._record(idx, x, out, opened, scale, counts)
-        return out
-
-    def _adaptive_scale(self, idx: int, r: ResolvedIntervention, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """``[B, T]`` detector probability p (0 at pad and BOS), pooled as the detector says."""
-        det = r.detector
-        assert det is not None
-        if det.kind == "projection":
-            assert det.projection is not None
-            evidence = x.float() @ det.projection  # [B, T, 1]
-        else:
-            assert r.sae is not None and r.latents is not None
-            evidence = (r.read(x) if r.read is not None else r.sae.latent_acts(x, r.latents)).float()
-        if det.pooling == "max":
-            before = self._maxima.get(idx)
-            if before is None or before.shape[0] != x.shape[0]:
-                before = torch.full((x.shape[0], evidence.shape[-1]), modes.NO_EVIDENCE, device=x.device)
-            evidence = modes.running_max(evidence, counts, before)
-            self._maxima[idx] = evidence[:, -1]
-        return modes.detector_prob(evidence, det.coef, det.inv_scale, det.intercept) * counts
+            self._record(idx, x, res.out, res.opened, res.scale, counts)
+        return res.out
 
     def _record(
         self,

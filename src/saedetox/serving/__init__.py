@@ -1,0 +1,1 @@
+"""Steering inside a vLLM engine: named levels compiled once, applied per request (``docs/serving.md``)."""
