@@ -29,6 +29,7 @@ from saedetox.cli.fields import Command, Group
 from saedetox.cli.generate import generate_cmd
 from saedetox.cli.info import info_cmd
 from saedetox.cli.report import report_cmd
+from saedetox.cli.serve import serve_cmd
 from saedetox.cli.sweep import splitting_cmd, sweep_cmd
 from saedetox.cli.train import train_judge_cmd, train_lm_cmd, train_sae_cmd
 from saedetox.errors import SaedetoxError, StaleRunError
@@ -66,6 +67,7 @@ COMMANDS = (
     "splitting",
     "report",
     "demo",
+    "serve",
 )
 for _name, _command in (
     ("info", info_cmd),
@@ -81,6 +83,7 @@ for _name, _command in (
     ("report", report_cmd),
     ("compare", compare_cmd),
     ("demo", demo_cmd),
+    ("serve", serve_cmd),
 ):
     app.command(_name, cls=Command)(_command)
 

@@ -14,6 +14,8 @@ import os
 from typing import Any
 
 ENV = "SAEDETOX_LEVELS"
+NAMES_ENV = "SAEDETOX_LEVEL_NAMES"  # the level names, so the API server checks requests without the file
+LEVEL_KEY = "saedetox_level"
 _RUNNERS = ("vllm.v1.worker.gpu_model_runner:GPUModelRunner", "vllm.v1.worker.cpu_model_runner:CPUModelRunner")
 
 
@@ -30,6 +32,31 @@ def register() -> None:
         if "load_model" in cls.__dict__ and not getattr(cls.load_model, "_saedetox", False):
             cls.load_model = _after_load(cls.load_model, path)
     _engine_defaults()
+    names = os.environ.get(NAMES_ENV)
+    if names:
+        _check_levels([n for n in names.split(",") if n])
+
+
+def _check_levels(names: list[str]) -> None:
+    """Requests naming an unknown level fail validation (HTTP 400 on the server) before the engine."""
+    from vllm.exceptions import VLLMValidationError
+    from vllm.sampling_params import SamplingParams
+
+    inner = SamplingParams._verify_args
+    if getattr(inner, "_saedetox", False):
+        return
+
+    @functools.wraps(inner)
+    def verify(self: Any) -> None:
+        inner(self)
+        level = (self.extra_args or {}).get(LEVEL_KEY)
+        if level is not None and str(level) not in names:
+            raise VLLMValidationError(
+                f"Unknown steering level '{level}': use one of {', '.join(names)}.", parameter=LEVEL_KEY, value=level
+            )
+
+    verify._saedetox = True  # type: ignore[attr-defined]
+    SamplingParams._verify_args = verify
 
 
 def _after_load(inner: Any, path: str) -> Any:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import torch
 from torch import nn
 
 from saedetox.serving.compiled import OFF, load_levels_file
 from saedetox.serving.flat import FlatSteering, StepInfo
+from saedetox.serving.plugin import LEVEL_KEY
 from saedetox.serving.sites import decoder_layers, edit_stream
-
-LEVEL_KEY = "saedetox_level"
 
 
 def _level(request: Any) -> str:
@@ -72,11 +72,18 @@ def _begin(runner: Any, steering: FlatSteering, module: nn.Module, args: tuple, 
         return
     req_ids = list(batch.req_ids[:n])
     requests = [runner.requests[r] for r in req_ids]
+    # each request's first position in this pass, from the positions the model itself is given (the
+    # runner's computed-token counts can lag by a step under async scheduling)
+    positions = kwargs.get("positions", args[1] if len(args) > 1 else None)
+    if positions is not None and positions.dim() == 1:
+        computed = positions[torch.tensor(starts[:-1], device=positions.device)].tolist()
+    else:
+        computed = batch.num_computed_tokens_cpu[:n].tolist()
     steering.begin(
         StepInfo(
             req_ids=req_ids,
             starts=starts,
-            computed=batch.num_computed_tokens_cpu[:n].tolist(),
+            computed=computed,
             prompt_lens=[len(r.prompt_token_ids or ()) for r in requests],
             levels=[_level(r) for r in requests],
             token_ids=ids[: starts[-1]],
