@@ -81,6 +81,21 @@ def test_push_levels_and_meandiff_modes_in_a_sweep():
             parse_config(BASE | {"runs": bad})
 
 
+def test_a_scalar_level_is_a_one_element_list():
+    scalar = [{"method": "sae", "modes": "token", "push": 0.2}, {"method": "meandiff", "tiers": "low", "strengths": 2}]
+    listed = [
+        {"method": "sae", "modes": ["token"], "push": [0.2]},
+        {"method": "meandiff", "tiers": ["low"], "strengths": [2]},
+    ]
+    assert [r.name for r in plan(parse_config(BASE | {"runs": scalar}))] == [
+        r.name for r in plan(parse_config(BASE | {"runs": listed}))
+    ]
+    assert parse_config(BASE | {"runs": scalar}).runs[0].push == [0.2]
+    for bad in ({"push": True}, {"push": {"a": 1}}, {"modes": 3}):
+        with pytest.raises(SaedetoxError, match="must be a list of"):
+            parse_config(BASE | {"runs": [{"method": "sae", **bad}]})
+
+
 def test_planner_sets_curves_levels_and_adaptive_pooling(gpt2, sae_dir):
     from saedetox.experiments.sweep import _method
 

@@ -37,13 +37,15 @@ def generate_cmd(
     greedy: Annotated[bool, typer.Option("--greedy", help="Greedy decoding instead of sampling.")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out: Annotated[str | None, typer.Option("--out", help="Write samples as JSONL here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
     """Sample continuations, steered or not."""
     from saedetox.data.readers import read_prompt_texts  # deferred: see saedetox.cli.app
     from saedetox.eval.sampling import SamplingConfig, sample
-    from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, folder_lock
+    from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, exists, folder_lock
+    from saedetox.progress import note
     from saedetox.steering.steerer import Steerer
 
     texts = list(prompt or [])
@@ -68,11 +70,16 @@ def generate_cmd(
     if out:
         check_output_file(out)  # before anything is generated
         ensure_unlocked(out, "generate")
+        if exists(out) and not overwrite:
+            raise SaedetoxError(f"{out} exists; pass --overwrite to replace it, or choose another --out.")
     lm = load_lm(model, dtype, device)
+    if spec:
+        note("loading the SAE and resolving the steering")
     steerer = Steerer(lm, spec) if spec else None
     if steerer is not None:
         check_method_features(steerer, steering)
     with folder_lock(out, "generate") if out else nullcontext():
+        note(f"generating {n_samples} sample(s) for {len(texts)} prompt(s)")
         results = sample(lm, texts, cfg, steerer)
         rows = [
             {"prompt": texts[i], "sample": s.sample_index, "continuation": s.text}

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.io import atomic_write_json
+from saedetox.io import atomic_write_json, exists, is_file
 from saedetox.sae.loaded import LoadedSAE
 
 
@@ -111,7 +111,7 @@ def read_features(path: str | Path) -> dict[str, Any]:
 
 def feature_thresholds(value: str | None) -> list[float] | None:
     """Per-latent gate thresholds stored in a features.json (``thresholds``), if any."""
-    if not value or not Path(value).is_file():
+    if not is_file(value):
         return None
     try:
         data = json.loads(Path(value).read_text(encoding="utf-8"))
@@ -127,7 +127,7 @@ def feature_thresholds(value: str | None) -> list[float] | None:
 
 def feature_detector(value: str | None) -> dict[str, Any] | None:
     """The set detector stored in a features.json (``detector``, see :mod:`saedetox.discover.detector`), if any."""
-    if not value or not Path(value).is_file():
+    if not is_file(value):
         return None
     try:
         data = json.loads(Path(value).read_text(encoding="utf-8"))
@@ -148,8 +148,8 @@ def parse_features(value: str) -> list[int]:
     if not value:
         raise SaedetoxError("The features are empty: give indices like 3,17 or a features.json file.")
     path = Path(value)
-    if path.suffix == ".json" or path.exists():
-        if not path.exists():
+    if path.suffix == ".json" or exists(path):
+        if not exists(path):
             raise SaedetoxError(f"Features file {path} not found.")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -57,7 +57,7 @@ from saedetox.judges.registry import get_judge
 from saedetox.methods.base import Method
 from saedetox.methods.registry import as_method
 from saedetox.model.load import LoadedModel
-from saedetox.progress import progress_bar
+from saedetox.progress import progress_bar, warn
 from saedetox.steering.spec import SteeringSpec
 
 
@@ -67,6 +67,8 @@ def load_prompts(cfg: EvalConfig, data_dir: str | None = None) -> list[Prompt]:
     prompts = prompt_pool(src, data_dir)
     if cfg.n_prompts is not None and cfg.n_prompts < 0:
         raise SaedetoxError("n_prompts must be 0 (all prompts) or positive.")
+    if cfg.n_prompts and cfg.n_prompts > len(prompts):
+        warn(f"n_prompts is {cfg.n_prompts} but {src} holds {len(prompts)} prompts; using all {len(prompts)}.")
     if cfg.n_prompts and cfg.n_prompts < len(prompts):
         idx = sorted(random.Random(cfg.seed).sample(range(len(prompts)), cfg.n_prompts))
         prompts = [prompts[i] for i in idx]

@@ -27,7 +27,7 @@ import yaml
 
 from saedetox.discover.features import feature_thresholds
 from saedetox.errors import SaedetoxError
-from saedetox.io import atomic_write_text
+from saedetox.io import atomic_write_text, is_file
 from saedetox.sae.loaded import LoadedSAE
 
 Mode = Literal["constant", "conditional", "token", "clamp", "adaptive"]
@@ -275,7 +275,7 @@ def default_detector(features: str | Path | dict[str, Any] | None) -> dict[str, 
     """The adaptive-mode detector discovery stored in features.json (``detector``), if any."""
     if isinstance(features, (str, Path)):
         p = Path(features)
-        if not p.is_file():
+        if not is_file(p):  # False, not OSError, for a latent list too long to be a file name
             return None
         try:
             features = json.loads(p.read_text(encoding="utf-8"))
