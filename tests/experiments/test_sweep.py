@@ -168,6 +168,7 @@ def test_numeric_tiers_in_a_sweep():
         parse_config(BASE | {"runs": [{"method": "sae", "tiers": ["huge"]}]})
 
 
+@pytest.mark.slow
 def test_sweep_resumes_and_writes_report(tmp_path):
     lm = tiny_gpt2()
     lm.model.save_pretrained(tmp_path / "m")
@@ -203,6 +204,7 @@ def _saved_world(tmp_path: Path, gpt2, sae_dir, evaluation: dict, runs: list) ->
     return {"model": str(model), "sae": str(sae_dir), "features": [1, 5, 7, 12], "evaluation": evaluation, "runs": runs}
 
 
+@pytest.mark.slow
 def test_a_push_curve_starts_each_calibration_from_the_previous_level(tmp_path, gpt2, sae_dir):
     from saedetox.experiments.sweep import _method, warm_start
 
@@ -244,6 +246,7 @@ def _same(a, b, where: str = "") -> None:
         assert a == b, where
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="workers fork")
 def test_workers_give_the_same_numbers_as_one_process(tmp_path, gpt2, sae_dir, monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # CI has 2 cores; so that the test runs everywhere the same
@@ -345,6 +348,7 @@ def test_workers_run_side_by_side_whatever_their_results_weigh(tmp_path):
     assert list(res) == ["a0", "a1", "b0", "b1"] and len(res["b0"]["big"]) == 200_000
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="workers fork")
 def test_a_workers_sweep_killed_mid_run_resumes_to_the_same_numbers(tmp_path, gpt2, sae_dir, monkeypatch):
     import saedetox.experiments.sweep as sweep_module

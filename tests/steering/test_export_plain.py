@@ -84,12 +84,14 @@ def test_constant_sae_steering_tiny_model(tmp_path, gpt2):
     _check(gpt2, tmp_path / "out", Steerer(gpt2, spec))
 
 
+@pytest.mark.slow
 def test_constant_sae_steering_reference_lm(tmp_path, reference_lm):
     spec = SteeringSpec([Intervention(sae="reference", latents=[1, 2, 3], tier="high")])
     export(reference_lm, spec, tmp_path / "out")
     _check(reference_lm, tmp_path / "out", Steerer(reference_lm, spec))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["tiny", "reference"])
 def test_meandiff_export(tmp_path, gpt2, reference_lm, which):
     lm = gpt2 if which == "tiny" else reference_lm
@@ -98,6 +100,7 @@ def test_meandiff_export(tmp_path, gpt2, reference_lm, which):
     _check(lm, tmp_path / "out", meandiff_method(lm, hook, DATA, "high", None).context())
 
 
+@pytest.mark.slow
 def test_surgery_export(tmp_path, reference_lm):
     probe = ProbeConfig(epochs=5)
     export_baseline(reference_lm, "surgery", tmp_path / "out", tier="high", data=DATA, probe=probe)
@@ -113,3 +116,20 @@ def test_tokenizer_that_adds_bos_already_is_saved_as_is(tmp_path):
     assert bos_tokenizer(lm.tokenizer) is lm.tokenizer
     export(lm, spec, tmp_path / "out")
     assert plain(tmp_path / "out", lm.tokenizer.eos_token_id) == ours(lm, Steerer(lm, spec))
+
+
+def test_a_gpt2_tokenizer_class_is_saved_adding_bos(tmp_path, gpt2):
+    """The published GPT-2 folders name ``GPT2Tokenizer``, which rebuilds its backend: BOS must survive that too."""
+    from transformers import AutoTokenizer
+
+    from saedetox.steering.checkpoint import save_tokenizer
+
+    gpt2.tokenizer.save_pretrained(tmp_path / "src")
+    cfg_path = tmp_path / "src" / "tokenizer_config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "tokenizer_class": "GPT2Tokenizer"}))
+    tok = AutoTokenizer.from_pretrained(tmp_path / "src")
+    assert type(tok).__name__ == "GPT2Tokenizer" and tok("She walked")["input_ids"][0] != tok.bos_token_id
+    save_tokenizer(tok, tmp_path / "out")
+    again = AutoTokenizer.from_pretrained(tmp_path / "out")
+    assert type(again).__name__ == "GPT2Tokenizer"
+    assert again("She walked")["input_ids"] == [tok.bos_token_id, *tok("She walked")["input_ids"]]

@@ -120,7 +120,7 @@ def save_checkpoint(
                 kwargs["max_shard_size"] = max_shard_size
             model.save_pretrained(tmp, **kwargs)
             if tokenizer is not None:
-                _save_tokenizer(tokenizer, tmp)
+                save_tokenizer(tokenizer, tmp)
             full = {"saedetox_version": __version__, **meta}
             (tmp / PROVENANCE_FILE).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an export is an ordinary folder
@@ -155,7 +155,7 @@ def bos_tokenizer(tokenizer: Any) -> Any:
     return tok
 
 
-def _save_tokenizer(tokenizer: Any, folder: Path) -> None:
+def save_tokenizer(tokenizer: Any, folder: Path) -> None:
     """Save the BOS-adding tokenizer and check that ``AutoTokenizer`` reads it back encoding as saedetox does."""
     from transformers import AutoTokenizer
 
