@@ -57,7 +57,7 @@ from saedetox.judges.registry import get_judge
 from saedetox.methods.base import Method
 from saedetox.methods.registry import as_method
 from saedetox.model.load import LoadedModel
-from saedetox.progress import progress_bar, warn
+from saedetox.progress import note, progress_bar, warn
 from saedetox.steering.spec import SteeringSpec
 
 
@@ -150,6 +150,7 @@ def score_judges(
     flat = [c for row in conts for c in row]
     for name in judges:
         if name not in have:
+            note(f"scoring {len(flat)} continuations with the {name} judge")
             scores = np.asarray(_judge(name).score(flat), dtype=np.float64).reshape(shape)
             have[name] = (judge_identity(name), scores)
             _save_scores(cache, have, generation)
@@ -304,6 +305,7 @@ def _measure(
         for j, s in scores.items()
     }
     ref = ref_lm or lm
+    note("measuring perplexity")
     ppl = conditional_perplexity(
         ref, [p.text for p in prompts], conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos
     )
@@ -319,6 +321,7 @@ def _measure(
             fluency["ppl_clean"] = clean_perplexity(lm, clean, prepend_bos=sampling.prepend_bos)
         capability = CapabilityScores()
         if cfg.capability:
+            note(f"running capability tasks: {', '.join(cfg.capability)}")
             capability = run_capability(lm, tasks=cfg.capability, limit=cfg.capability_limit, data_dir=data_dir)
     result = {
         "config": config,
