@@ -168,3 +168,21 @@ def test_more_prompts_asked_than_the_set_holds_says_so(world, tmp_path, capsys, 
         f"warning: n_prompts is 50 but {world / 'prompts.txt'} holds 2 prompts; using all 2."
     ]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_prompts"] == 2
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_prompt(world, tmp_path, capsys):
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbfHello there\nThe weather\n")
+    code, out, err = run_cli(["generate", "--model", world / "model", "--prompts", bom, "--max-new-tokens", 2], capsys)
+    assert code == 0, err
+    assert [ln.split("\u2502")[0] for ln in out.splitlines()] == ["Hello there", "The weather"]
+
+
+def test_a_single_push_level_in_a_sweep_yaml_is_a_one_level_list(world, tmp_path, capsys):
+    raw = {"model": str(world / "model"), "sae": str(world / "sae"), "features": [1, 2]}
+    raw["evaluation"] = {"n_prompts": 2, "samples": 2, "max_new_tokens": 3, "clean_texts": 0, "judges": ["profanity"]}
+    raw["runs"] = [{"method": "sae", "modes": "constant", "push": 0.2}]
+    (tmp_path / "s.yaml").write_text(json.dumps(raw))
+    code, out, err = run_cli(["sweep", tmp_path / "s.yaml", "--dry-run"], capsys)
+    assert code == 0, err
+    assert "sae-constant-p0.2" in out
