@@ -68,25 +68,27 @@ def no_space_error(err: OSError, path: str | os.PathLike[str], needed: int | Non
 
 
 @contextmanager
+def full_disk_named(path: str | os.PathLike[str], needed: int | None = None) -> Iterator[None]:
+    """Inside the block, a full disk while writing ``path`` is :func:`no_space_error`'s one line; other errors pass."""
+    try:
+        yield
+    except OSError as err:
+        full = no_space_error(err, path, needed)
+        if full is None:
+            raise
+        raise full from None
+
+
+@contextmanager
 def _writing(path: Path, needed: int | None) -> Iterator[Path]:
     """A temporary file beside ``path`` to fill; renamed onto ``path`` at the end, removed on failure."""
-    try:
+    with full_disk_named(path, needed):
         tmp = _tmp_beside(path)
-    except OSError as err:
-        full = no_space_error(err, path, needed)
-        if full is None:
-            raise
-        raise full from None
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as err:
-        full = no_space_error(err, path, needed)
-        if full is None:
-            raise
-        raise full from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -165,7 +165,7 @@ def test_more_prompts_asked_than_the_set_holds_says_so(world, tmp_path, capsys, 
     code, _, err = run_cli(argv + ["--out", tmp_path / "run"], capsys)
     warnings = [ln for ln in err.splitlines() if ln.startswith("warning:")]
     assert code == 0 and warnings == [
-        f"warning: n_prompts is 50 but {world / 'prompts.txt'} holds 2 prompts; using all 2."
+        f"warning: 50 prompts asked for, but {world / 'prompts.txt'} holds 2; using all 2."
     ]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_prompts"] == 2
 

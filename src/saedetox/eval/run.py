@@ -68,7 +68,7 @@ def load_prompts(cfg: EvalConfig, data_dir: str | None = None) -> list[Prompt]:
     if cfg.n_prompts is not None and cfg.n_prompts < 0:
         raise SaedetoxError("n_prompts must be 0 (all prompts) or positive.")
     if cfg.n_prompts and cfg.n_prompts > len(prompts):
-        warn(f"n_prompts is {cfg.n_prompts} but {src} holds {len(prompts)} prompts; using all {len(prompts)}.")
+        warn(f"{cfg.n_prompts} prompts asked for, but {src} holds {len(prompts)}; using all {len(prompts)}.")
     if cfg.n_prompts and cfg.n_prompts < len(prompts):
         idx = sorted(random.Random(cfg.seed).sample(range(len(prompts)), cfg.n_prompts))
         prompts = [prompts[i] for i in idx]

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from saedetox.errors import SaedetoxError
-from saedetox.io import folder_lock, no_space_error
+from saedetox.io import folder_lock, full_disk_named
 from saedetox.model.tokens import tokenize_batch
 from saedetox.progress import note
 from saedetox.version import __version__
@@ -110,30 +110,39 @@ def save_checkpoint(
         if out.exists() and any(out.iterdir()) and not overwrite:
             raise TargetNotEmpty(f"Export target {out} is not empty; export to a new folder or allow overwriting it.")
         note(f"writing {out}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
-        try:
-            if dtype is not None:
-                model = model.to(dtype)
-            kwargs: dict[str, Any] = {"safe_serialization": True}
-            if max_shard_size is not None:
-                kwargs["max_shard_size"] = max_shard_size
-            model.save_pretrained(tmp, **kwargs)
-            if tokenizer is not None:
-                save_tokenizer(tokenizer, tmp)
-            full = {"saedetox_version": __version__, **meta}
-            (tmp / PROVENANCE_FILE).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an export is an ordinary folder
-            _swap_in(tmp, out)
-        except OSError as err:
-            full = no_space_error(err, out, _size(model))
-            if full is None:
-                raise
-            raise full from None
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        with full_disk_named(out, _size(model)):
+            _write(model, tokenizer, out, meta, overwrite, dtype, max_shard_size)
     return out
+
+
+def _write(
+    model: nn.Module,
+    tokenizer: Any,
+    out: Path,
+    meta: dict[str, Any],
+    overwrite: bool,
+    dtype: torch.dtype | None,
+    max_shard_size: str | int | None,
+) -> None:
+    """The folder written beside ``out`` and swapped in (the caller holds the lock)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        if dtype is not None:
+            model = model.to(dtype)
+        kwargs: dict[str, Any] = {"safe_serialization": True}
+        if max_shard_size is not None:
+            kwargs["max_shard_size"] = max_shard_size
+        model.save_pretrained(tmp, **kwargs)
+        if tokenizer is not None:
+            save_tokenizer(tokenizer, tmp)
+        full = {"saedetox_version": __version__, **meta}
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an export is an ordinary folder
+        _swap_in(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _adds_bos(tokenizer: Any) -> bool:
