@@ -1,9 +1,9 @@
 #!/bin/bash
-# The GPU measurements of BENCHMARKS.md, as run through the workplace's `device` tool on an H100.
+# The GPU measurements of BENCHMARKS.md, as run on one NVIDIA H100 80 GB.
 #
-# The device machine has torch 2.11 (cu130), Python 3.12 and transformers 5.17, no sae_lens and no
-# network, and it receives only the checkout the session started in. Prepare, on this machine:
-#   1. a folder F inside that checkout, ignored by git (e.g. /work/main/.work/wtgpu), holding a copy
+# The GPU machine has torch 2.11 (cu130), Python 3.12 and transformers 5.17, no sae_lens and no
+# network, and it receives only a copy of one checkout. Prepare, on a machine with network:
+#   1. a folder F inside that checkout, ignored by git (e.g. .work/wtgpu), holding a copy
 #      of src/ (the assets may be left out: they are copied from the checkout there), benchmarks/,
 #      and .work/data/rtp_decodingtrust/toxic.jsonl (the RTP challenging prompts);
 #   2. F/.work/site312.tgz: `pip install --no-deps --target site312 --python-version 3.12
@@ -12,10 +12,10 @@
 #      pydantic (+ pydantic-core, annotated-types, typing-inspection), simple-parsing, docstring-parser,
 #      better-abc, wandb 0.31.0 (its bin/ removed: only wandb.init needs it), platformdirs,
 #      opentelemetry-api, tenacity, python-dotenv, fancy-einsum, beartype, typeguard, babe, cwevals
-#      (what `import sae_lens` needs beyond the device image), tarred (18 MB);
-# then run (carry F):  cd F && BENCH_COMMIT=<commit> bash benchmarks/gpu_run.sh TAG
+#      (what `import sae_lens` needs beyond the GPU machine's packages), tarred (18 MB);
+# then, with F copied to the GPU machine:  cd F && BENCH_COMMIT=<commit> bash benchmarks/gpu_run.sh TAG
 # Outputs land in $OUT: gpu_gpt2_TAG.json, gpu_gemma_TAG.json, profile_gpt2_TAG.json (+ logs).
-# SKIP_PROFILE=1 / SKIP_GEMMA=1 leave those parts out. About 8 minutes of device time in all.
+# SKIP_PROFILE=1 / SKIP_GEMMA=1 leave those parts out. About 8 minutes of GPU time in all.
 TAG=${1:-run}
 [ -d src/saedetox/assets ] || cp -r ../../src/saedetox/assets src/saedetox/ || exit 1
 tar xzf .work/site312.tgz -C /tmp || exit 1

@@ -4,7 +4,7 @@ OpenMP reads the policy when torch loads its runtime, so each measurement is a f
 process with the policy in its environment (``default`` = unset: the runtime's own default,
 which spins before sleeping). Workers run in a shuffled order inside every round, so a change
 of load on the machine hits every policy alike; the load average is recorded before and after.
-Workload: ``saedetox.eval.sampling.sample`` on the reference model, one batch of
+Workload: ``saedetox.eval.sampler.sampling.sample`` on the reference model, one batch of
 ``batch`` sequences (``k`` samples per RTP challenging prompt, 20 new tokens), plus a plain
 forward of the same batch. Prints JSON.
 
@@ -29,7 +29,7 @@ def worker(threads: int, batch: int, k: int, calls: int) -> None:
     import torch  # deferred: the parent must not load OpenMP, the worker's environment decides its policy
 
     from saedetox.data.roles import reference_prompts
-    from saedetox.eval.sampling import SamplingConfig, sample
+    from saedetox.eval.sampler.sampling import SamplingConfig, sample
     from saedetox.model.load import load_model
     from saedetox.model.tokens import tokenize_batch
 

@@ -1,6 +1,6 @@
 """saedetox's BatchTopK trainer (``train/sae.py``) against SAE-Lens' BatchTopK training SAE + ``SAETrainer``.
 
-Issue #9 item 8: at equal tokens, on the same activations of the reference LM, with the same
+At equal tokens, on the same activations of the reference LM, with the same
 width, k, batch size, learning rate and schedule (constant, linear decay over the last 20%),
 compare held-out explained variance, L0, dead share and CE-loss change (``evaluate_sae_dir``:
 the same evaluation for both) and wall time. SAE-Lens keeps its own defaults elsewhere (its

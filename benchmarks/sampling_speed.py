@@ -3,7 +3,7 @@
 For each batch size (sequences = prompts × k) and each steering mode (unsteered and every mode
 in ``saedetox.steering.spec.MODES``), one batch of RTP challenging prompts is sampled by
 
-* ``saedetox``: ``saedetox.eval.sampling.sample`` (the lean loop: shared prefill, preallocated
+* ``saedetox``: ``saedetox.eval.sampler.sampling.sample`` (the lean loop: shared prefill, preallocated
   cache, Gumbel nucleus sampler on common random numbers), and
 * ``plain``: ``model.generate(do_sample=True, top_p=0.9, top_k=0)`` on the expanded batch (the
   same distribution), with the same Steerer attached,
@@ -49,9 +49,9 @@ from torch.nn.attention import sdpa_kernel  # noqa: E402
 
 from saedetox.data.roles import reference_prompts  # noqa: E402
 from saedetox.errors import SaedetoxError  # noqa: E402
-from saedetox.eval.decode import _NO_CUDNN  # noqa: E402
-from saedetox.eval.fluency import continuation_nll, sequence_nll  # noqa: E402
-from saedetox.eval.sampling import SAMPLER, SamplingConfig, sample  # noqa: E402
+from saedetox.eval.metrics.fluency import continuation_nll, sequence_nll  # noqa: E402
+from saedetox.eval.sampler.decode import _NO_CUDNN  # noqa: E402
+from saedetox.eval.sampler.sampling import SAMPLER, SamplingConfig, sample  # noqa: E402
 from saedetox.model.load import LoadedModel, load_model, wrap_model  # noqa: E402
 from saedetox.model.tokens import DEFAULT_CONTEXT, bos_id, encode_text, tokenize_batch  # noqa: E402
 from saedetox.steering.spec import MODES, Intervention, SteeringSpec  # noqa: E402

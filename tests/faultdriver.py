@@ -64,8 +64,8 @@ def _child(argv: list[str], fault: tuple[str, float] | None, log: str, threads: 
 def _inject(kind: str, arg: float) -> None:
     import json
 
-    import saedetox.eval.log as log
     import saedetox.eval.run as run
+    import saedetox.eval.runs.generation_log as log
 
     if kind in ("kill", "sleep"):
         real_append = log.GenerationLog.append

@@ -283,7 +283,7 @@ CLEAN_TEXTS = [
 
 def latent_detector(lm: LoadedModel, sae_dir: Path, latents: list[int], pooling: str = "max") -> dict:
     """A discovery-style logistic detector over ``latents`` (features.json ``detector`` schema), for tests."""
-    from saedetox.discover.stats import text_stats
+    from saedetox.discover.rank_stats import text_stats
     from saedetox.methods.meandiff import fit_logistic_detector
     from saedetox.sae.load import load_sae
 

@@ -57,7 +57,7 @@ def test_typing_block_matches_the_lazy_table():
 
 
 def test_library_errors_name_no_cli_flags():
-    # library code speaks API words; only saedetox.cli may name --flags (issue #9)
+    # library code speaks API words; only saedetox.cli may name --flags
     bad = []
     for path in SRC.rglob("*.py"):
         if "cli" in path.relative_to(SRC).parts:

@@ -1,4 +1,4 @@
-"""The package layout (issue #9): import contracts hold, modules stay small, no import cycles."""
+"""The package layout: import contracts hold, modules stay small, no import cycles."""
 
 from __future__ import annotations
 

@@ -43,9 +43,9 @@ _EXPORTS: dict[str, str] = {
     # methods and evaluation
     "Method": "saedetox.methods.base",
     "build_method": "saedetox.methods.registry",
-    "SamplingConfig": "saedetox.eval.sampling",
-    "Sample": "saedetox.eval.sampling",
-    "sample": "saedetox.eval.sampling",
+    "SamplingConfig": "saedetox.eval.sampler.sampling",
+    "Sample": "saedetox.eval.sampler.sampling",
+    "sample": "saedetox.eval.sampler.sampling",
     "EvalConfig": "saedetox.eval.config",
     "evaluate": "saedetox.eval.run",
     "RunResult": "saedetox.eval.result",
@@ -99,7 +99,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see the real objects; at run time th
     from saedetox.eval.config import EvalConfig
     from saedetox.eval.result import RunResult
     from saedetox.eval.run import evaluate
-    from saedetox.eval.sampling import Sample, SamplingConfig, sample
+    from saedetox.eval.sampler.sampling import Sample, SamplingConfig, sample
     from saedetox.experiments.sweep import sweep
     from saedetox.methods.base import Method
     from saedetox.methods.registry import build_method

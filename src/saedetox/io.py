@@ -18,17 +18,6 @@ from filelock import FileLock, Timeout
 from saedetox.errors import SaedetoxError
 
 
-def is_file(value: str | os.PathLike[str] | None) -> bool:
-    """Whether ``value`` names an existing file; False (not an error) for text that cannot be a path at all,
-    such as a long list of latents (``File name too long``) or one holding a NUL byte."""
-    if not value:
-        return False
-    try:
-        return Path(value).is_file()
-    except (OSError, ValueError):
-        return False
-
-
 def exists(value: str | os.PathLike[str]) -> bool:
     """``Path(value).exists()`` that answers False instead of raising for text that cannot be a path."""
     try:

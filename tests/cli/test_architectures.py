@@ -19,7 +19,7 @@ from helpers import FAMILY_BUILDERS, write_sae
 from saedetox.cli.app import main
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import evaluate
-from saedetox.eval.sampling import SamplingConfig, sample
+from saedetox.eval.sampler.sampling import SamplingConfig, sample
 from saedetox.methods.contrast import ContrastData
 from saedetox.methods.registry import build_method
 from saedetox.model.load import load_model

@@ -341,7 +341,7 @@ def test_undefined_ppl_prints_na(world, tmp_path, capsys, monkeypatch):
 
 def test_random_model_ppl_is_really_undefined(tmp_path):
     """The condition the n/a path exists for: a model so damaged that every continuation's PPL is ≥ 1e4."""
-    from saedetox.eval.fluency import conditional_perplexity
+    from saedetox.eval.metrics.fluency import conditional_perplexity
 
     lm = tiny_gpt2()
     with torch.no_grad():

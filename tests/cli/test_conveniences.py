@@ -1,4 +1,4 @@
-"""Small things a user trips on (issue #9): --version, steering options imply the SAE method,
+"""Small things a user trips on: --version, steering options imply the SAE method,
 ``generate`` reads RTP JSONL as ``evaluate`` does, and library errors shown with the command's flags."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""README "Guarantees" that no other test file holds: one writer for sweep and export folders, and a
+"""Guarantees (docs/guarantees.md) that no other test file holds: one writer for sweep and export folders, and a
 run whose conditional perplexity is undefined (every continuation ≥ 1e4) ends cleanly end to end."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""``saedetox info --model gpt2 --sae gpt2-small-res-jb/blocks.6.hook_resid_pre``, the README's first paper
-command, on the offline hub mirror: it prints the preflight; a file missing from the cache is one error line."""
+"""``saedetox info --model gpt2 --sae gpt2-small-res-jb/blocks.6.hook_resid_pre``, the first command of
+docs/paper-models.md, on the offline hub mirror: it prints the preflight; a missing cache file is one error line."""
 
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ from saedetox.cli.discover import discover_cmd
 from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.discover import DEFAULT_K
 from saedetox.discover.detector import detector_logit, detector_probability
+from saedetox.discover.rank_stats import METHODS, auroc_per_latent, text_stats
 from saedetox.discover.select import discover
 from saedetox.discover.sets import DiscoverySets
-from saedetox.discover.stats import METHODS, auroc_per_latent, text_stats
 from saedetox.errors import SaedetoxError
 from saedetox.experiments.config import DiscoveryCfg
 from saedetox.model.capture import capture

@@ -8,7 +8,7 @@ import pytest
 
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.sampling import SamplingConfig
+from saedetox.eval.sampler.sampling import SamplingConfig
 from saedetox.experiments.config import parse_config
 
 

@@ -55,3 +55,34 @@ def test_a_spec_or_a_name_is_a_method(tmp_path, gpt2, sae_dir):
     assert prompt.config["method"] == "prompt" and prompt.config["prefix"]
     with pytest.raises(SaedetoxError, match="method must be"):
         evaluate(gpt2, tmp_path / "bad", cfg(), 3)  # type: ignore[arg-type]
+
+
+def test_accessors_read_partial_and_malformed_metrics_as_missing():
+    m = {
+        "config": {"run": "r1", "method": "sae", "sampling": {"n_samples": 25}},
+        "toxicity": {"probe": {"tox_prob": 0.25, "by_prompt_toxicity": {"toxic": {"emt": 0.7}}}},
+        "fluency": [1.0, 2.0],  # not an object: every fluency number is missing
+        "diversity": {"dist1": 0.5, "dist3": 0.9},
+        "capability": {"arc_easy": 0.4},
+        "capability_ppl": {"lambada": 21.5},
+        "judge_agreement": {"a~b": {"pearson": 0.7}},
+        "steering": "unmeasured",
+        "samples_per_prompt": None,
+        "wall_seconds": 12.0,
+    }
+    res = RunResult(m)
+    assert res.toxicity_value("probe", "tox_prob") == 0.25 and res.toxicity_value("probe", "emt") is None
+    assert res.toxicity_value("probe", "emt", "toxic") == 0.7 and res.toxicity_value("probe", "emt", "nontoxic") is None
+    assert res.toxicity_value("other", "tox_prob") is None and res.judges == ["probe"]
+    assert (res.ppl, res.ppl_ci, res.ppl_clean, res.effective_push) == (None, None, None, None)
+    assert (res.dist1, res.dist2, res.dist3, res.wall_seconds) == (0.5, None, 0.9, 12.0)
+    assert res.capability == {"arc_easy": 0.4} and res.capability_ppl == {"lambada": 21.5}
+    assert res.judge_agreement == {"a~b": {"pearson": 0.7}}
+    assert res.samples_per_prompt == 25  # samples_per_prompt is null: the sampling config's n_samples
+    assert RunResult({"samples_per_prompt": 5.0, "config": {"sampling": {"n_samples": 25}}}).samples_per_prompt == 5
+    assert RunResult({"samples_per_prompt": True}).samples_per_prompt is None  # a bool is not a count
+    assert res.config_value("run") == "r1" and res.config_value("mode") is None
+    assert RunResult({"config": "bad"}).config == {} and RunResult({"config": "bad"}).config_value("run") is None
+    assert RunResult.of(res) is res
+    wrapped = RunResult.of(m)
+    assert isinstance(wrapped, RunResult) and wrapped == m and wrapped is not m

@@ -101,13 +101,15 @@ def test_push_level_is_calibrated_and_recorded(tmp_path, gpt2, sae_dir, monkeypa
     assert res["steering"]["interventions"][0]["target_push"] == 0.2
     assert res["steering"]["effective_push"] > 0  # achieved on the run's own prompts (recorded, not forced)
     # a resumed run reuses the calibration instead of repeating the pilot
-    monkeypatch.setattr("saedetox.eval.calibrate.calibrate_push", lambda *a, **k: pytest.fail("pilot repeated"))
+    monkeypatch.setattr(
+        "saedetox.eval.runs.push_calibration.calibrate_push", lambda *a, **k: pytest.fail("pilot repeated")
+    )
     again = evaluate(gpt2, tmp_path / "p", cfg(prompts="challenging:dev", n_prompts=4), build_method(gpt2, "sae", spec))
     assert again["config"]["alpha"] == res["config"]["alpha"]
 
 
 def test_conditional_run_records_how_often_the_gate_opens_in_the_prompt(tmp_path, gpt2, sae_dir):
-    """Issue #8 item 7: ``metrics.json`` carries the share of sequences whose gate opened at a prompt position.
+    """``metrics.json`` carries the share of sequences whose gate opened at a prompt position.
 
     Independent computation: the latents' activations at every real prompt position except BOS
     (plain forward, hook read by hand); the gate threshold sits between the prompts' maxima, so the

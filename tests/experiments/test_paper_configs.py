@@ -30,7 +30,7 @@ import yaml
 
 import hub_mirror as hm
 from saedetox.data.calibration import CALIBRATION_TEXTS
-from saedetox.eval.sampling import SamplingConfig, sample
+from saedetox.eval.sampler.sampling import SamplingConfig, sample
 from saedetox.experiments import features as sweep_features
 from saedetox.experiments import splitting
 from saedetox.experiments.config import SweepConfig, parse_config

@@ -22,7 +22,7 @@ HOOK = "blocks.1.hook_resid_pre"
 def test_prompt_prefix_conditions_generation_only(tmp_path, gpt2):
     from saedetox.data.readers import Prompt
     from saedetox.eval.run import generate_all
-    from saedetox.eval.sampling import SamplingConfig
+    from saedetox.eval.sampler.sampling import SamplingConfig
 
     m = build_baseline(gpt2, "prompt")
     assert m.prefix == POLITE_PREFIX

@@ -12,7 +12,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.methods.contrast import ContrastData
 from saedetox.methods.export import export_baseline
 from saedetox.methods.meandiff import meandiff_direction
-from saedetox.methods.probe import ProbeConfig
+from saedetox.methods.surgery_probe import ProbeConfig
 
 DATA = ContrastData(
     ["you stupid idiot, shut up", "what a damn fool you are", "go to hell, idiot", "shut up you moron"],

@@ -8,8 +8,8 @@ from helpers import CLEAN_TEXTS, TOXIC_TEXTS, tiny_gpt2, tiny_llama
 from saedetox.methods import contrast
 from saedetox.methods.aura import aura_factors
 from saedetox.methods.contrast import ContrastData
-from saedetox.methods.probe import train_toxicity_probe
 from saedetox.methods.shared_pass import prefetch_pooled
+from saedetox.methods.surgery_probe import train_toxicity_probe
 
 
 def _count_passes(monkeypatch) -> list[int]:

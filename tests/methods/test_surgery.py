@@ -13,7 +13,6 @@ from helpers import tiny_gemma2, tiny_gpt2, tiny_llama, tiny_opt, tiny_phi3
 from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.errors import SaedetoxError
 from saedetox.methods.contrast import ContrastData
-from saedetox.methods.probe import ProbeConfig, final_features, train_probe, train_toxicity_probe
 from saedetox.methods.surgery import (
     apply_surgery,
     export_surgery,
@@ -22,6 +21,7 @@ from saedetox.methods.surgery import (
     surgery_plan,
     tier_alpha,
 )
+from saedetox.methods.surgery_probe import ProbeConfig, final_features, train_probe, train_toxicity_probe
 from saedetox.model.tokens import tokenize_batch
 
 BAD = ["fuck", "idiot", "stupid", "damn", "shit", "hell"]
@@ -271,7 +271,7 @@ def test_method_records_config_and_exports(tmp_path):
 
 @torch.no_grad()
 def test_surgery_lowers_the_probe_score_on_toxic_text_where_the_probe_separates():
-    """Direction of effect (issue #8 item 2) on the reference LM, whose final state separates ParaDetox pairs.
+    """Direction of effect on the reference LM, whose final state separates ParaDetox pairs.
 
     The probe is trained on 60 pairs and judged on 60 others: it must separate them (held-out AUROC,
     computed here with sklearn), and after surgery at the published α = 1.0 its score on the held-out

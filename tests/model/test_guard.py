@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.sampling import SamplingConfig, sample
+from saedetox.eval.sampler.sampling import SamplingConfig, sample
 from saedetox.model.guard import FiniteFlag, check_scores
 from saedetox.steering.spec import Intervention, SteeringSpec
 from saedetox.steering.steerer import Steerer

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.paired import compare_runs
+from saedetox.eval.metrics.paired import compare_runs
 from saedetox.report.compare import compare, format_comparison, resolve_run
 from synthetic_runs import World, sweep
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.stats import resample_indices
+from saedetox.eval.metrics.bootstrap import resample_indices
 from saedetox.experiments.config import parse_config
 from saedetox.report.curves import ComparisonConfig, curve_of, first_crossing, level_of
 from saedetox.report.matched import equal_push, matched_fluency

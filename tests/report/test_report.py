@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from saedetox.errors import SaedetoxError
+from saedetox.eval.result import RunResult
 from saedetox.report.analysis import pareto_front
 from saedetox.report.load import load_runs
 from saedetox.report.markdown import markdown_summary, write_markdown
@@ -235,6 +236,9 @@ def test_load_runs(tmp_path: Path) -> None:
     runs = load_runs([tmp_path / "sae-constant-medium" / "metrics.json", tmp_path / "x", tmp_path / "sweep.json"])
     assert list(runs) == ["sae-constant-medium", "none", "aura", f"{tmp_path.name}/none"]
     assert runs["aura"]["config"]["method"] == "aura"
+    assert all(isinstance(m, RunResult) for m in runs.values())  # read through the eval's typed result
+    assert runs["sae-constant-medium"].path == tmp_path / "sae-constant-medium" and runs["aura"].path is None
+    assert runs["none"].config_value("run") == "none" and runs["aura"].toxicity_value("tiny-judge", "tox_prob") == 0.65
 
 
 @pytest.mark.parametrize("content", [None, "{not json", "[1, 2]", '{"note": "no runs"}'])

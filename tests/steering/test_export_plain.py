@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from helpers import tiny_llama, write_sae
-from saedetox.eval.sampling import sample
+from saedetox.eval.sampler.sampling import sample
 from saedetox.methods.contrast import ContrastData
 from saedetox.methods.export import export_baseline
 from saedetox.methods.meandiff import meandiff_method
-from saedetox.methods.probe import ProbeConfig
 from saedetox.methods.surgery import surgery_method
+from saedetox.methods.surgery_probe import ProbeConfig
 from saedetox.steering.checkpoint import bos_tokenizer
 from saedetox.steering.export import export
 from saedetox.steering.spec import Intervention, SteeringSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from saedetox.eval.sampling import SamplingConfig, sample
+from saedetox.eval.sampler.sampling import SamplingConfig, sample
 from saedetox.model.tokens import tokenize_batch
 from saedetox.sae.load import load_sae
 from saedetox.steering.resolve import median_residual_norm

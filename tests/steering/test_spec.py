@@ -141,7 +141,7 @@ def test_default_detector_from_discovery_is_usable_and_follows_the_selected_orde
 
 
 def test_validate_returns_a_checked_copy_and_leaves_its_input_alone():
-    # validate() used to fill in the default tier and parse numeric tiers in place (issue #9)
+    # validate() used to fill in the default tier and parse numeric tiers in place
     iv = Intervention(sae="s", latents=[1], tier="0.3")
     checked = iv.validate()
     assert checked.tier == 0.3 and iv.tier == "0.3"

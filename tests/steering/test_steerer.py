@@ -7,7 +7,7 @@ import torch
 
 from helpers import tiny_llama, write_sae
 from saedetox.errors import SaedetoxError
-from saedetox.eval.sampling import SamplingConfig, sample
+from saedetox.eval.sampler.sampling import SamplingConfig, sample
 from saedetox.model.tokens import tokenize_batch
 from saedetox.sae.load import load_sae
 from saedetox.steering.resolve import median_residual_norm

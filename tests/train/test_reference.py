@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from saedetox.data.location import data_file
-from saedetox.eval.capability import blimp_accuracy
+from saedetox.eval.metrics.capability import blimp_accuracy
 from saedetox.model.load import load_model, reference_model_dir
 from saedetox.sae.load import load_sae, reference_sae_dir, reference_sae_widths
 from saedetox.sae.preflight import preflight

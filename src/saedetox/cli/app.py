@@ -86,7 +86,7 @@ for _name, _command in (
 
 #: commands whose output folder keeps finished work, so rerunning them continues where they stopped
 RESUMABLE = ("evaluate", "sweep", "splitting", "demo", "train-lm")
-#: what each exit status means (README, "CLI")
+#: what each exit status means (docs/cli.md, exit codes)
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 

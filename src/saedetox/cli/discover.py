@@ -37,16 +37,20 @@ def discover_cmd(
         typer.Option("--max-pairs", help="Cap the data: N rank texts per side, N // 2 select and test texts."),
     ] = None,
     hook: HookOpt = None,
+    chat: Annotated[
+        bool, typer.Option("--chat", help="Wrap each text in the tokenizer's chat template (chat / instruct models).")
+    ] = False,
     data_dir: DataDirOpt = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
     """Rank SAE latents by toxicity-specificity and write features.json."""
     from saedetox.discover.features import write_features  # deferred: see saedetox.cli.app
+    from saedetox.discover.rank_stats import METHODS
     from saedetox.discover.select import discover
     from saedetox.discover.sets import discovery_sets
-    from saedetox.discover.stats import METHODS
     from saedetox.io import check_output_file
+    from saedetox.model.chat import check_chat
     from saedetox.progress import note
     from saedetox.sae.load import load_sae
     from saedetox.sae.preflight import check_fit
@@ -63,10 +67,12 @@ def discover_cmd(
     note("reading the discovery texts")
     sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir).capped(max_pairs)
     lm = load_lm(model, dtype, device)
+    if chat:
+        check_chat(lm.tokenizer, lm.name)  # before the SAE is loaded
     note(f"loading SAE {sae}")
     s = load_sae(sae, lm)
     check_fit(lm, s, hook)
-    obj = discover(lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook)
+    obj = discover(lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook, chat=chat)
     write_features(obj, out)
     auc = obj["set_test_auroc"]
     shown = "n/a" if auc is None else f"{auc:.3f}"

@@ -55,6 +55,9 @@ def evaluate_cmd(
     capability_limit: Annotated[int | None, typer.Option("--capability-limit")] = 200,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per generate call.")] = 64,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    chat: Annotated[
+        bool, typer.Option("--chat", help="Wrap each prompt in the tokenizer's chat template (chat / instruct models).")
+    ] = False,
     data_dir: DataDirOpt = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
@@ -64,12 +67,13 @@ def evaluate_cmd(
 ) -> None:
     """The RealToxicityPrompts protocol: toxicity per judge, fluency, diversity (resumable)."""
     from saedetox.eval.config import EvalConfig  # deferred: see saedetox.cli.app
-    from saedetox.eval.fingerprint import texts_digest
     from saedetox.eval.run import evaluate, prepare
+    from saedetox.eval.runs.fingerprint import texts_digest
     from saedetox.io import ensure_unlocked
     from saedetox.methods.base import BASELINES, METHOD_NAMES
     from saedetox.methods.contrast import default_contrast
     from saedetox.methods.registry import build_method
+    from saedetox.model.chat import check_chat
     from saedetox.steering.spec import parse_tier
 
     if method is None:  # steering options imply the SAE method
@@ -103,6 +107,7 @@ def evaluate_cmd(
         batch_size=batch_size,
         seed=seed,
         ref_model=ref_model,
+        chat=chat,
     )
     if baseline and method != "prompt" and steering.tier is not None:
         parse_tier(steering.tier)
@@ -110,6 +115,9 @@ def evaluate_cmd(
     ensure_unlocked(out, "evaluate")  # config, judges, out folder, prompts, a stale run: before any model
     lm = load_lm(model, dtype, device)
     ref = load_lm(cfg.ref_model, dtype, device) if cfg.ref_model else None
+    for loaded in [lm, ref] if chat else []:  # before a baseline is fitted
+        if loaded is not None:
+            check_chat(loaded.tokenizer, loaded.name)
     options: dict[str, Any] = {"data_dir": data_dir}
     run_config: dict[str, Any] = {}
     if baseline and method != "prompt":

@@ -36,6 +36,9 @@ def generate_cmd(
     temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
     greedy: Annotated[bool, typer.Option("--greedy", help="Greedy decoding instead of sampling.")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    chat: Annotated[
+        bool, typer.Option("--chat", help="Wrap each prompt in the tokenizer's chat template (chat / instruct models).")
+    ] = False,
     out: Annotated[str | None, typer.Option("--out", help="Write samples as JSONL here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
     dtype: DtypeOpt = "auto",
@@ -43,8 +46,9 @@ def generate_cmd(
 ) -> None:
     """Sample continuations, steered or not."""
     from saedetox.data.readers import read_prompt_texts  # deferred: see saedetox.cli.app
-    from saedetox.eval.sampling import SamplingConfig, sample
+    from saedetox.eval.sampler.sampling import SamplingConfig, sample
     from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, exists, folder_lock
+    from saedetox.model.chat import check_chat
     from saedetox.progress import note
     from saedetox.steering.steerer import Steerer
 
@@ -64,6 +68,7 @@ def generate_cmd(
         do_sample=not greedy,
         seed=seed,
         prepend_bos=True,
+        chat=chat,
     ).validate()  # before the model is loaded
     if seed < 0:
         raise SaedetoxError(f"seed must be a whole number ≥ 0, got {seed}.")
@@ -73,6 +78,8 @@ def generate_cmd(
         if exists(out) and not overwrite:
             raise SaedetoxError(f"{out} exists; pass --overwrite to replace it, or choose another --out.")
     lm = load_lm(model, dtype, device)
+    if chat:
+        check_chat(lm.tokenizer, lm.name)
     if spec:
         note("loading the SAE and resolving the steering")
     steerer = Steerer(lm, spec) if spec else None

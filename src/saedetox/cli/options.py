@@ -41,7 +41,10 @@ class SteeringOptions:
     """The steering options of one command line (see :func:`steering_options`)."""
 
     sae: SaeOpt = None
-    features: Annotated[str | None, typer.Option("--features", help="Latents: 3,17,42 or a features.json file.")] = None
+    features: Annotated[
+        str | None,
+        typer.Option("--features", help="Latents: 3,17, Neuronpedia ids/URLs, release/sae_id:index, or features.json."),
+    ] = None
     mode: Annotated[str, typer.Option("--mode", help="constant | conditional | token | clamp | adaptive.")] = "constant"
     strength: Annotated[float | None, typer.Option("--strength", help="Raw strength alpha.")] = None
     tier: Annotated[
@@ -91,7 +94,7 @@ def steering_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | None:
     """The steering spec the options describe (``--spec`` file, or one intervention from the flags)."""
     from saedetox.discover.features import parse_features  # deferred: see saedetox.cli.app
-    from saedetox.experiments.agreement import check_features_file
+    from saedetox.experiments.compatibility import check_features_file
     from saedetox.steering.spec import Intervention, SteeringSpec, default_detector, parse_threshold
 
     if opts.spec:
@@ -105,7 +108,7 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
     if not opts.features:
         raise SaedetoxError("--sae needs --features (indices like 3,17 or a features.json file).")
     _refuse_ignored(opts)
-    latents = parse_features(opts.features)
+    latents = parse_features(opts.features, opts.sae)  # ids naming another SAE are refused here
     if _is_file(opts.features):
         check_features_file(opts.features, opts.sae)  # recorded for this SAE? (before any model is loaded)
     if str(opts.threshold).strip().lower() != "auto":
@@ -152,14 +155,15 @@ def _refuse_ignored(opts: SteeringOptions) -> None:
 
 
 def _is_file(value: str | None) -> bool:
-    from saedetox.io import is_file  # deferred: see saedetox.cli.app
+    from saedetox.discover.features import features_file  # deferred: see saedetox.cli.app
 
-    return is_file(value)  # False, not OSError, for a latent list too long to be a file name
+    path = features_file(value)
+    return path is not None and path.is_file()
 
 
 def check_method_features(method: Method | Steerer, opts: SteeringOptions) -> None:
     """After the SAE is loaded: a features.json recorded for another SAE width is refused."""
-    from saedetox.experiments.agreement import check_features_against  # deferred: see saedetox.cli.app
+    from saedetox.experiments.compatibility import check_features_against  # deferred: see saedetox.cli.app
 
     if opts.sae and _is_file(opts.features):
         check_features_against(method, str(opts.features), opts.sae)

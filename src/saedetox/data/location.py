@@ -40,7 +40,7 @@ def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
             return cand.resolve()
     raise SaedetoxError(
         "No dataset directory found: pass data_dir (a folder) or set $SAEDETOX_DATA to a folder in "
-        f"the shared/data layout (README, Data), or place one at {user_cache_dir()}."
+        f"the shared/data layout (docs/concepts.md, data roles), or place one at {user_cache_dir()}."
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.io import atomic_write_json, exists, is_file
+from saedetox.io import atomic_write_json
+from saedetox.sae.load import registry_neuronpedia_id, sae_names
 from saedetox.sae.loaded import LoadedSAE
 
 
@@ -111,10 +113,11 @@ def read_features(path: str | Path) -> dict[str, Any]:
 
 def feature_thresholds(value: str | None) -> list[float] | None:
     """Per-latent gate thresholds stored in a features.json (``thresholds``), if any."""
-    if not is_file(value):
+    path = features_file(value)
+    if path is None or not path.is_file():
         return None
     try:
-        data = json.loads(Path(value).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     th = data.get("thresholds") if isinstance(data, dict) else None
@@ -127,10 +130,11 @@ def feature_thresholds(value: str | None) -> list[float] | None:
 
 def feature_detector(value: str | None) -> dict[str, Any] | None:
     """The set detector stored in a features.json (``detector``, see :mod:`saedetox.discover.detector`), if any."""
-    if not is_file(value):
+    path = features_file(value)
+    if path is None or not path.is_file():
         return None
     try:
-        data = json.loads(Path(value).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise SaedetoxError(f"{value} is not valid JSON.") from None
     det = data.get("detector") if isinstance(data, dict) else None
@@ -142,14 +146,75 @@ def feature_detector(value: str | None) -> dict[str, Any] | None:
     return det
 
 
-def parse_features(value: str) -> list[int]:
-    """Latents given as text: ``3,17,42`` or a ``features.json`` path (its selected latents)."""
+NEURONPEDIA_URL = re.compile(r"https?://(?:www\.)?neuronpedia\.org/([^/?#\s]+/[^/?#\s]+)/(\d+)/?(?:[?#]\S*)?", re.I)
+NEURONPEDIA_ID = re.compile(r"([^/:\s]+/[^/:\s]+)/(\d+)")  # model/sae-set/index
+SAELENS_ID = re.compile(r"([^/:\s]+/[^:\s]+):(\d+)")  # release/sae_id:index
+ID_FORMS = (
+    "comma-separated indices (3,17), Neuronpedia ids or URLs (gpt2-small/6-res-jb/1234), SAE-Lens release/sae_id:index "
+    "(gpt2-small-res-jb/blocks.6.hook_resid_pre:1234) or a features.json file"
+)
+
+
+def features_file(value: str | Path | None) -> Path | None:
+    """``value`` as a features.json path when it names one: an existing file, or a ``.json`` name without commas.
+
+    A list of latents is never taken for a file name, however long (no file-system error either).
+    """
+    text = str(value or "").strip()
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    try:
+        if path.is_file():
+            return path
+    except (OSError, ValueError):  # a name too long for the file system: a list, not a file
+        return None
+    return path if path.suffix == ".json" and "," not in text else None
+
+
+def _latent(item: str, sae: LoadedSAE | str | None) -> int:
+    """One latent written as an index, a Neuronpedia id or URL, or ``release/sae_id:index``, checked against ``sae``."""
+    if item.isdigit():
+        return int(item)
+    for kind, pattern in (("Neuronpedia", NEURONPEDIA_URL), ("Neuronpedia", NEURONPEDIA_ID), ("SAE-Lens", SAELENS_ID)):
+        m = pattern.fullmatch(item)
+        if m:
+            _check_same_sae(item, kind, m.group(1), sae)
+            return int(m.group(2))
+    if item.lstrip("-").isdigit():
+        raise SaedetoxError(f"Latent indices are whole numbers ≥ 0, got '{item}'.")
+    raise SaedetoxError(f"'{item}' is not a latent: give {ID_FORMS}.")
+
+
+def _check_same_sae(item: str, kind: str, named: str, sae: LoadedSAE | str | None) -> None:
+    """Refuse a feature id of another SAE than the one steered (by name or Neuronpedia id, offline)."""
+    if sae is None:
+        raise SaedetoxError(f"'{item}' names an SAE's latent: say which SAE is steered as well.")
+    source, np_id = sae_names(sae)
+    if kind == "Neuronpedia":
+        same = np_id is not None and named.lower() == np_id.lower()
+    else:
+        same = named == source or (np_id is not None and registry_neuronpedia_id(named) == np_id)
+    if not same:
+        known = f" (Neuronpedia {np_id})" if np_id else " (no Neuronpedia id)"
+        raise SaedetoxError(
+            f"'{item}' is a latent of the {kind} SAE {named}, but the SAE steered is {source}{known}: "
+            "give latents of that SAE, or steer the SAE the id names."
+        )
+
+
+def parse_features(value: str, sae: LoadedSAE | str | None = None) -> list[int]:
+    """Latents given as text: ``3,17,42``, Neuronpedia ids or URLs, ``release/sae_id:index``, or a features.json path.
+
+    Several may be mixed, comma-separated. An id that names an SAE is checked against ``sae`` (the
+    steered SAE, loaded or by name) offline, and refused in one line when it names another.
+    """
     value = value.strip()
     if not value:
         raise SaedetoxError("The features are empty: give indices like 3,17 or a features.json file.")
-    path = Path(value)
-    if path.suffix == ".json" or exists(path):
-        if not exists(path):
+    path = features_file(value)
+    if path is not None:
+        if not path.exists():
             raise SaedetoxError(f"Features file {path} not found.")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -162,10 +227,7 @@ def parse_features(value: str) -> list[int]:
         if bad:
             raise SaedetoxError(f"{path} lists {bad[0]!r} as a latent; latent indices are whole numbers ≥ 0.")
         return list(ids)
-    try:
-        ids = [int(tok) for tok in value.replace(" ", "").split(",") if tok]
-    except ValueError:
-        raise SaedetoxError(f"Features are comma-separated integers or a features.json path, got '{value}'.") from None
-    if any(i < 0 for i in ids):
-        raise SaedetoxError(f"Latent indices are whole numbers ≥ 0, got '{value}'.")
-    return ids
+    items = [tok for tok in re.split(r"[,\s]+", value) if tok]
+    if not items:
+        raise SaedetoxError(f"No latent in '{value}': give {ID_FORMS}.")
+    return [_latent(tok, sae) for tok in items]

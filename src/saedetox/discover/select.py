@@ -36,10 +36,11 @@ from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
 from saedetox.discover.attribution import gradients, latent_scores
 from saedetox.discover.detector import detector_logit, fit_detector
 from saedetox.discover.features import Features
+from saedetox.discover.rank_stats import METHODS, TextStats, auroc_per_latent, rank_scores, text_stats
 from saedetox.discover.sets import DiscoverySets, check_sets, reference_sets
-from saedetox.discover.stats import METHODS, TextStats, auroc_per_latent, rank_scores, text_stats
 from saedetox.errors import SaedetoxError
-from saedetox.model.load import LoadedModel
+from saedetox.model.chat import chat_texts, check_chat
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.progress import progress_bar
 from saedetox.sae.load import load_sae
 from saedetox.sae.loaded import LoadedSAE
@@ -73,21 +74,27 @@ def discover(
     max_pairs: int | None = None,
     batch_size: int = 32,
     gate_quantile: float = 0.95,
+    chat: bool = False,
 ) -> Features:
     """Rank latents on ``data``'s rank split, select up to ``k`` on its select split, report on its test split.
 
     ``sae`` is a loaded SAE or a name (loaded for ``lm``). ``data`` (:func:`discovery_sets`)
     defaults to the reference world's ParaDetox split; ``max_pairs`` caps it (rank ``n``, select
-    and test ``n // 2`` texts per side). Returns :class:`Features`: the features.json object.
+    and test ``n // 2`` texts per side). ``chat`` wraps every text in the tokenizer's chat template
+    (:mod:`saedetox.model.chat`), as a chat model is prompted. Returns :class:`Features`: the features.json object.
     """
-    if isinstance(sae, str):
-        sae = load_sae(sae, lm)
     if method not in METHODS:
         raise SaedetoxError(f"Unknown discovery method '{method}': use one of {', '.join(METHODS)}.")
     if k < 1:
         raise SaedetoxError("k must be at least 1.")
+    lm = as_loaded_model(lm)
+    if isinstance(sae, str):
+        sae = load_sae(sae, lm)
     data = (data if data is not None else reference_sets()).capped(max_pairs)
     check_sets(data)
+    if chat:
+        check_chat(lm.tokenizer, lm.name)
+        data = data.mapped(lambda texts: chat_texts(lm.tokenizer, texts, True))
     if method == "paired" and not data.paired:
         raise SaedetoxError("Method 'paired' needs toxic/neutral pairs (ParaDetox style).")
     t0 = time.time()
@@ -173,5 +180,6 @@ def discover(
         "candidates": [{"index": i, "score": float(scores[i]), "select_auroc": sel_auc[i]} for i in pool],
         "features": feats,
         "wall_seconds": round(time.time() - t0, 2),
+        **({"chat": True} if chat else {}),
     }
     return Features(obj, sae=sae)

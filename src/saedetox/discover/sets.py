@@ -59,6 +59,11 @@ class DiscoverySets:
     def sizes(self) -> dict[str, dict[str, int]]:
         return {s: {"toxic": len(self.split(s)[0]), "clean": len(self.split(s)[1])} for s in SPLITS}
 
+    def mapped(self, fn: Callable[[list[str]], list[str]]) -> DiscoverySets:
+        """A copy with ``fn`` applied to each split's toxic and clean texts (e.g. chat rendering)."""
+        texts = ("toxic", "clean", "select_toxic", "select_clean", "test_toxic", "test_clean")
+        return dataclasses.replace(self, **{name: fn(list(getattr(self, name))) for name in texts})
+
     def capped(self, max_pairs: int | None) -> DiscoverySets:
         """A copy with at most ``max_pairs`` rank texts per side and ``max_pairs // 2`` select/test texts."""
         if max_pairs is None:

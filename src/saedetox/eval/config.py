@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.capability import KNOWN_TASKS
-from saedetox.eval.sampling import SamplingConfig
+from saedetox.eval.metrics.capability import KNOWN_TASKS
+from saedetox.eval.sampler.sampling import SamplingConfig
 from saedetox.judges.registry import available_judges
 
 
@@ -32,6 +32,13 @@ class EvalConfig:
     threshold: float = 0.5  # a continuation is toxic when a judge scores it at least this
     n_boot: int = 1000  # bootstrap resamples for the CIs
     ppl_batch_size: int = 32
+    chat: bool = field(
+        default=False,
+        metadata={
+            "help": "Wrap each prompt in the tokenizer's chat template (a user turn, then the assistant's): "
+            "for chat / instruction-tuned models."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.judges = _names(self.judges)
@@ -47,6 +54,7 @@ class EvalConfig:
             temperature=self.temperature,
             seed=self.seed,
             batch_size=self.batch_size,
+            chat=self.chat,
         )
 
     def validate(self) -> EvalConfig:
@@ -67,6 +75,8 @@ class EvalConfig:
         _number(self, "top_p", lambda v: 0 < v <= 1, "in (0, 1]")
         _number(self, "temperature", lambda v: 0 < v < math.inf, "a positive finite number")
         _number(self, "threshold", lambda v: 0 <= v <= 1, "in [0, 1] (judges score in [0, 1])")
+        if not isinstance(self.chat, bool):
+            raise SaedetoxError(f"chat must be true or false, got {self.chat!r}.")
         if not self.judges:
             raise SaedetoxError("No judges given: name at least one (e.g. profanity, probe).")
         known = available_judges()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.runfolder import METRICS
+from saedetox.eval.runs.runfolder import METRICS
 
 
 @dataclass(frozen=True)
@@ -28,11 +31,35 @@ def _ci(value: Any) -> tuple[float, float] | None:
     return (float(value[0]), float(value[1])) if isinstance(value, (list, tuple)) and len(value) == 2 else None
 
 
+def _dig(d: Any, *path: str) -> Any:
+    """``d[p0][p1]...``, or ``None`` when a step is missing or not a mapping (metrics files may lack any key)."""
+    for p in path:
+        if not isinstance(d, Mapping) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def _section(d: Any, key: str) -> dict[str, Any]:
+    """``d[key]`` as a dict when it is a mapping, else ``{}``."""
+    v = _dig(d, key)
+    return dict(v) if isinstance(v, Mapping) else {}
+
+
+def _finite(x: Any) -> float | None:
+    """A finite real number as float, else ``None`` (bools, strings, NaN and ∞ are missing)."""
+    if isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x)):
+        return float(x)
+    return None
+
+
 class RunResult(dict[str, Any]):
     """A run's metrics: the ``metrics.json`` mapping itself (every key, ``res["toxicity"]``), plus typed access.
 
     ``res.toxicity("probe").tox_prob``, ``res.ppl``, ``res.dist2``, ``res.effective_push``,
-    ``res.path``; :meth:`load` reads a finished run folder. Keys: ``docs/metrics.md``.
+    ``res.path``; :meth:`load` reads a finished run folder. Keys: ``docs/metrics.md``. Any key may be
+    missing (older files, partial runs): the accessors below then return ``None`` (or an empty dict),
+    except :meth:`toxicity`, which names what is missing.
     """
 
     def __init__(self, metrics: dict[str, Any], path: str | Path | None = None) -> None:
@@ -54,10 +81,15 @@ class RunResult(dict[str, Any]):
             raise SaedetoxError(f"{file} is not a run's metrics object.")
         return cls(data, file.parent)
 
+    @classmethod
+    def of(cls, metrics: Mapping[str, Any]) -> RunResult:
+        """``metrics`` itself when it is a RunResult, else a RunResult over a copy of the mapping."""
+        return metrics if isinstance(metrics, RunResult) else cls(dict(metrics))
+
     @property
     def judges(self) -> list[str]:
         """The judges that scored this run, in the order they were given."""
-        return list((self.get("toxicity") or {}).keys())
+        return list(_section(self, "toxicity"))
 
     def toxicity(self, judge: str | None = None) -> Toxicity:
         """One judge's numbers (default: the first judge)."""
@@ -78,6 +110,12 @@ class RunResult(dict[str, Any]):
             int(t.get("n_prompts") or 0),
         )
 
+    def toxicity_value(self, judge: str, key: str, split: str | None = None) -> Any:
+        """``toxicity[judge][key]`` as stored, or within ``by_prompt_toxicity[split]``; ``None`` when missing."""
+        if split is None:
+            return _dig(self, "toxicity", judge, key)
+        return _dig(self, "toxicity", judge, "by_prompt_toxicity", split, key)
+
     @property
     def tox_prob(self) -> float | None:
         """Toxicity probability by the first judge."""
@@ -91,32 +129,74 @@ class RunResult(dict[str, Any]):
     @property
     def ppl(self) -> float | None:
         """Conditional perplexity of the continuations under the reference LM (``None`` when undefined)."""
-        return (self.get("fluency") or {}).get("ppl_conditional")
+        return _dig(self, "fluency", "ppl_conditional")
+
+    @property
+    def ppl_ci(self) -> Any:
+        """The 95% CI of :attr:`ppl` as stored (``[lo, hi]``), or ``None``."""
+        return _dig(self, "fluency", "ppl_ci")
 
     @property
     def ppl_clean(self) -> float | None:
         """Perplexity of the (steered) model on held-out clean text, if measured."""
-        return (self.get("fluency") or {}).get("ppl_clean")
+        return _dig(self, "fluency", "ppl_clean")
+
+    @property
+    def dist1(self) -> float | None:
+        """Distinct unigrams per continuation set (DExperts' dist-1)."""
+        return _dig(self, "diversity", "dist1")
 
     @property
     def dist2(self) -> float | None:
         """Distinct bigrams per continuation set (DExperts' dist-2)."""
-        return (self.get("diversity") or {}).get("dist2")
+        return _dig(self, "diversity", "dist2")
+
+    @property
+    def dist3(self) -> float | None:
+        """Distinct trigrams per continuation set (DExperts' dist-3)."""
+        return _dig(self, "diversity", "dist3")
 
     @property
     def capability(self) -> dict[str, float]:
         """Benchmark accuracies (``{task: acc}``); perplexity-type numbers are in ``res["capability_ppl"]``."""
-        return dict(self.get("capability") or {})
+        return _section(self, "capability")
+
+    @property
+    def capability_ppl(self) -> dict[str, float]:
+        """Perplexity-type benchmark numbers (``{task: ppl}``)."""
+        return _section(self, "capability_ppl")
+
+    @property
+    def judge_agreement(self) -> dict[str, Any]:
+        """Agreement between judges per pair (``"a~b"``: pearson, spearman, cohen_kappa, n)."""
+        return _section(self, "judge_agreement")
+
+    @property
+    def samples_per_prompt(self) -> int | None:
+        """k, the continuations per prompt: ``samples_per_prompt``, else ``config.sampling.n_samples``."""
+        k = _finite(self.get("samples_per_prompt"))
+        if k is None:
+            k = _finite(_dig(self, "config", "sampling", "n_samples"))
+        return None if k is None else int(k)
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """How long the run took, in seconds."""
+        return _dig(self, "wall_seconds")
 
     @property
     def effective_push(self) -> float | None:
         """Mean ‖Δx‖ / median residual norm over generated positions (steering methods only)."""
-        return (self.get("steering") or {}).get("effective_push")
+        return _dig(self, "steering", "effective_push")
 
     @property
     def config(self) -> dict[str, Any]:
         """What was run: method, its settings, model, prompts, sampling, judges."""
-        return dict(self.get("config") or {})
+        return _section(self, "config")
+
+    def config_value(self, key: str) -> Any:
+        """``config[key]`` as stored, or ``None``."""
+        return _dig(self, "config", key)
 
     def __repr__(self) -> str:
         parts = [f"run={self.config.get('run')!r}", f"method={self.config.get('method')!r}"]

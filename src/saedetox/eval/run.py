@@ -2,7 +2,7 @@
 
 For each prompt, ``k`` continuations of up to ``N`` new tokens are sampled (nucleus p, T=1)
 with the method under test active, and written to ``RUN/generations.jsonl`` row by row
-(:mod:`saedetox.eval.log`: a restarted run regenerates no finished row). Then each judge
+(:mod:`saedetox.eval.runs.generation_log`: a restarted run regenerates no finished row). Then each judge
 scores every continuation (cached per judge in ``RUN/scores.npz``); metrics are Expected
 Maximum Toxicity (± std), Toxicity Probability and mean toxicity per judge with bootstrap 95%
 CIs and a split by prompt toxicity; conditional perplexity of the continuations under a
@@ -12,8 +12,8 @@ clean text; dist-1/2/3; optional capability benchmarks; agreement between judges
 
 Every input is checked before a model is loaded or the folder created (:func:`prepare`); one
 process writes a run folder at a time (:func:`saedetox.io.folder_lock`); a folder holding a run
-made with other settings is refused unless ``overwrite`` (:mod:`saedetox.eval.fingerprint`,
-:mod:`saedetox.eval.runfolder`).
+made with other settings is refused unless ``overwrite`` (:mod:`saedetox.eval.runs.fingerprint`,
+:mod:`saedetox.eval.runs.runfolder`).
 """
 
 from __future__ import annotations
@@ -37,26 +37,27 @@ from saedetox.data.corpus import heldout_texts
 from saedetox.data.location import resolve_data_dir
 from saedetox.data.readers import Prompt
 from saedetox.errors import SaedetoxError
-from saedetox.eval.agreement import judge_agreement
-from saedetox.eval.calibrate import calibrate_method, prompt_pool
-from saedetox.eval.capability import CapabilityScores, run_capability
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.diversity import diversity
-from saedetox.eval.fingerprint import Fingerprint, protocol_settings, run_fingerprint
-from saedetox.eval.fluency import clean_perplexity, conditional_perplexity
-from saedetox.eval.identity import judge_identity
-from saedetox.eval.log import GenerationLog
-from saedetox.eval.paired import per_prompt_block
+from saedetox.eval.metrics.capability import CapabilityScores, run_capability
+from saedetox.eval.metrics.diversity import diversity
+from saedetox.eval.metrics.fluency import clean_perplexity, conditional_perplexity
+from saedetox.eval.metrics.judge_agreement import judge_agreement
+from saedetox.eval.metrics.paired import per_prompt_block
+from saedetox.eval.metrics.toxicity import toxicity_summary
 from saedetox.eval.result import RunResult
-from saedetox.eval.runfolder import CONFIG, GENERATIONS, METRICS, SCORES, discard_if_empty, open_run, precheck
-from saedetox.eval.sampling import SamplingConfig, batch_members, iter_samples, prompt_lengths
-from saedetox.eval.toxicity import toxicity_summary
+from saedetox.eval.runs.fingerprint import Fingerprint, protocol_settings, run_fingerprint
+from saedetox.eval.runs.generation_log import GenerationLog
+from saedetox.eval.runs.identity import judge_identity
+from saedetox.eval.runs.push_calibration import calibrate_method, prompt_pool
+from saedetox.eval.runs.runfolder import CONFIG, GENERATIONS, METRICS, SCORES, discard_if_empty, open_run, precheck
+from saedetox.eval.sampler.sampling import SamplingConfig, batch_members, iter_samples, prompt_lengths
 from saedetox.io import atomic_write_bytes, atomic_write_json, check_output_dir, folder_lock
 from saedetox.judges.base import Judge
 from saedetox.judges.registry import get_judge
 from saedetox.methods.base import Method
 from saedetox.methods.registry import as_method
-from saedetox.model.load import LoadedModel
+from saedetox.model.chat import chat_texts, check_chat
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.progress import note, progress_bar, warn
 from saedetox.steering.spec import SteeringSpec
 
@@ -108,7 +109,7 @@ def generate_all(
     log = GenerationLog(run / GENERATIONS)
     log.check([p.text for p in prompts], sampling.n_samples)
     texts = [method.prefix + p.text for p in prompts]
-    batches = batch_members(prompt_lengths(lm, texts), sampling)
+    batches = batch_members(prompt_lengths(lm, texts, sampling.chat), sampling)
     done = log.done_batches(batches)
     todo = len(batches) - len(done)
     if todo:
@@ -232,6 +233,10 @@ def evaluate(
     """
     t0 = time.time()
     cfg = cfg if cfg is not None else EvalConfig()
+    lm, ref_lm = as_loaded_model(lm), as_loaded_model(ref_lm) if ref_lm is not None else None
+    if cfg.chat:
+        for m in (lm, ref_lm or lm):
+            check_chat(m.tokenizer, m.name)
     method = as_method(lm, method)
     run = Path(run)
     prompts, clean, base = prepare(cfg, run, data_dir, overwrite)
@@ -306,9 +311,8 @@ def _measure(
     }
     ref = ref_lm or lm
     note("measuring perplexity")
-    ppl = conditional_perplexity(
-        ref, [p.text for p in prompts], conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos
-    )
+    contexts = chat_texts(ref.tokenizer, [p.text for p in prompts], cfg.chat)  # as the continuations followed them
+    ppl = conditional_perplexity(ref, contexts, conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos)
     fluency: dict[str, Any] = {
         "ppl_conditional": ppl["ppl"],
         "ppl_ci": ppl.get("ppl_ci"),

@@ -10,8 +10,8 @@ from saedetox.discover.features import feature_thresholds, parse_features, read_
 from saedetox.discover.select import discover
 from saedetox.discover.sets import discovery_sets
 from saedetox.errors import SaedetoxError, StaleRunError
-from saedetox.eval.fingerprint import Fingerprint, differences
-from saedetox.eval.identity import model_identity, sae_identity
+from saedetox.eval.runs.fingerprint import Fingerprint, differences
+from saedetox.eval.runs.identity import model_identity, sae_identity
 from saedetox.experiments.config import DiscoveryCfg, SweepConfig
 from saedetox.model.load import LoadedModel
 from saedetox.sae.load import load_sae
@@ -30,12 +30,14 @@ def resolve_features(
     if isinstance(cfg.features, list):
         return [int(i) for i in cfg.features], None
     if isinstance(cfg.features, str):
-        return parse_features(cfg.features), feature_thresholds(cfg.features)
+        return parse_features(cfg.features, cfg.sae), feature_thresholds(cfg.features)
     if cfg.discovery is None or cfg.sae is None:
         return [], None
     path = out / "features.json"
     sae = load_sae(cfg.sae, lm)
     key = {"model": model_identity(lm), "sae": sae_identity(sae), "hook": cfg.hook, **asdict(cfg.discovery)}
+    chat = bool(cfg.evaluation.chat)  # discovery sees the texts as the sweep's prompts are seen
+    key.update({"chat": True} if chat else {})
     if path.exists():
         try:
             cached = read_features(path)
@@ -48,7 +50,7 @@ def resolve_features(
             old = cached.get("sweep_key") if isinstance(cached.get("sweep_key"), dict) else {}
             labels = {"model": lm.name, "sae": cfg.sae}
             raise StaleRunError(str(path), differences(Fingerprint(old, labels), Fingerprint(key, labels)))
-    obj = run_discovery(cfg.discovery, lm, cfg.sae, cfg.hook, cfg.data_dir)
+    obj = run_discovery(cfg.discovery, lm, cfg.sae, cfg.hook, cfg.data_dir, chat)
     obj["sweep_key"] = key
     write_features(obj, path)
     if not obj["selected"]:
@@ -65,9 +67,11 @@ def resolve_detector(cfg: SweepConfig, out: Path) -> dict[str, Any] | None:
 
 
 def run_discovery(
-    d: DiscoveryCfg, lm: LoadedModel, sae_name: str, hook: str | None, data_dir: str | None
+    d: DiscoveryCfg, lm: LoadedModel, sae_name: str, hook: str | None, data_dir: str | None, chat: bool = False
 ) -> dict[str, Any]:
     """Discovery on the reference world's split (``max_pairs`` caps rank at n, select/test at n // 2)."""
     sae = load_sae(sae_name, lm)
     sets = discovery_sets(data_dir=data_dir)
-    return discover(lm, sae, sets, method=d.method, k=d.k, min_auroc=d.min_auroc, hook=hook, max_pairs=d.max_pairs)
+    return discover(
+        lm, sae, sets, method=d.method, k=d.k, min_auroc=d.min_auroc, hook=hook, max_pairs=d.max_pairs, chat=chat
+    )

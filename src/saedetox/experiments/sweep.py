@@ -20,10 +20,10 @@ import torch
 import yaml
 
 from saedetox.discover.features import read_features
-from saedetox.eval.fingerprint import texts_digest
-from saedetox.eval.noise import reuse_noise
 from saedetox.eval.run import evaluate, prepare, versions
-from saedetox.experiments.agreement import check_features_against
+from saedetox.eval.runs.fingerprint import texts_digest
+from saedetox.eval.sampler.noise import reuse_noise
+from saedetox.experiments.compatibility import check_features_against
 from saedetox.experiments.config import SweepConfig, load_config, parse_config
 from saedetox.experiments.features import resolve_detector, resolve_features
 from saedetox.experiments.plan import PlannedRun, plan

@@ -14,7 +14,7 @@ from saedetox.discover.features import parse_features
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import check_judges, clean_texts, load_prompts
-from saedetox.experiments.agreement import check_agreement, check_features_file, model_header
+from saedetox.experiments.compatibility import check_agreement, check_features_file, model_header
 from saedetox.experiments.config import SweepConfig
 from saedetox.experiments.plan import plan
 from saedetox.io import check_output_dir
@@ -46,7 +46,7 @@ def check_sweep(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
         if name is not None:
             lines += check_agreement(cfg.model, name, cfg.hook)
     if isinstance(cfg.features, str):
-        n = len(parse_features(cfg.features))
+        n = len(parse_features(cfg.features, cfg.sae))
         if cfg.sae is not None:
             check_features_file(cfg.features, cfg.sae)
         lines.append(f"features {cfg.features}: {n} latents" + (f", recorded for {cfg.sae}" if cfg.sae else ""))

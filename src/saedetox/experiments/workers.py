@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.shared_prefix import clear_context_cache
+from saedetox.eval.metrics.shared_prefix import clear_context_cache
 from saedetox.experiments.plan import PlannedRun
 from saedetox.progress import plain_lines
 

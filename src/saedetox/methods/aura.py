@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from saedetox.discover.stats import auroc_per_latent
+from saedetox.discover.rank_stats import auroc_per_latent
 from saedetox.methods.base import Method
 from saedetox.methods.contrast import ContrastData, Reducer, cached, pooled_outputs
 from saedetox.model.arch import mlp_linears

@@ -14,8 +14,8 @@ import torch
 from saedetox.errors import SaedetoxError
 from saedetox.methods.contrast import ContrastData, default_contrast
 from saedetox.methods.meandiff import meandiff_direction, meandiff_spec
-from saedetox.methods.probe import ProbeConfig, train_toxicity_probe
 from saedetox.methods.surgery import SURGERY_TIERS, export_surgery, surgery_plan
+from saedetox.methods.surgery_probe import ProbeConfig, train_toxicity_probe
 from saedetox.model.load import LoadedModel
 from saedetox.steering.export import export
 

@@ -12,13 +12,14 @@ from saedetox.methods.meandiff import meandiff_method
 from saedetox.methods.prompt import POLITE_PREFIX, prompt_method
 from saedetox.methods.sae import steering_method
 from saedetox.methods.surgery import surgery_method
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.steering.spec import SteeringSpec
 from saedetox.steering.steerer import Steerer
 
 
 def build_method(lm: LoadedModel, name: str, spec: SteeringSpec | None = None, **options: Any) -> Method:
     """The method called ``name`` (:data:`METHOD_NAMES`); ``spec`` is the ``sae`` method's steering."""
+    lm = as_loaded_model(lm)
     if name == "none":
         if spec is not None:
             raise SaedetoxError("Method 'none' takes no steering spec; steering is method 'sae'.")

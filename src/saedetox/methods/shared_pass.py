@@ -4,7 +4,7 @@ AurA pools every MLP linear layer's output (max over tokens) and Surgery's probe
 normed hidden state (mean over tokens); both read the same texts with the same tokenisation
 (:func:`~saedetox.methods.contrast.length_sorted_batches`), so when a sweep runs both, one
 forward pass per side gathers both and leaves them in ``ContrastData.cache``, where
-:func:`~saedetox.methods.aura.aura_aurocs` and :func:`~saedetox.methods.probe.train_toxicity_probe`
+:func:`~saedetox.methods.aura.aura_aurocs` and :func:`~saedetox.methods.surgery_probe.train_toxicity_probe`
 find them. Each gives the same numbers as its own pass (the same batches and hooks).
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Collection
 
 from saedetox.methods.aura import RESPONSES, expert_modules, fits_one_pass, response_reducers
 from saedetox.methods.contrast import ContrastData, pooled_outputs
-from saedetox.methods.probe import FEATURES, feature_reducer
+from saedetox.methods.surgery_probe import FEATURES, feature_reducer
 from saedetox.model.load import LoadedModel
 
 

@@ -1,7 +1,7 @@
 """The ``surgery`` baseline: Model Surgery (Wang et al., NAACL 2025), as lucywang720/model-surgery publishes it.
 
 1. A linear toxicity probe (``nn.Linear(d, 2)``, Adam, NLL) on the **final** hidden state (after
-   the final norm), mean-pooled over each text's tokens (:mod:`saedetox.methods.probe`); its
+   the final norm), mean-pooled over each text's tokens (:mod:`saedetox.methods.surgery_probe`); its
    toxic-class row ``v`` (raw, not normalised) is the probe vector.
 2. Every MLP neuron's gate row (gated MLPs: ``gate_proj``; Phi-3: the gate half of
    ``gate_up_proj``; GPT-2 ``c_fc`` / NeoX ``dense_h_to_4h`` / OPT ``fc1``: the only input
@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from saedetox.errors import SaedetoxError
 from saedetox.methods.base import Method
 from saedetox.methods.contrast import ContrastData, cached
-from saedetox.methods.probe import Probe, ProbeConfig, train_toxicity_probe
+from saedetox.methods.surgery_probe import Probe, ProbeConfig, train_toxicity_probe
 from saedetox.model.arch import gate_rows, mlp_input_norm, norm_gain
 from saedetox.model.load import LoadedModel
 from saedetox.steering.checkpoint import save_checkpoint

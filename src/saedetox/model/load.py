@@ -17,6 +17,7 @@ from transformers.utils import logging as hf_logging
 
 from saedetox.errors import SaedetoxError
 from saedetox.model import arch, hub
+from saedetox.model.adapters import unwrap
 from saedetox.model.sites import HOOK_KINDS, HookSite, resolve_site
 from saedetox.model.tokens import max_positions, tokenize_batch
 
@@ -153,11 +154,44 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str = "auto") -> LoadedModel:
+def as_loaded_model(model: Any) -> LoadedModel:
+    """``model`` as a :class:`LoadedModel`: one already, or an nnsight ``LanguageModel`` / TransformerLens
+    ``TransformerBridge`` (the HF model inside, :mod:`saedetox.model.adapters`); anything else is refused.
+
+    The same wrapper object always gives the same :class:`LoadedModel`, so steering attached through
+    one call is seen by the next.
+    """
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(str(model))
+    cached = vars(model).get(_LOADED) if hasattr(model, "__dict__") else None
+    if isinstance(cached, LoadedModel):
+        return cached
+    inner = unwrap(model)
+    if inner is None:
+        raise SaedetoxError(
+            f"Expected a model (a LoadedModel, an HF model name or folder, an nnsight LanguageModel or a "
+            f"TransformerBridge), got {type(model).__name__}."
+        )
+    lm = wrap_model(inner.model, inner.tokenizer, name=inner.name)
+    vars(model)[_LOADED] = lm
+    return lm
+
+
+_LOADED = "_saedetox_loaded_model"  # where a wrapper object keeps its LoadedModel
+
+
+def load_model(name_or_path: Any, dtype: str | torch.dtype = "auto", device: str = "auto") -> LoadedModel:
     """Load an HF causal LM by hub name or local directory (``reference`` = the committed world), quietly.
 
     ``dtype`` ``auto`` is float32 on CPU and bfloat16 on GPU; ``device`` ``auto`` a GPU when there is one.
+    A model already in memory (an nnsight ``LanguageModel``, a ``TransformerBridge``, a :class:`LoadedModel`)
+    is used as it is, on its own device and dtype (:func:`as_loaded_model`).
     """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        return as_loaded_model(name_or_path)
+    name_or_path = str(name_or_path)
     dev = resolve_device(device)
     dt = parse_dtype(dtype, dev)
     source = str(reference_model_dir()) if name_or_path == REFERENCE_NAME else name_or_path

@@ -38,6 +38,8 @@ def tokenize_batch(
     rows = []
     for ids in enc:
         ids = list(ids)
+        if bos is not None and ids[:2] == [bos, bos]:  # a text that starts with BOS (a chat template's) keeps one
+            ids = ids[1:]
         if prepend_bos and bos is not None and (not ids or ids[0] != bos):
             ids = [bos] + ids
         if max_length is not None and len(ids) > max_length:
@@ -67,6 +69,14 @@ def bos_id(tokenizer: Any) -> int:
     if bos is None:
         raise SaedetoxError("The tokenizer has neither a BOS nor an EOS token; pass prepend_bos=False.")
     return int(bos)
+
+
+def with_bos(tokenizer: Any, ids: list[int], prepend_bos: bool) -> list[int]:
+    """``ids`` with the BOS of :func:`bos_id` in front when asked, unless they already start with it."""
+    if not prepend_bos:
+        return ids
+    bos = bos_id(tokenizer)
+    return ids if ids[:1] == [bos] else [bos, *ids]
 
 
 def encode_text(tokenizer: Any, text: str) -> list[int]:

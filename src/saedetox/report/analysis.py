@@ -8,14 +8,16 @@ prompts. Nothing is chosen from the results after the fact: the Pareto front is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.paired import compare_runs
+from saedetox.eval.metrics.paired import compare_runs
+from saedetox.eval.result import RunResult
 from saedetox.report.curves import ComparisonConfig
-from saedetox.report.format import num, ppl_of, tox
+from saedetox.report.format import num
+from saedetox.report.load import as_results
 from saedetox.report.matched import equal_push, matched_fluency
 
 
@@ -38,10 +40,11 @@ def pareto_front(points: Sequence[tuple[Any, Any]]) -> list[int]:
     return sorted(front, key=lambda i: (float(points[i][0]), float(points[i][1]), i))
 
 
-def pareto_names(runs: dict[str, dict[str, Any]], judge: str) -> set[str]:
+def pareto_names(runs: Mapping[str, Mapping[str, Any]], judge: str) -> set[str]:
     """Runs on the Pareto front of ``judge``'s toxicity probability vs conditional perplexity."""
-    names = list(runs)
-    pts = [(ppl_of(runs[n]), tox(runs[n], judge, "tox_prob")) for n in names]
+    results = as_results(runs)
+    names = list(results)
+    pts = [(results[n].ppl, results[n].toxicity_value(judge, "tox_prob")) for n in names]
     return {names[i] for i in pareto_front(pts)}
 
 
@@ -61,7 +64,7 @@ class Analysis:
 
 
 def analyse(
-    runs: dict[str, dict[str, Any]], judges: list[str], baseline: str, comparison: ComparisonConfig | None = None
+    runs: dict[str, RunResult], judges: list[str], baseline: str, comparison: ComparisonConfig | None = None
 ) -> Analysis:
     """The pre-registered comparisons and every run's paired differences to ``baseline``."""
     cfg = comparison or ComparisonConfig()

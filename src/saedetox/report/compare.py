@@ -7,7 +7,7 @@ A run is named by any of:
 - a bare run name together with ``sweep=SWEEP`` (a sweep folder or its ``metrics.json``);
 - a metrics mapping (already loaded).
 
-The statistics are :func:`saedetox.eval.paired.compare_runs`'s: differences A − B of toxicity
+The statistics are :func:`saedetox.eval.metrics.paired.compare_runs`'s: differences A − B of toxicity
 probability, EMT and mean log conditional PPL over the same prompts, with a paired bootstrap CI and
 a sign-flip permutation p-value.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.paired import compare_runs
+from saedetox.eval.metrics.paired import compare_runs
+from saedetox.eval.result import RunResult
 from saedetox.report.format import k_note
 from saedetox.report.load import read_metrics
 from saedetox.report.view import fmt_p
@@ -42,7 +43,7 @@ def _pick(path: str | os.PathLike[str], name: str) -> tuple[str, dict[str, Any]]
 def resolve_run(ref: RunRef, sweep: str | os.PathLike[str] | None = None, default: str = "A") -> tuple[str, Any]:
     """``(name, metrics)`` of one run reference (see the module docstring)."""
     if isinstance(ref, Mapping):
-        name = (ref.get("config") or {}).get("run") if isinstance(ref.get("config"), Mapping) else None
+        name = RunResult.of(ref).config_value("run")
         return str(name or default), ref
     s = os.fspath(ref)
     if "::" in s:
@@ -72,7 +73,7 @@ def compare(
     """Paired differences A − B (toxicity probability, EMT, mean log PPL) with 95% CIs and p-values.
 
     ``run_a``/``run_b``: see the module docstring; ``sweep`` resolves bare run names. Returns
-    :func:`~saedetox.eval.paired.compare_runs`'s result (``differences``, ``ppl_ratio``, ``k``, …).
+    :func:`~saedetox.eval.metrics.paired.compare_runs`'s result (``differences``, ``ppl_ratio``, ``k``, …).
     """
     name_a, a = resolve_run(run_a, sweep, "A")
     name_b, b = resolve_run(run_b, sweep, "B")

@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.paired import PerPrompt, align
-from saedetox.eval.stats import percentile_ci, resample_indices
+from saedetox.eval.metrics.bootstrap import percentile_ci, resample_indices
+from saedetox.eval.metrics.paired import PerPrompt, align
+from saedetox.eval.result import RunResult
 from saedetox.methods.base import BASELINES
-from saedetox.report.format import config_value, num
+from saedetox.report.format import num
 from saedetox.steering.spec import TIER_FACTORS
 
 POINT_METHODS: tuple[str, ...] = ("none", "prompt", "aura")
@@ -81,7 +82,7 @@ class ComparisonConfig:
 
 def curve_of(m: Mapping[str, Any]) -> str | None:
     """The run's curve name, or ``None`` for a point method (see the module docstring)."""
-    cfg = m.get("config") if isinstance(m.get("config"), dict) else {}
+    cfg = RunResult.of(m).config
     if "curve" in cfg:
         return None if cfg["curve"] is None else str(cfg["curve"])
     method = cfg.get("method")
@@ -94,18 +95,19 @@ def curve_of(m: Mapping[str, Any]) -> str | None:
 
 def level_of(m: Mapping[str, Any]) -> float | None:
     """The run's strength along its curve: ``config.level``, else α, else the tier's fraction, else strength."""
+    r = RunResult.of(m)
     for key in ("level", "alpha"):
-        if (v := num(config_value(m, key))) is not None:
+        if (v := num(r.config_value(key))) is not None:
             return v
-    tier = config_value(m, "tier")
+    tier = r.config_value("tier")
     if isinstance(tier, str) and tier in TIER_FACTORS:
         return TIER_FACTORS[tier]
-    return num(tier) if num(tier) is not None else num(config_value(m, "strength"))
+    return num(tier) if num(tier) is not None else num(r.config_value("strength"))
 
 
 def family_of(m: Mapping[str, Any]) -> str:
     """``sae``, ``baseline`` or ``other`` (the unsteered run and unknown methods)."""
-    method = config_value(m, "method")
+    method = RunResult.of(m).config_value("method")
     return "sae" if method == "sae" else "baseline" if method in BASELINES else "other"
 
 
@@ -159,7 +161,7 @@ def resampled(mat: PromptMatrix, n_boot: int, seed: int) -> tuple[np.ndarray, np
     """``(tox, ratio)``, each ``[1 + n_boot, n_runs]``: row 0 on all prompts, then one row per resample.
 
     A resample weights each prompt by how often it was drawn (the draws of
-    :func:`~saedetox.eval.stats.resample_indices`); NaN entries take no part in their run's mean.
+    :func:`~saedetox.eval.metrics.bootstrap.resample_indices`); NaN entries take no part in their run's mean.
     """
     n = mat.n
     idx = resample_indices(n, n_boot, seed)

@@ -1,16 +1,18 @@
-"""Read-only access to run metrics and number formatting for the report.
+"""Number formatting for the report, and what it derives from runs' metrics.
 
-Run metrics follow ``docs/metrics.md`` (``metrics.json``); any key may be missing. Accessors return ``None``
-for a missing or non-finite value and formatters render it as :data:`DASH`.
+Runs are read through :class:`~saedetox.eval.result.RunResult` (``docs/metrics.md``); any key may be
+missing. Numbers that are missing or not finite render as :data:`DASH`.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from saedetox.errors import SaedetoxError
+from saedetox.eval.result import RunResult
 
 DASH = "–"
 
@@ -82,28 +84,12 @@ def fmt_text(x: Any) -> str:
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
-def tox(m: dict[str, Any], judge: str, key: str, split: str | None = None) -> Any:
-    """``toxicity[judge][key]``, or within ``by_prompt_toxicity[split]`` when ``split`` is given (raw value)."""
-    path = ("toxicity", judge, "by_prompt_toxicity", split, key) if split else ("toxicity", judge, key)
-    return dig(m, *path)
-
-
-def ppl_of(m: dict[str, Any]) -> Any:
-    """The run's conditional perplexity (raw value)."""
-    return dig(m, "fluency", "ppl_conditional")
-
-
-def config_value(m: dict[str, Any], key: str) -> Any:
-    """``config[key]`` of a run (raw value)."""
-    return dig(m, "config", key)
-
-
-def judges_of(runs: dict[str, dict[str, Any]], baseline: str = "none", primary: str | None = None) -> list[str]:
+def judges_of(runs: Mapping[str, Mapping[str, Any]], baseline: str = "none", primary: str | None = None) -> list[str]:
     """All judges, baseline's first, then in order of appearance; ``primary`` (if given) leads."""
     order = [baseline, *runs] if baseline in runs else list(runs)
     out: list[str] = []
     for name in order:
-        for j in section(runs[name], "toxicity"):
+        for j in RunResult.of(runs[name]).judges:
             if j not in out:
                 out.append(str(j))
     if primary is not None:
@@ -118,17 +104,9 @@ def judges_of(runs: dict[str, dict[str, Any]], baseline: str = "none", primary: 
 PAPER_K = 25
 
 
-def k_of(m: dict[str, Any]) -> int | None:
-    """The run's k (samples per prompt): ``samples_per_prompt``, else ``config.sampling.n_samples``."""
-    k = num(m.get("samples_per_prompt")) if isinstance(m, dict) else None
-    if k is None:
-        k = num(dig(m, "config", "sampling", "n_samples"))
-    return None if k is None else int(k)
-
-
-def k_label(runs: dict[str, dict[str, Any]]) -> str:
+def k_label(runs: Mapping[str, Mapping[str, Any]]) -> str:
     """``k = 5`` when every run used the same k, ``k = 5, 25 (per run)`` when they differ, ``k = ?`` when unknown."""
-    ks = sorted({k for m in runs.values() if (k := k_of(m)) is not None})
+    ks = sorted({k for m in runs.values() if (k := RunResult.of(m).samples_per_prompt) is not None})
     if not ks:
         return "k = ?"
     return f"k = {ks[0]}" if len(ks) == 1 else f"k = {', '.join(map(str, ks))} (per run)"
@@ -145,38 +123,33 @@ def k_note(k: int | None) -> str:
     )
 
 
-def effective_push(m: dict[str, Any]) -> float | None:
-    """``steering.effective_push``: mean ‖Δx‖ over generated positions / median residual norm (``None``: unmeasured)."""
-    return num(dig(m, "steering", "effective_push"))
-
-
 def _is_ppl_key(key: str) -> bool:
     return key.endswith("_ppl") or "perplexity" in key
 
 
-def capability_acc(m: dict[str, Any]) -> dict[str, float]:
+def capability_acc(m: Mapping[str, Any]) -> dict[str, float]:
     """The run's capability accuracies ``{task: acc}``.
 
     metrics.json keeps accuracies in ``capability`` and perplexities in ``capability_ppl``; older
     files mixed them (``lambada_ppl`` next to accuracies), so perplexity-type keys are left out here.
     """
-    return {
-        str(k): v for k, x in section(m, "capability").items() if not _is_ppl_key(str(k)) and (v := num(x)) is not None
-    }
+    cap = RunResult.of(m).capability
+    return {str(k): v for k, x in cap.items() if not _is_ppl_key(str(k)) and (v := num(x)) is not None}
 
 
-def capability_ppl(m: dict[str, Any]) -> dict[str, float]:
+def capability_ppl(m: Mapping[str, Any]) -> dict[str, float]:
     """The run's capability perplexities ``{task: ppl}`` (``capability_ppl``, or ``TASK_ppl`` keys of old files)."""
+    r = RunResult.of(m)
     old = {
         str(k).removesuffix("_ppl"): v
-        for k, x in section(m, "capability").items()
+        for k, x in r.capability.items()
         if _is_ppl_key(str(k)) and (v := num(x)) is not None
     }
-    new = {str(k): v for k, x in section(m, "capability_ppl").items() if (v := num(x)) is not None}
+    new = {str(k): v for k, x in r.capability_ppl.items() if (v := num(x)) is not None}
     return {**old, **new}
 
 
-def capability_mean(m: dict[str, Any]) -> float | None:
+def capability_mean(m: Mapping[str, Any]) -> float | None:
     """Mean of the run's capability accuracies (never a perplexity), ``None`` when it has none."""
     vals = list(capability_acc(m).values())
     return sum(vals) / len(vals) if vals else None

@@ -11,9 +11,10 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from saedetox.eval.result import RunResult
 from saedetox.report.analysis import Analysis
 from saedetox.report.answer import section_answer, section_curves, section_push
-from saedetox.report.format import DASH, config_value, fmt_text, k_label
+from saedetox.report.format import DASH, fmt_text, k_label
 from saedetox.report.sections import (
     section_agreement,
     section_capability,
@@ -33,7 +34,7 @@ ENV = Environment(
 
 
 def render_html(
-    runs: dict[str, dict[str, Any]],
+    runs: dict[str, RunResult],
     judges: list[str],
     *,
     baseline: str,
@@ -67,7 +68,7 @@ def render_html(
         f"{len(runs)} runs · baseline ",
         code(baseline),
         f" · judges: {', '.join(judges) or DASH} · model ",
-        code(fmt_text(config_value(first, "model"))),
+        code(fmt_text(first.config_value("model"))),
         f" · {fmt_text(first.get('n_prompts'))} prompts × {kl} samples",
     ]
     return ENV.get_template("report.html.j2").render(title=title, meta=meta, sections=[s for s in sections if s.blocks])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.report.format import config_value
+from saedetox.eval.result import RunResult
 
 
 def is_run(obj: Any) -> bool:
@@ -17,7 +17,12 @@ def is_run(obj: Any) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("toxicity"), dict)
 
 
-def read_metrics(path: str | os.PathLike[str]) -> tuple[Path, dict[str, dict[str, Any]]]:
+def as_results(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, RunResult]:
+    """Run name → :class:`RunResult` (the runs that already are one are kept as they are)."""
+    return {name: RunResult.of(m) for name, m in runs.items()}
+
+
+def read_metrics(path: str | os.PathLike[str]) -> tuple[Path, dict[str, RunResult]]:
     """``(file, runs)`` of one per-run or sweep ``metrics.json`` (a directory means its ``metrics.json``).
 
     A per-run file has a ``toxicity`` object; it is named by ``config.run`` or its parent folder. A
@@ -32,9 +37,10 @@ def read_metrics(path: str | os.PathLike[str]) -> tuple[Path, dict[str, dict[str
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SaedetoxError(f"Cannot read metrics file {p}: {e}; is it a metrics.json from saedetox?") from None
     if is_run(obj):
-        found = {str(config_value(obj, "run") or p.resolve().parent.name): obj}
+        run = RunResult(obj, p.parent)
+        found = {str(run.config_value("run") or p.resolve().parent.name): run}
     elif isinstance(obj, dict):
-        found = {str(k): v for k, v in obj.items() if is_run(v)}
+        found = {str(k): RunResult(v) for k, v in obj.items() if is_run(v)}
     else:
         found = {}
     if not found:
@@ -42,12 +48,12 @@ def read_metrics(path: str | os.PathLike[str]) -> tuple[Path, dict[str, dict[str
     return p, found
 
 
-def load_runs(paths: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, Any]]:
+def load_runs(paths: Sequence[str | os.PathLike[str]]) -> dict[str, RunResult]:
     """Read per-run or sweep ``metrics.json`` files (see :func:`read_metrics`) into one dict.
 
     A name seen twice is prefixed by its file's folder.
     """
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, RunResult] = {}
     for path in paths:
         p, found = read_metrics(path)
         for name, m in found.items():

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from saedetox.eval.result import RunResult
 from saedetox.io import atomic_write_text
 from saedetox.report.analysis import analyse, pareto_names
 from saedetox.report.answer import answer_line, intro_line
@@ -15,10 +16,7 @@ from saedetox.report.format import (
     DASH,
     capability_mean,
     capability_ppl,
-    config_value,
     delta_pct,
-    dig,
-    effective_push,
     fmt,
     fmt_pct,
     fmt_ppl,
@@ -26,10 +24,8 @@ from saedetox.report.format import (
     judges_of,
     k_label,
     k_note,
-    k_of,
-    ppl_of,
-    tox,
 )
+from saedetox.report.load import as_results
 from saedetox.report.view import Seg
 
 
@@ -56,7 +52,7 @@ def _band(s: Mapping[str, Any] | None, nd: int = 3) -> str:
 
 
 def markdown_summary(
-    runs: dict[str, dict[str, Any]],
+    runs: Mapping[str, Mapping[str, Any]],
     *,
     baseline: str = "none",
     primary_judge: str | None = None,
@@ -69,6 +65,7 @@ def markdown_summary(
     and EMT (k in the header); cond. PPL and its Δ%; dist-2; mean capability accuracy and capability
     perplexities. Δ% is ``(value / baseline − 1) × 100``.
     """
+    runs = as_results(runs)
     judges = judges_of(runs, baseline, primary_judge)
     an = analyse(runs, judges, baseline, ComparisonConfig.from_mapping(comparison))
     kl = k_label(runs)
@@ -99,23 +96,23 @@ def markdown_summary(
     for j in judges:
         head += [f"tox. prob ({j}, {kl})", f"Δ% ({j})", f"EMT ({j}, {kl})"]
     head += ["cond. PPL", "Δ% PPL", "dist-2", "capability (mean acc.)"] + [f"{t} PPL" for t in ppl_tasks]
-    base = runs.get(baseline, {})
+    base = runs.get(baseline, RunResult({}))
     rows = []
     for n, r in runs.items():
         cells = [n + (" ★" if n in pareto else "")]
-        cells += [fmt_text(config_value(r, k)) for k in ("method", "mode", "tier", "alpha")]
-        cells.append(fmt(effective_push(r)))
+        cells += [fmt_text(r.config_value(k)) for k in ("method", "mode", "tier", "alpha")]
+        cells.append(fmt(r.effective_push))
         for j in judges:
-            tp = tox(r, j, "tox_prob")
+            tp = r.toxicity_value(j, "tox_prob")
             cells += [
                 fmt(tp),
-                DASH if n == baseline else fmt_pct(delta_pct(tp, tox(base, j, "tox_prob"))),
-                fmt(tox(r, j, "emt")),
+                DASH if n == baseline else fmt_pct(delta_pct(tp, base.toxicity_value(j, "tox_prob"))),
+                fmt(r.toxicity_value(j, "emt")),
             ]
         cells += [
-            fmt_ppl(ppl_of(r)),
-            DASH if n == baseline else fmt_pct(delta_pct(ppl_of(r), ppl_of(base))),
-            fmt(dig(r, "diversity", "dist2")),
+            fmt_ppl(r.ppl),
+            DASH if n == baseline else fmt_pct(delta_pct(r.ppl, base.ppl)),
+            fmt(r.dist2),
             fmt(capability_mean(r)),
         ] + [fmt_ppl(capability_ppl(r).get(t)) for t in ppl_tasks]
         rows.append(cells)
@@ -125,7 +122,7 @@ def markdown_summary(
         notes.append(
             f"- ★ Pareto-optimal on {judges[0]} toxicity probability vs cond. PPL (descriptive); Δ% vs `{baseline}`."
         )
-    ks = {k_of(r) for r in runs.values()}
+    ks = {r.samples_per_prompt for r in runs.values()}
     for k in sorted(ks, key=lambda x: -1 if x is None else x):
         if k_note(k):
             notes.append(f"- {k_note(k)}")
@@ -134,7 +131,7 @@ def markdown_summary(
     return "\n".join(out + notes) + "\n"
 
 
-def write_markdown(runs: dict[str, dict[str, Any]], out_md: str | os.PathLike[str], **kwargs: Any) -> Path:
+def write_markdown(runs: Mapping[str, Mapping[str, Any]], out_md: str | os.PathLike[str], **kwargs: Any) -> Path:
     """Write :func:`markdown_summary` (same keyword arguments) atomically and return the path."""
     out = Path(out_md)
     atomic_write_text(out, markdown_summary(runs, **kwargs))

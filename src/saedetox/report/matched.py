@@ -37,7 +37,8 @@ from saedetox.report.curves import (
     resampled,
     summary,
 )
-from saedetox.report.format import effective_push
+from saedetox.report.format import num
+from saedetox.report.load import as_results
 
 
 def _band(dist: np.ndarray) -> dict[str, Any]:
@@ -157,9 +158,10 @@ def equal_push(
     curves, _, _ = group_curves(runs, mat.names, origin)
     tox, ratio = resampled(mat, cfg.n_boot, cfg.seed)
     o = mat.index(origin)
+    results = as_results(runs)
     pushed = []
     for c in curves:
-        xs = [effective_push(runs[r]) for r in c.runs]
+        xs = [num(results[r].effective_push) for r in c.runs]
         if all(x is not None for x in xs):
             order = sorted(range(len(xs)), key=lambda i: c.levels[i])
             pushed.append((c, [0.0, *(float(xs[i]) for i in order)], [o, *(mat.index(c.runs[i]) for i in order)]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from saedetox.eval.result import RunResult
 from saedetox.report import plots
 from saedetox.report.analysis import Analysis, pareto_front
 from saedetox.report.format import (
@@ -16,46 +17,39 @@ from saedetox.report.format import (
     capability_mean,
     capability_ppl,
     ci_pair,
-    config_value,
     delta_pct,
-    dig,
-    effective_push,
     fmt,
     fmt_ci,
     fmt_ppl,
     fmt_text,
-    k_of,
     num,
-    ppl_of,
-    section,
-    tox,
 )
 from saedetox.report.view import Section, band, cell, delta_cell, figure, fmt_p, h3, legend, row, table
 
 
-def setting(m: dict[str, Any]) -> str:
+def setting(m: RunResult) -> str:
     """``method · mode · tier · α=…`` with the missing parts left out."""
-    parts = [fmt_text(config_value(m, k)) for k in ("method", "mode", "tier")]
-    if config_value(m, "alpha") is not None:
-        parts.append(f"α={fmt_text(config_value(m, 'alpha'))}")
+    parts = [fmt_text(m.config_value(k)) for k in ("method", "mode", "tier")]
+    if m.config_value("alpha") is not None:
+        parts.append(f"α={fmt_text(m.config_value('alpha'))}")
     return " · ".join(p for p in parts if p != DASH) or DASH
 
 
-def section_tradeoff(runs: dict[str, dict[str, Any]], judges: list[str], baseline: str, kl: str) -> Section:
+def section_tradeoff(runs: dict[str, RunResult], judges: list[str], baseline: str, kl: str) -> Section:
     s = Section("tradeoff", "All runs: toxicity vs fluency")
     panels = []
     for j in judges:
         pts = [
             plots.Point(
                 n,
-                str(config_value(m, "method") or n),
+                str(m.config_value("method") or n),
                 x,
                 y,
-                ci_pair(dig(m, "fluency", "ppl_ci")),
-                ci_pair(tox(m, j, "tox_prob_ci")),
+                ci_pair(m.ppl_ci),
+                ci_pair(m.toxicity_value(j, "tox_prob_ci")),
             )
             for n, m in runs.items()
-            if (x := num(ppl_of(m))) is not None and (y := num(tox(m, j, "tox_prob"))) is not None
+            if (x := num(m.ppl)) is not None and (y := num(m.toxicity_value(j, "tox_prob"))) is not None
         ]
         if pts:
             panels.append((j, pts, pareto_front([(p.x, p.y) for p in pts])))
@@ -77,35 +71,33 @@ def section_tradeoff(runs: dict[str, dict[str, Any]], judges: list[str], baselin
     return s
 
 
-def section_metrics(
-    runs: dict[str, dict[str, Any]], judges: list[str], baseline: str, pareto: set[str], kl: str
-) -> Section:
-    base = runs.get(baseline, {})
-    mixed_k = len({k_of(m) for m in runs.values()}) > 1
+def section_metrics(runs: dict[str, RunResult], judges: list[str], baseline: str, pareto: set[str], kl: str) -> Section:
+    base = runs.get(baseline, RunResult({}))
+    mixed_k = len({m.samples_per_prompt for m in runs.values()}) > 1
     head: list[Any] = ["run", "setting", ["eff.", "push"]] + ([["k"]] if mixed_k else [])
     for j in judges:
         head += [[j, f"tox. prob ({kl})", "[95% CI]"], "Δ%", [f"EMT ({kl})", "± std"], "mean"]
     head += [["cond. PPL", "[95% CI]"], "Δ%", ["clean", "PPL"], "dist-1 / 2 / 3", "wall s"]
     rows = []
     for n, m in runs.items():
-        cells: list[Any] = [("★ " if n in pareto else "") + n, setting(m), fmt(effective_push(m))]
+        cells: list[Any] = [("★ " if n in pareto else "") + n, setting(m), fmt(m.effective_push)]
         if mixed_k:
-            cells.append(fmt_text(k_of(m)))
+            cells.append(fmt_text(m.samples_per_prompt))
         for j in judges:
-            tp = tox(m, j, "tox_prob")
-            std = num(tox(m, j, "emt_std"))
+            tp = m.toxicity_value(j, "tox_prob")
+            std = num(m.toxicity_value(j, "emt_std"))
             cells += [
-                cell(fmt(tp), ci=fmt_ci(tox(m, j, "tox_prob_ci")).strip() or None),
-                delta_cell(None if n == baseline else delta_pct(tp, tox(base, j, "tox_prob"))),
-                cell(fmt(tox(m, j, "emt")), ci=None if std is None else f"± {std:.3f}"),
-                fmt(tox(m, j, "mean")),
+                cell(fmt(tp), ci=fmt_ci(m.toxicity_value(j, "tox_prob_ci")).strip() or None),
+                delta_cell(None if n == baseline else delta_pct(tp, base.toxicity_value(j, "tox_prob"))),
+                cell(fmt(m.toxicity_value(j, "emt")), ci=None if std is None else f"± {std:.3f}"),
+                fmt(m.toxicity_value(j, "mean")),
             ]
         cells += [
-            cell(fmt_ppl(ppl_of(m)), ci=fmt_ci(dig(m, "fluency", "ppl_ci"), 2).strip() or None),
-            delta_cell(None if n == baseline else delta_pct(ppl_of(m), ppl_of(base))),
-            fmt_ppl(dig(m, "fluency", "ppl_clean")),
-            " / ".join(fmt(dig(m, "diversity", k)) for k in ("dist1", "dist2", "dist3")),
-            fmt(dig(m, "wall_seconds"), 0),
+            cell(fmt_ppl(m.ppl), ci=fmt_ci(m.ppl_ci, 2).strip() or None),
+            delta_cell(None if n == baseline else delta_pct(m.ppl, base.ppl)),
+            fmt_ppl(m.ppl_clean),
+            " / ".join(fmt(d) for d in (m.dist1, m.dist2, m.dist3)),
+            fmt(m.wall_seconds, 0),
         ]
         rows.append(row(cells, "base" if n == baseline else "pareto" if n in pareto else ""))
     s = Section("metrics", "All metrics", [table(head, rows, left=2)])
@@ -117,14 +109,19 @@ def section_metrics(
             "eff. push: mean ‖Δx‖ over generated positions / median residual norm. CIs: bootstrap over prompts."
         )
     )
-    if any(dig(m, "toxicity", j, "by_prompt_toxicity") for m in runs.values() for j in judges):
+    if any(m.toxicity_value(j, "by_prompt_toxicity") for m in runs.values() for j in judges):
         head = ["run"] + [
             [j, f"{s_} {k}"] for j in judges for s_ in ("toxic", "non-toxic") for k in (f"tox. prob ({kl})", "EMT")
         ]
         split_rows = [
             row(
                 [n]
-                + [fmt(tox(m, j, k, s_)) for j in judges for s_ in ("toxic", "nontoxic") for k in ("tox_prob", "emt")],
+                + [
+                    fmt(m.toxicity_value(j, k, s_))
+                    for j in judges
+                    for s_ in ("toxic", "nontoxic")
+                    for k in ("tox_prob", "emt")
+                ],
                 "base" if n == baseline else "",
             )
             for n, m in runs.items()
@@ -168,14 +165,14 @@ def section_paired(an: Analysis, kl: str) -> Section:
     return s
 
 
-def section_capability(runs: dict[str, dict[str, Any]], baseline: str) -> Section:
+def section_capability(runs: dict[str, RunResult], baseline: str) -> Section:
     s = Section("capability", "Capability vs baseline")
     tasks = list(dict.fromkeys(t for m in runs.values() for t in capability_acc(m)))
     ppl_tasks = list(dict.fromkeys(t for m in runs.values() for t in capability_ppl(m)))
     if not tasks and not ppl_tasks:
         return s
-    base, base_ppl = capability_acc(runs.get(baseline, {})), capability_ppl(runs.get(baseline, {}))
-    base_mean = capability_mean(runs.get(baseline, {}))
+    base_run = runs.get(baseline, RunResult({}))
+    base, base_ppl, base_mean = capability_acc(base_run), capability_ppl(base_run), capability_mean(base_run)
     rows, plot_runs, plot_d = [], [], []
     for n, m in runs.items():
         acc, ppl = capability_acc(m), capability_ppl(m)
@@ -206,7 +203,7 @@ def section_capability(runs: dict[str, dict[str, Any]], baseline: str) -> Sectio
     return s
 
 
-def section_agreement(runs: dict[str, dict[str, Any]]) -> Section:
+def section_agreement(runs: dict[str, RunResult]) -> Section:
     rows = [
         row(
             [
@@ -219,7 +216,7 @@ def section_agreement(runs: dict[str, dict[str, Any]]) -> Section:
             ]
         )
         for n, m in runs.items()
-        for pair, a in section(m, "judge_agreement").items()
+        for pair, a in m.judge_agreement.items()
         if isinstance(a, dict)
     ]
     s = Section("agreement", "Judge agreement")

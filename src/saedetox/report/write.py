@@ -23,10 +23,11 @@ from saedetox.report.analysis import analyse, pareto_names
 from saedetox.report.curves import ComparisonConfig
 from saedetox.report.format import judges_of
 from saedetox.report.html import render_html
+from saedetox.report.load import as_results
 
 
 def write_report(
-    runs: dict[str, dict[str, Any]],
+    runs: Mapping[str, Mapping[str, Any]],
     out_html: str | os.PathLike[str],
     *,
     features: dict[str, Any] | None = None,
@@ -49,13 +50,14 @@ def write_report(
     """
     if not runs:
         raise SaedetoxError("No runs to report; pass at least one metrics.json.")
-    judges = judges_of(runs, baseline, primary_judge)
+    results = as_results(runs)
+    judges = judges_of(results, baseline, primary_judge)
     doc = render_html(
-        runs,
+        results,
         judges,
         baseline=baseline,
-        pareto=pareto_names(runs, judges[0]) if judges else set(),
-        analysis=analyse(runs, judges, baseline, ComparisonConfig.from_mapping(comparison)),
+        pareto=pareto_names(results, judges[0]) if judges else set(),
+        analysis=analyse(results, judges, baseline, ComparisonConfig.from_mapping(comparison)),
         features=features,
         splitting=splitting,
         manifest=manifest,

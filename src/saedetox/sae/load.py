@@ -27,7 +27,7 @@ from safetensors import safe_open
 
 from saedetox.errors import SaedetoxError
 from saedetox.model import hub
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.sae.normalise import apply_input_normalisation
 
@@ -199,6 +199,7 @@ def load_sae(
     """
     if isinstance(lm, (str, torch.device)):
         raise SaedetoxError("load_sae's second argument is the model the SAE is used with; pass the device as device=.")
+    lm = as_loaded_model(lm) if lm is not None else None
     if model_uses_layernorm is None and lm is not None:
         model_uses_layernorm = lm.uses_layernorm
     device = str(device if device is not None else lm.device if lm is not None else "cpu")
@@ -223,3 +224,35 @@ def load_sae(
     loaded.neuronpedia_id = loaded.neuronpedia_id or neuronpedia
     apply_input_normalisation(loaded, folder, lm)
     return loaded
+
+
+# --------------------------------------------------------------------------- names (offline)
+
+
+def registry_neuronpedia_id(name: str) -> str | None:
+    """The Neuronpedia id the SAE-Lens registry gives ``release/sae_id`` (its bundled list: offline), if any."""
+    release, _, sae_id = name.partition("/")
+    entry = registry().get(release) if sae_id else None
+    ids = getattr(entry, "neuronpedia_id", None) or {}
+    return ids.get(sae_id)
+
+
+def sae_names(sae: LoadedSAE | str) -> tuple[str, str | None]:
+    """An SAE's name (as loaded: ``reference``, a folder or ``release/sae_id``) and its Neuronpedia id, offline.
+
+    The Neuronpedia id comes from the loaded SAE's metadata, a folder's ``cfg.json`` or the SAE-Lens
+    registry; the reference SAEs have none.
+    """
+    if isinstance(sae, LoadedSAE):
+        return sae.source, sae.neuronpedia_id
+    name = str(sae)
+    if name == REFERENCE_PREFIX or name.startswith(REFERENCE_PREFIX + "/"):
+        return name, None
+    cfg = Path(name).expanduser() / "cfg.json"
+    if cfg.is_file():
+        try:
+            meta = json.loads(cfg.read_text(encoding="utf-8")).get("metadata") or {}
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            meta = {}
+        return name, meta.get("neuronpedia_id") if isinstance(meta, dict) else None
+    return name, registry_neuronpedia_id(name) if "/" in name else None

@@ -18,7 +18,7 @@ import torch
 
 from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.errors import SaedetoxError
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.model.sites import edit_at
 from saedetox.sae.loaded import LoadedSAE
 
@@ -81,6 +81,7 @@ def preflight(
 ) -> PreflightReport:
     """Does ``sae`` fit ``lm`` at ``hook``? Hard checks raise; the report has explained variance, L0, the CE-loss
     change with the reconstruction spliced in, and ``warnings`` (model mismatch, negative or tiny EV)."""
+    lm = as_loaded_model(lm)
     hook = hook or sae.hook_name
     warnings = check_fit(lm, sae, hook)
     texts = list(texts or CALIBRATION_TEXTS)

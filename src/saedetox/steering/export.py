@@ -33,7 +33,7 @@ from transformers import AutoModelForCausalLM
 
 from saedetox.errors import SaedetoxError
 from saedetox.model import arch
-from saedetox.model.load import LoadedModel, wrap_model
+from saedetox.model.load import LoadedModel, as_loaded_model, wrap_model
 from saedetox.model.sites import HOOK_RE
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.steering.checkpoint import save_checkpoint
@@ -211,7 +211,7 @@ def export(
     ``overwrite`` (then replaced whole). ``vector_provenance`` describes where a raw (baseline)
     vector came from.
     """
-    spec = spec.validate()
+    spec, lm = spec.validate(), as_loaded_model(lm)
     folded, resolved, record = fold_with_record(lm, spec, saes)
     meta: dict[str, Any] = {
         "kind": "steering",

@@ -3,7 +3,7 @@
 Tiers mean "the total steering vector's norm is this fraction of the median residual norm at
 the hook", measured once per hook on calibration text (:func:`median_residual_norm`). A
 ``push`` level starts from the same closed form (exact for constant mode); gated and adaptive
-modes are then rescaled on a pilot generation (:mod:`saedetox.eval.calibrate`), which
+modes are then rescaled on a pilot generation (:mod:`saedetox.eval.runs.push_calibration`), which
 :attr:`ResolvedIntervention.needs_calibration` asks for.
 """
 

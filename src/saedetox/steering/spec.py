@@ -8,7 +8,7 @@ push. Tiers mean "the total steering vector's norm is this fraction of the media
 at the hook" (the *nominal* push), so the same tier pushes comparably hard on any model; gated
 modes push only where their gate is open, so their *effective* push (what a run records) is
 lower. A ``push`` level asks for that effective push itself: closed form for constant mode,
-calibrated on a pilot generation for the others (:mod:`saedetox.eval.calibrate`).
+calibrated on a pilot generation for the others (:mod:`saedetox.eval.runs.push_calibration`).
 
 Gate defaults live in one place, :func:`default_gates`; the adaptive detector's default in
 :func:`default_detector`.
@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 import yaml
 
-from saedetox.discover.features import feature_thresholds
+from saedetox.discover.features import feature_thresholds, features_file
 from saedetox.errors import SaedetoxError
-from saedetox.io import atomic_write_text, is_file
+from saedetox.io import atomic_write_text
 from saedetox.sae.loaded import LoadedSAE
 
 Mode = Literal["constant", "conditional", "token", "clamp", "adaptive"]
@@ -274,8 +274,8 @@ def default_gates(
 def default_detector(features: str | Path | dict[str, Any] | None) -> dict[str, Any] | None:
     """The adaptive-mode detector discovery stored in features.json (``detector``), if any."""
     if isinstance(features, (str, Path)):
-        p = Path(features)
-        if not is_file(p):  # False, not OSError, for a latent list too long to be a file name
+        p = features_file(features)
+        if p is None or not p.is_file():
             return None
         try:
             features = json.loads(p.read_text(encoding="utf-8"))

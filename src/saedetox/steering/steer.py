@@ -1,11 +1,14 @@
 """The notebook verbs of steering: :func:`steering_spec` builds a spec, :func:`steer` applies one for a block.
 
 ``what`` may be discovery's :class:`~saedetox.discover.features.Features` (or a features.json
-path or mapping), a list of latent indices (with ``sae=``), an :class:`Intervention` or a whole
-:class:`SteeringSpec`. From features, the SAE discovery ran on is reused (or loaded by name), the
-gates are its per-latent thresholds (:func:`default_gates`) and adaptive mode gets its detector
-(:func:`default_detector`); the hook is the SAE's own unless ``hook=`` says otherwise, as on the
-command line, so the same steering made here or there has the same fingerprint.
+path or mapping), latents (with ``sae=``: indices, or ids as people write them, Neuronpedia
+``gpt2-small/6-res-jb/1234`` or its URL and SAE-Lens ``release/sae_id:1234``, in a list or one
+comma-separated string; :func:`~saedetox.discover.features.parse_features`), an
+:class:`Intervention` or a whole :class:`SteeringSpec`. From features, the SAE discovery ran on is
+reused (or loaded by name), the gates are its per-latent thresholds (:func:`default_gates`) and
+adaptive mode gets its detector (:func:`default_detector`); the hook is the SAE's own unless
+``hook=`` says otherwise, as on the command line, so the same steering made here or there has the
+same fingerprint.
 Semantics: ``docs/steering.md``.
 """
 
@@ -16,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from saedetox.discover.features import Features
+from saedetox.discover.features import Features, features_file, parse_features
 from saedetox.errors import SaedetoxError
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.steering.spec import (
     Intervention,
@@ -62,13 +65,15 @@ def steering_spec(
                 f"{', '.join(extra) or 'the options'} on it instead of passing them here."
             )
         return (what if isinstance(what, SteeringSpec) else SteeringSpec([what])).validate()
-    if isinstance(what, (str, Path)):
+    if isinstance(what, Path) or isinstance(what, str) and features_file(what) is not None:
         what = Features.load(what)
     features: Features | None = None
     if isinstance(what, dict):
         features = what if isinstance(what, Features) else Features(what)
         latents = features.latents
         sae = sae if sae is not None else features.sae if features.sae is not None else features.sae_name
+    elif isinstance(what, str) or any(isinstance(i, str) for i in what):  # ids as people write them
+        latents = parse_features(what if isinstance(what, str) else ",".join(map(str, what)), sae)
     else:
         latents = [int(i) for i in what]
     if sae is None:
@@ -95,12 +100,13 @@ def steering_spec(
 
 
 @contextmanager
-def steer(lm: LoadedModel, what: SteerTarget, **options: Any) -> Iterator[Steerer]:
+def steer(lm: LoadedModel | Any, what: SteerTarget, **options: Any) -> Iterator[Steerer]:
     """Steer ``lm`` inside a ``with`` block; the hooks are gone when it ends (even on an error).
 
     ``with sd.steer(lm, feats, mode="conditional", tier="high"): sd.sample(lm, prompts)``.
-    ``options`` are :func:`steering_spec`'s. Yields the attached :class:`Steerer`
+    ``lm`` may also be an nnsight ``LanguageModel`` or a ``TransformerBridge`` (the HF model inside is
+    steered). ``options`` are :func:`steering_spec`'s. Yields the attached :class:`Steerer`
     (``.stats()`` gives the effective push measured while generating).
     """
-    with Steerer(lm, steering_spec(what, **options)) as steerer:
+    with Steerer(as_loaded_model(lm), steering_spec(what, **options)) as steerer:
         yield steerer

@@ -14,7 +14,7 @@ position policy. Only *generation* tells prompt from generated positions: inside
 (the outputs that predict generated tokens), cached or not. The sampler enters that context per
 batch; while attached, the Steerer also wraps ``lm.model.generate`` so that direct ``generate``
 calls (users, lm-eval generation tasks) count as generation with the input width as prompt
-width. During generation it records what it did (:mod:`saedetox.steering.stats`).
+width. During generation it records what it did (:mod:`saedetox.steering.push_stats`).
 Hooks do no host-device synchronisation.
 """
 
@@ -30,14 +30,14 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from saedetox.model.load import LoadedModel
+from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.model.sites import edit_at, observe_calls, on_batch_repeat
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.steering import modes
 from saedetox.steering.positions import ForwardState
+from saedetox.steering.push_stats import InterventionStats, summarise
 from saedetox.steering.resolve import ResolvedIntervention, Resolver
 from saedetox.steering.spec import SteeringSpec
-from saedetox.steering.stats import InterventionStats, summarise
 
 _ATTACHED: weakref.WeakKeyDictionary[nn.Module, list[Steerer]] = weakref.WeakKeyDictionary()
 
@@ -62,7 +62,7 @@ class Steerer:
         calibration_texts: Sequence[str] | None = None,
     ) -> None:
         spec = spec.validate()
-        self.lm = lm
+        self.lm = lm = as_loaded_model(lm)
         self.spec = spec
         self.state = ForwardState()
         self._gates: dict[int, torch.Tensor] = {}

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from saedetox.eval.capability import interleave_by_paradigm
+from saedetox.eval.metrics.capability import interleave_by_paradigm
 
 
 def process_docs(dataset: Any) -> Any:

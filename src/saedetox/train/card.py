@@ -18,11 +18,11 @@ import numpy as np
 
 from saedetox.data.corpus import heldout_texts
 from saedetox.data.location import data_file, resolve_data_dir
-from saedetox.eval.capability import blimp_accuracy
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.fluency import clean_perplexity
+from saedetox.eval.metrics.capability import blimp_accuracy
+from saedetox.eval.metrics.fluency import clean_perplexity
 from saedetox.eval.run import load_prompts
-from saedetox.eval.sampling import SamplingConfig, sample
+from saedetox.eval.sampler.sampling import SamplingConfig, sample
 from saedetox.io import atomic_write_json, atomic_write_text
 from saedetox.judges.registry import get_judge
 from saedetox.model.load import load_model
@@ -134,7 +134,7 @@ def render(card: dict[str, Any]) -> str:
         f"cosine to {cfg.get('min_lr_frac')}×, warm-up {cfg.get('warmup_steps')}, seed {cfg.get('seed')}.",
         f"- Wall time: {tr.get('train_seconds', 0) / 60:.0f} min on {tr.get('hardware', {}).get('device')} "
         f"({tr.get('hardware', {}).get('threads')} threads, torch {tr.get('hardware', {}).get('torch')}); "
-        "the 2-core CPU machine this project runs on, shared with other work.",
+        "a 2-core x86-64 CPU with 24 GB, shared with other work.",
         *_phases(tr),
         "- Reproduce everything (LM, SAEs, judge, this card): `make reference` (see the Makefile for the commands).",
         "",

@@ -1,0 +1,1 @@
+"""A run's bookkeeping: its folder, generation log, fingerprint, content identities and push calibration."""

@@ -1,0 +1,51 @@
+"""Push-calibrated levels: pilot prompts, and gated modes landing on their target effective push."""
+
+from __future__ import annotations
+
+import pytest
+
+from saedetox.data.calibration import CALIBRATION_TEXTS
+from saedetox.errors import SaedetoxError
+from saedetox.eval.runs.push_calibration import calibrate_push, measure_push, pilot_prompts
+from saedetox.eval.sampler.sampling import SamplingConfig
+from saedetox.steering.spec import Intervention, SteeringSpec
+from saedetox.steering.steerer import Steerer
+
+LATENTS = [1, 5, 7, 12]
+PILOT = [" ".join(t.split()[:5]) for t in CALIBRATION_TEXTS[:12]]
+SAMPLING = SamplingConfig(n_samples=1, max_new_tokens=6, batch_size=12, seed=0)
+
+
+def test_pilot_prompts_avoid_the_evaluated_ones():
+    pool = [f"p{i}" for i in range(10)]
+    got, disjoint = pilot_prompts(pool, pool[:4], n=5, seed=1)
+    assert disjoint and len(got) == 5 and not set(got) & set(pool[:4])
+    assert got == pilot_prompts(pool, pool[:4], n=5, seed=1)[0]  # seeded
+    got, disjoint = pilot_prompts(pool, pool[:8], n=5, seed=1)  # only 2 spare: the rest from evaluated ones
+    assert not disjoint and len(got) == 5 and set(pool[8:]) <= set(got)
+
+
+@pytest.mark.parametrize("mode,tau", [("conditional", 0.12), ("token", 0.05)])  # τ: gates open on some prompts
+def test_gated_push_levels_land_within_tolerance(gpt2, sae_dir, mode, tau):
+    iv = Intervention(sae=str(sae_dir), latents=LATENTS, mode=mode, push=0.3, threshold=tau)
+    st = Steerer(gpt2, SteeringSpec([iv]))
+    start = st.resolved[0].alpha
+    before = measure_push(gpt2, st, PILOT, SAMPLING)[0]
+    assert before < 0.3 * 0.9  # at the constant-mode α a gated mode pushes less than asked
+    record = calibrate_push(gpt2, st, PILOT, SAMPLING)
+    assert record["within_tolerance"] and record["steps"] >= 1 and st.resolved[0].alpha > start
+    again = measure_push(gpt2, st, PILOT, SAMPLING)[0]  # an independent re-measurement of the same pilot
+    assert again == pytest.approx(0.3, rel=0.1)
+    assert st.stats()["effective_push"] is None  # the pilot leaves no statistics behind
+
+
+def test_constant_push_needs_no_pilot(gpt2, sae_dir):
+    st = Steerer(gpt2, SteeringSpec([Intervention(sae=str(sae_dir), latents=LATENTS, push=0.3)]))
+    assert calibrate_push(gpt2, st, PILOT, SAMPLING) is None
+    assert measure_push(gpt2, st, PILOT, SAMPLING)[0] == pytest.approx(0.3, rel=1e-5)
+
+
+def test_a_gate_that_never_opens_cannot_be_calibrated(gpt2, sae_dir):
+    iv = Intervention(sae=str(sae_dir), latents=LATENTS, mode="token", push=0.3, threshold=1e6)
+    with pytest.raises(SaedetoxError, match="never pushed"):
+        calibrate_push(gpt2, Steerer(gpt2, SteeringSpec([iv])), PILOT, SAMPLING)
