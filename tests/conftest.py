@@ -4,6 +4,8 @@
 every repo and SAE id the paper configs name (Gemma Scope at 16k only; wider ones are GB-sized);
 ``hub`` activates it for one test and restores the hub settings after. Tests marked ``large``
 need GBs of memory and run only with ``--run-large`` (reported as skipped, with the reason, otherwise).
+Tests marked ``slow`` (the long ones: full sweeps, end-to-end runs, killed processes) always run;
+``-m 'not slow'`` leaves them out, and ``--durations=20`` (pyproject) lists where the time went.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "large(reason): needs GBs of memory; runs only with --run-large")
+    config.addinivalue_line(
+        "markers",
+        "slow: a long test (full sweeps, end-to-end demo and paper-config runs, killed workers and processes, "
+        "exports of the reference LM); always run, `-m 'not slow'` leaves them out",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -54,3 +54,44 @@ def test_same_process_cannot_take_it_twice(tmp_path):
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     atomic_write_json(tmp_path / "m.json", {"a": 1})
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_a_failed_block_takes_back_the_lock_file_and_the_folders_made_for_it(tmp_path):
+    folder = tmp_path / "a" / "b" / "run"
+    with pytest.raises(SaedetoxError, match="refused"):
+        with folder_lock(folder):
+            assert lock_path(folder).exists()
+            raise SaedetoxError("refused")
+    assert list(tmp_path.iterdir()) == []
+    with folder_lock(folder):  # and the lock can be taken again at once
+        pass
+    assert lock_path(folder).exists()  # a finished block keeps its lock file
+    with pytest.raises(SaedetoxError):
+        with folder_lock(folder):
+            raise SaedetoxError("refused")
+    assert lock_path(folder).exists()  # one an earlier run made is not this call's to remove
+
+
+def test_a_full_disk_is_named_with_the_free_space(tmp_path, monkeypatch):
+    import errno
+    import pathlib
+
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", no_space)
+    with pytest.raises(SaedetoxError, match=r"No space left to write .*m\.json: .*B free there, about 13 B needed"):
+        atomic_write_json(tmp_path / "m.json", {"a": 1})
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
+    monkeypatch.setattr(pathlib.Path, "write_bytes", lambda self, data: (_ for _ in ()).throw(OSError(errno.EIO, "x")))
+    with pytest.raises(OSError, match="x"):  # other write errors are not dressed up as a full disk
+        atomic_write_json(tmp_path / "m.json", {"a": 1})
+
+
+def test_path_checks_never_raise_on_text_that_cannot_be_a_path(tmp_path):
+    from saedetox.io import exists
+
+    long = ",".join(str(i) for i in range(1000, 1100))
+    (tmp_path / "f").write_text("x")
+    assert exists(tmp_path / "f") and exists(tmp_path)
+    assert not exists(long) and not exists("a\0b") and not exists(tmp_path / "nope")

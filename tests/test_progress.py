@@ -50,3 +50,20 @@ def test_quiet_environment_silences_everything(capfd, monkeypatch):
     assert capfd.readouterr() == ("", "")
     with pytest.raises(TypeError):
         progress.on_progress(3)  # type: ignore[arg-type]
+
+
+def test_a_warning_is_one_line_on_stderr_once_and_quiet_silences_it(capfd, monkeypatch):
+    from saedetox.progress import warn
+
+    on_progress(None)  # warnings are not progress: they show without the CLI's switch
+    warn("prompts were cut")
+    warn("prompts were cut")
+    assert capfd.readouterr() == ("", "warning: prompts were cut\n")
+    seen = []
+    on_progress(lambda *a: seen.append(a))
+    warn("prompts were cut")
+    assert seen == [("warning: prompts were cut", 0, 0)]
+    monkeypatch.setenv("SAEDETOX_QUIET", "1")
+    on_progress(None)
+    warn("another")
+    assert capfd.readouterr() == ("", "")

@@ -1,9 +1,12 @@
-"""Outputs: every file appears whole or not at all (atomic writes), and one writer per output folder."""
+"""Outputs: every file appears whole or not at all (atomic writes), one writer per output folder, a full disk
+named as such; and path checks that never raise on text that cannot be a path."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +16,14 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from saedetox.errors import SaedetoxError
+
+
+def exists(value: str | os.PathLike[str]) -> bool:
+    """``Path(value).exists()`` that answers False instead of raising for text that cannot be a path."""
+    try:
+        return Path(value).exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _tmp_beside(path: Path) -> Path:
@@ -25,14 +36,54 @@ def _tmp_beside(path: Path) -> Path:
     return Path(name)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    path = Path(path)
-    tmp = _tmp_beside(path)
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def no_space_error(err: OSError, path: str | os.PathLike[str], needed: int | None = None) -> SaedetoxError | None:
+    """For a full disk (``ENOSPC``): one line naming ``path``, the free space there and what was needed; else None."""
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        free = _size(shutil.disk_usage(_nearest_existing(Path(path).absolute())).free)
+    except OSError:
+        free = "unknown"
+    need = f", about {_size(needed)} needed" if needed else ""
+    return SaedetoxError(f"No space left to write {path}: {free} free there{need}; free some space or write elsewhere.")
+
+
+@contextmanager
+def full_disk_named(path: str | os.PathLike[str], needed: int | None = None) -> Iterator[None]:
+    """Inside the block, a full disk while writing ``path`` is :func:`no_space_error`'s one line; other errors pass."""
+    try:
+        yield
+    except OSError as err:
+        full = no_space_error(err, path, needed)
+        if full is None:
+            raise
+        raise full from None
+
+
+@contextmanager
+def _writing(path: Path, needed: int | None) -> Iterator[Path]:
+    """A temporary file beside ``path`` to fill; renamed onto ``path`` at the end, removed on failure."""
+    with full_disk_named(path, needed):
+        tmp = _tmp_beside(path)
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    data = text.encode("utf-8")
+    with _writing(Path(path), len(data)) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -40,25 +91,15 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    path = Path(path)
-    tmp = _tmp_beside(path)
-    try:
+    with _writing(Path(path), len(data)) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
     import torch  # deferred: io is imported by light paths (report); only checkpoints need torch
 
-    path = Path(path)
-    tmp = _tmp_beside(path)
-    try:
+    with _writing(Path(path), None) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _json_default(obj: Any) -> Any:
@@ -83,9 +124,14 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "run") -> Iterator[N
 
     A second process (or a second lock in this one) that asks for the same folder fails at once with
     one clear line instead of waiting or writing alongside. The lock file sits beside the folder, so
-    taking the lock never creates the folder itself; the OS releases it if the process dies.
+    taking the lock never creates the folder itself; the OS releases it if the process dies. When the
+    block fails (a refusal, an error), a lock file this call created and any folders made for it are removed again
+    before the lock is released, so bad input leaves nothing behind (a process that opened the file
+    meanwhile sees its inode unlinked and does not take the lock on it).
     """
     path = lock_path(folder)
+    made = _missing_parents(path.parent)
+    fresh = not path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), timeout=0, thread_local=False)
     try:
@@ -96,8 +142,27 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "run") -> Iterator[N
         ) from None
     try:
         yield
+    except BaseException:
+        if fresh:  # a lock file an earlier run left stays: this call only takes back what it made
+            path.unlink(missing_ok=True)
+        for p in made:  # innermost first; only the empty ones
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
     finally:
         lock.release()
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The folders on the way to ``folder`` (itself included) that do not exist yet, innermost first."""
+    out = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -3,8 +3,10 @@
 The library is quiet by default. ``on_progress("terminal")`` (what the CLI sets) draws a rich bar
 on a terminal and a plain line every 10% otherwise; ``on_progress(callback)`` hands every step to
 ``callback(description, done, total)`` (a notebook widget, a logger); notes (one-off lines such
-as a sweep's "[2/9] run-name") arrive with ``done == total == 0``. ``SAEDETOX_QUIET=1`` silences
-everything (the test suite sets it).
+as a sweep's "[2/9] run-name", or a command's phase: "loading model …") arrive with ``done == total
+== 0``. :func:`warn` is the exception to "quiet by default": a ``warning:`` line on stderr (or to the
+callback) about something the caller asked for that was adjusted, such as a prompt cut to the
+context. ``SAEDETOX_QUIET=1`` silences everything (the test suite sets it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ console = Console(stderr=True)
 
 ProgressCallback = Callable[[str, int, int], None]
 _target: ProgressCallback | Literal["terminal", "lines"] | None = None
+_warned: set[str] = set()  # each warning once per on_progress() setting (a command), however often it recurs
 
 
 def on_progress(target: ProgressCallback | Literal["terminal"] | None) -> None:
@@ -31,6 +34,7 @@ def on_progress(target: ProgressCallback | Literal["terminal"] | None) -> None:
     if target is not None and target != "terminal" and not callable(target):
         raise TypeError("on_progress takes None, 'terminal' or a callable(description, done, total).")
     _target = target
+    _warned.clear()
 
 
 def plain_lines() -> None:
@@ -48,6 +52,18 @@ def note(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
     else:
         _target(message, 0, 0)
+
+
+def warn(message: str) -> None:
+    """One ``warning: …`` line: on stderr, or to the callback where :func:`on_progress` set one; a message
+    already given is not repeated (a check that runs before and again inside a step warns once)."""
+    if os.environ.get("SAEDETOX_QUIET") == "1" or message in _warned:
+        return
+    _warned.add(message)
+    if callable(_target):
+        _target(f"warning: {message}", 0, 0)
+    else:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class _Bar:

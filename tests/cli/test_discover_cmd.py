@@ -25,5 +25,10 @@ def test_discover_on_user_files(tmp_path, capsys):
     assert set(feats["splits"]) == {"rank", "select", "test"} and feats["k"] == 2
     assert 1 <= len(feats["selected"]) <= 2 and feats["detector"]["latents"] == feats["selected"]
     assert f"{feats['set_test_auroc']:.3f}" in out and "test split" in out
+    code, _, err = run(argv + ["--method", "auroc", "--max-pairs", "6"], capsys)  # as sd.discover(max_pairs=6)
+    assert code == 0, err
+    capped = json.loads(out_file.read_text())
+    assert capped["splits"]["rank"] == {"toxic": 6, "clean": 6} and capped["splits"]["test"] == {"toxic": 3, "clean": 3}
+    assert feats["splits"]["rank"]["toxic"] > 6
     code, out, err = run(base + ["--toxic", str(tmp_path / "t.txt")], capsys)
     assert code != 0 and "clean" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -58,6 +58,7 @@ def _wait_for_rows(path: Path, n: int, proc, timeout: float = 120) -> None:
     raise TimeoutError(path)
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_says_how_to_resume_and_resumes(reference_run, tmp_path):
     run = tmp_path / "run"
     argv = EVAL + ["--out", str(run)]
@@ -77,6 +78,7 @@ def test_ctrl_c_exits_130_says_how_to_resume_and_resumes(reference_run, tmp_path
     _same_as(run, reference_run)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_batch_then_resume(reference_run, tmp_path):
     run = tmp_path / "run"
     argv = EVAL + ["--out", str(run)]
@@ -90,6 +92,7 @@ def test_kill_9_mid_batch_then_resume(reference_run, tmp_path):
     _same_as(run, reference_run)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_scoring_then_resume(reference_run, tmp_path):
     run = tmp_path / "run"
     argv = EVAL + ["--out", str(run)]
@@ -129,6 +132,7 @@ SWEEP = {
 }
 
 
+@pytest.mark.slow
 def test_kill_9_mid_sweep_then_resume(tmp_path):
     cfg = tmp_path / "sweep.yaml"
     cfg.write_text(json.dumps(SWEEP))

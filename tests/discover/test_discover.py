@@ -201,3 +201,19 @@ def test_one_default_k_everywhere():
     assert inspect.signature(discover).parameters["k"].default == DEFAULT_K
     assert DiscoveryCfg().k == DEFAULT_K
     assert inspect.signature(discover_cmd).parameters["k"].default == DEFAULT_K
+
+
+def test_discover_reports_progress_over_every_text(gpt2, sae, paired, monkeypatch):
+    from saedetox.progress import on_progress
+
+    monkeypatch.delenv("SAEDETOX_QUIET", raising=False)
+    steps = []
+    on_progress(lambda desc, done, total: steps.append((desc, done, total)))
+    try:
+        discover(gpt2, sae, paired[0], method="auroc", k=3, min_auroc=0.6)
+    finally:
+        on_progress(None)
+    s = paired[0]
+    n = sum(map(len, (s.toxic, s.clean, s.select_toxic, s.select_clean, s.test_toxic, s.test_clean)))
+    assert steps[0] == ("discover [auroc]: encoding texts", 0, n) and steps[-1][1:] == (n, n)
+    assert [d.split(": ")[1] for d, _, _ in steps[1:]] == ["rank texts"] * 2 + ["select texts"] * 2 + ["test texts"] * 2

@@ -7,6 +7,8 @@ import re
 import runpy
 from pathlib import Path
 
+import pytest
+
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
 
 
@@ -28,6 +30,7 @@ def test_quickstart_is_short():
     assert len(code_lines(QUICKSTART)) <= 8
 
 
+@pytest.mark.slow
 def test_quickstart_runs_offline(capsys):
     runpy.run_path(str(QUICKSTART), run_name="__main__")
     out = capsys.readouterr().out.splitlines()

@@ -7,6 +7,8 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
+import pytest
+
 from saedetox.experiments.config import load_config
 from saedetox.experiments.plan import plan
 from saedetox.experiments.sweep import run_sweep
@@ -32,6 +34,7 @@ def test_demo_is_pre_registered_on_the_test_prompts_and_tuned_on_dev():
     assert "none" in {r.name for r in caps} and len(caps) < len(planned) / 4  # lm-eval only where it informs
 
 
+@pytest.mark.slow
 def test_demo_config_runs_end_to_end_and_resumes(tmp_path):
     cfg = load_config(CONFIGS / "demo.yaml")
     cfg.discovery = dataclasses.replace(cfg.discovery, max_pairs=60)

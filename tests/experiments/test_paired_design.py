@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from helpers import tiny_gpt2, write_sae
 from saedetox.experiments.config import parse_config
 from saedetox.experiments.sweep import run_sweep
 from saedetox.report.compare import compare
 
 
+@pytest.mark.slow
 def test_all_methods_of_a_sweep_share_prompts_and_random_streams(tmp_path):
     lm = tiny_gpt2()
     lm.model.save_pretrained(tmp_path / "m")

@@ -115,6 +115,7 @@ def _check_sweep(out: Path, cfg: SweepConfig, results: dict[str, Any], hook: str
     return json.loads((out / "splitting.json").read_text())
 
 
+@pytest.mark.slow
 def test_gpt2_small_paper_config_end_to_end(hub, tmp_path):
     cfg, raw = toy(GPT2)
     out = tmp_path / "paper-gpt2"
@@ -132,6 +133,7 @@ def test_gpt2_small_paper_config_end_to_end(hub, tmp_path):
     assert json.loads((out / "manifest.json").read_text())["config"] == raw
 
 
+@pytest.mark.slow
 def test_gemma_2_2b_paper_config_end_to_end(hub, tmp_path, monkeypatch):
     raw_split = raw_split_of(GEMMA)
     only_16k = [n for n in raw_split["saes"] if "/width_16k/" in n]

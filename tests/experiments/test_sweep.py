@@ -81,6 +81,21 @@ def test_push_levels_and_meandiff_modes_in_a_sweep():
             parse_config(BASE | {"runs": bad})
 
 
+def test_a_scalar_level_is_a_one_element_list():
+    scalar = [{"method": "sae", "modes": "token", "push": 0.2}, {"method": "meandiff", "tiers": "low", "strengths": 2}]
+    listed = [
+        {"method": "sae", "modes": ["token"], "push": [0.2]},
+        {"method": "meandiff", "tiers": ["low"], "strengths": [2]},
+    ]
+    assert [r.name for r in plan(parse_config(BASE | {"runs": scalar}))] == [
+        r.name for r in plan(parse_config(BASE | {"runs": listed}))
+    ]
+    assert parse_config(BASE | {"runs": scalar}).runs[0].push == [0.2]
+    for bad in ({"push": True}, {"push": {"a": 1}}, {"modes": 3}):
+        with pytest.raises(SaedetoxError, match="must be a list of"):
+            parse_config(BASE | {"runs": [{"method": "sae", **bad}]})
+
+
 def test_planner_sets_curves_levels_and_adaptive_pooling(gpt2, sae_dir):
     from saedetox.experiments.sweep import _method
 
@@ -153,6 +168,7 @@ def test_numeric_tiers_in_a_sweep():
         parse_config(BASE | {"runs": [{"method": "sae", "tiers": ["huge"]}]})
 
 
+@pytest.mark.slow
 def test_sweep_resumes_and_writes_report(tmp_path):
     lm = tiny_gpt2()
     lm.model.save_pretrained(tmp_path / "m")
@@ -188,6 +204,7 @@ def _saved_world(tmp_path: Path, gpt2, sae_dir, evaluation: dict, runs: list) ->
     return {"model": str(model), "sae": str(sae_dir), "features": [1, 5, 7, 12], "evaluation": evaluation, "runs": runs}
 
 
+@pytest.mark.slow
 def test_a_push_curve_starts_each_calibration_from_the_previous_level(tmp_path, gpt2, sae_dir):
     from saedetox.experiments.sweep import _method, warm_start
 
@@ -229,6 +246,7 @@ def _same(a, b, where: str = "") -> None:
         assert a == b, where
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="workers fork")
 def test_workers_give_the_same_numbers_as_one_process(tmp_path, gpt2, sae_dir, monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # CI has 2 cores; so that the test runs everywhere the same
@@ -330,6 +348,7 @@ def test_workers_run_side_by_side_whatever_their_results_weigh(tmp_path):
     assert list(res) == ["a0", "a1", "b0", "b1"] and len(res["b0"]["big"]) == 200_000
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="workers fork")
 def test_a_workers_sweep_killed_mid_run_resumes_to_the_same_numbers(tmp_path, gpt2, sae_dir, monkeypatch):
     import saedetox.experiments.sweep as sweep_module

@@ -101,6 +101,7 @@ def test_a_crash_left_aside_folder_is_put_back(tmp_path, gpt2, world, monkeypatc
     assert_complete(out)
 
 
+@pytest.mark.slow
 def test_killed_export_leaves_nothing_or_the_previous_folder(tmp_path, gpt2, world):
     fresh, previous = tmp_path / "fresh", tmp_path / "previous"
     export(gpt2, spec(world, 1.0), previous, max_shard_size="20KB")

@@ -66,6 +66,7 @@ def test_each_sae_loads_and_fits_the_model(ref_lm, width):
     assert rep.ce_delta < 0.5
 
 
+@pytest.mark.slow
 def test_card_numbers_are_recomputed_from_the_committed_weights_and_data(ref_lm):
     """The card's SAE and LM numbers, recomputed on a slice of the same held-out data (not read back)."""
     card = json.loads((ASSETS / "card.json").read_text())

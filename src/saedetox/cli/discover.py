@@ -32,6 +32,10 @@ def discover_cmd(
         str | None, typer.Option("--heldout-clean", help="Held-out clean texts (split 50/50 into select/test).")
     ] = None,
     field: Annotated[str, typer.Option("--field", help="Field/column for jsonl/csv files.")] = "text",
+    max_pairs: Annotated[
+        int | None,
+        typer.Option("--max-pairs", help="Cap the data: N rank texts per side, N // 2 select and test texts."),
+    ] = None,
     hook: HookOpt = None,
     chat: Annotated[
         bool, typer.Option("--chat", help="Wrap each text in the tokenizer's chat template (chat / instruct models).")
@@ -50,6 +54,7 @@ def discover_cmd(
     from saedetox.discover.sets import discovery_sets
     from saedetox.io import check_output_file
     from saedetox.model.chat import check_chat
+    from saedetox.progress import note
     from saedetox.sae.load import load_sae
     from saedetox.sae.preflight import check_fit
 
@@ -59,11 +64,15 @@ def discover_cmd(
         raise SaedetoxError(f"--k must be at least 1, got {k}.")
     if not 0 <= min_auroc <= 1:
         raise SaedetoxError(f"--min-auroc must be in [0, 1], got {min_auroc}.")
+    if max_pairs is not None and max_pairs < 2:
+        raise SaedetoxError(f"--max-pairs must be at least 2, got {max_pairs}.")
     check_output_file(out)
-    sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir)
+    note("reading the discovery texts")
+    sets = discovery_sets(pairs, toxic, clean, heldout_toxic, heldout_clean, field, data_dir).capped(max_pairs)
     lm = load_lm(model, dtype, device)
     if chat:
         check_chat(lm.tokenizer, lm.name)  # before the SAE is loaded
+    note(f"loading SAE {sae}")
     s = load_sae(sae, lm)
     check_fit(lm, s, hook)
     obj = discover(lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook, chat=chat)

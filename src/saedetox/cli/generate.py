@@ -42,6 +42,7 @@ def generate_cmd(
         bool, typer.Option("--chat", help="Wrap each prompt in the tokenizer's chat template (chat / instruct models).")
     ] = False,
     out: Annotated[str | None, typer.Option("--out", help="Write samples as JSONL here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
@@ -51,8 +52,9 @@ def generate_cmd(
     """
     from saedetox.data.readers import read_prompt_texts  # deferred: see saedetox.cli.app
     from saedetox.eval.sampler.sampling import SamplingConfig, sample
-    from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, folder_lock
+    from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, exists, folder_lock
     from saedetox.model.chat import check_chat
+    from saedetox.progress import note
     from saedetox.steering.steerer import Steerer
 
     texts = list(prompt or [])
@@ -78,13 +80,18 @@ def generate_cmd(
     if out:
         check_output_file(out)  # before anything is generated
         ensure_unlocked(out, "generate")
+        if exists(out) and not overwrite:
+            raise SaedetoxError(f"{out} exists; pass --overwrite to replace it, or choose another --out.")
     lm = load_lm(model, dtype, device)
     if chat:
         check_chat(lm.tokenizer, lm.name)
+    if spec:
+        note("loading the SAE and resolving the steering")
     steerer = Steerer(lm, spec) if spec else None
     if steerer is not None:
         check_method_features(steerer, steering)
     with folder_lock(out, "generate") if out else nullcontext():
+        note(f"generating {n_samples} sample(s) for {len(texts)} prompt(s)")
         results = sample(lm, texts, cfg, steerer)
         rows = [
             {"prompt": texts[i], "sample": s.sample_index, "continuation": s.text}

@@ -77,6 +77,7 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
         return None
     if not opts.features:
         raise SaedetoxError("--sae needs --features (indices like 3,17 or a features.json file).")
+    _refuse_ignored(opts)
     parse_features(opts.features, opts.sae)  # indices, ids (another SAE's refused) or a readable features file
     if _is_file(opts.features):
         check_features_file(opts.features, opts.sae)  # recorded for this SAE? (before any model is loaded)
@@ -98,6 +99,27 @@ def build_spec(opts: SteeringOptions, required: bool = True) -> SteeringSpec | N
     )
 
 
+#: the steering options that only some modes read (option, its default, the modes that read it)
+_MODE_ONLY = (("threshold", "auto", ("conditional", "token")), ("clamp_value", 0.0, ("clamp",)))
+
+
+def _refuse_ignored(opts: SteeringOptions) -> None:
+    """A --threshold or --clamp-value the chosen mode would silently ignore is refused."""
+    from saedetox.steering.spec import MODES  # deferred: see saedetox.cli.app
+
+    if opts.mode not in MODES:
+        return  # the spec's own check names the unknown mode
+    for name, default, modes in _MODE_ONLY:
+        value = getattr(opts, name)
+        given = str(value).strip().lower() != default if isinstance(default, str) else value != default
+        if given and opts.mode not in modes:
+            flag = "--" + name.replace("_", "-")
+            raise SaedetoxError(
+                f"{flag} is read only in {' and '.join(modes)} mode; mode '{opts.mode}' would ignore it "
+                f"(drop {flag} or choose a mode that reads it)."
+            )
+
+
 def _is_file(value: str | None) -> bool:
     from saedetox.discover.features import features_file  # deferred: see saedetox.cli.app
 
@@ -115,5 +137,7 @@ def check_method_features(method: Method | Steerer, opts: SteeringOptions) -> No
 
 def load_lm(model: str, dtype: str, device: str) -> LoadedModel:
     from saedetox.model.load import load_model  # deferred: see saedetox.cli.app
+    from saedetox.progress import note
 
+    note(f"loading model {model}")
     return load_model(model, dtype=dtype, device=device)

@@ -63,20 +63,31 @@ def detokenise(text: str, sentence_case: bool = False) -> str:
 
 def _check_file(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
-    if not p.exists():
-        raise SaedetoxError(f"File not found: {p}.")
-    if p.is_dir():
-        raise SaedetoxError(f"{p} is a directory; expected a file.")
-    if p.stat().st_size == 0:
-        raise SaedetoxError(f"{p} is empty.")
+    try:
+        if not p.exists():
+            raise SaedetoxError(f"File not found: {p}.")
+        if p.is_dir():
+            raise SaedetoxError(f"{p} is a directory; expected a file.")
+        if p.stat().st_size == 0:
+            raise SaedetoxError(f"{p} is empty.")
+    except OSError as err:  # a name too long, a folder on the path that cannot be searched
+        raise SaedetoxError(f"Cannot read {_short(p)}: {err.strerror or type(err).__name__}.") from None
     return p
 
 
+def _short(p: Path) -> str:
+    s = str(p)
+    return s if len(s) <= 120 else f"{s[:100]}… ({len(s)} characters)"
+
+
 def _read_text(path: Path) -> str:
+    """The file's text; a UTF-8 byte-order mark is dropped (editors on Windows write one)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise SaedetoxError(f"{path} is not valid UTF-8 (byte {err.start}); re-encode it as UTF-8.") from None
+    except OSError as err:
+        raise SaedetoxError(f"Cannot read {path}: {err.strerror or type(err).__name__}.") from None
 
 
 def _nonempty(items: list[Any], path: Path, what: str = "items") -> list[Any]:

@@ -41,6 +41,7 @@ from saedetox.discover.sets import DiscoverySets, check_sets, reference_sets
 from saedetox.errors import SaedetoxError
 from saedetox.model.chat import chat_texts, check_chat
 from saedetox.model.load import LoadedModel, as_loaded_model
+from saedetox.progress import progress_bar
 from saedetox.sae.load import load_sae
 from saedetox.sae.loaded import LoadedSAE
 
@@ -98,25 +99,35 @@ def discover(
         raise SaedetoxError("Method 'paired' needs toxic/neutral pairs (ParaDetox style).")
     t0 = time.time()
     hook = hook or sae.hook_name
-    tox = text_stats(lm, sae, data.toxic, hook, batch_size)
-    cln = text_stats(lm, sae, data.clean, hook, batch_size)
-    if method == "attribution":
-        grads = gradients(lm, hook, list(data.toxic[:ATTRIBUTION_TEXTS]), list(data.clean[:ATTRIBUTION_TEXTS]))
-        attr = latent_scores(sae.unit_directions(torch.arange(sae.d_sae)).cpu(), grads).numpy()
-        auc = auroc_per_latent(tox.max_act, cln.max_act)
-        scores = np.where(auc >= ATTRIBUTION_MIN_AUROC, attr, -np.inf)
-    else:
-        scores = rank_scores(method, tox, cln, data.paired)
-    # rank by score; ignore latents that never fire on toxic text
-    alive = (tox.max_act.max(0) > 0) & np.isfinite(scores)
-    order = [int(i) for i in np.argsort(-np.where(alive, scores, -np.inf)) if alive[i]]
-    pool = order[: max(4 * k, 50)]
-    s_tox = text_stats(lm, sae, data.select_toxic, hook, batch_size)
-    s_cln = text_stats(lm, sae, data.select_clean, hook, batch_size)
-    sel_auc = dict(zip(pool, map(float, auroc_per_latent(s_tox.max_act[:, pool], s_cln.max_act[:, pool])), strict=True))
-    selected = [idx for idx in pool if sel_auc[idx] >= min_auroc][:k]
-    t_tox = text_stats(lm, sae, data.test_toxic, hook, batch_size, track=selected)
-    t_cln = text_stats(lm, sae, data.test_clean, hook, batch_size)
+    n_attr = min(len(data.toxic), ATTRIBUTION_TEXTS) + min(len(data.clean), ATTRIBUTION_TEXTS)
+    sides = (data.toxic, data.clean, data.select_toxic, data.select_clean, data.test_toxic, data.test_clean)
+    total = sum(map(len, sides)) + (n_attr if method == "attribution" else 0)
+    with progress_bar(f"discover [{method}]: encoding texts", total=total) as bar:
+
+        def stats(texts, split: str, **kw) -> TextStats:
+            out = text_stats(lm, sae, texts, hook, batch_size, **kw)
+            bar.advance(len(texts), description=f"discover [{method}]: {split} texts")
+            return out
+
+        tox, cln = stats(data.toxic, "rank"), stats(data.clean, "rank")
+        if method == "attribution":
+            grads = gradients(lm, hook, list(data.toxic[:ATTRIBUTION_TEXTS]), list(data.clean[:ATTRIBUTION_TEXTS]))
+            bar.advance(n_attr, description=f"discover [{method}]: attribution gradients")
+            attr = latent_scores(sae.unit_directions(torch.arange(sae.d_sae)).cpu(), grads).numpy()
+            auc = auroc_per_latent(tox.max_act, cln.max_act)
+            scores = np.where(auc >= ATTRIBUTION_MIN_AUROC, attr, -np.inf)
+        else:
+            scores = rank_scores(method, tox, cln, data.paired)
+        # rank by score; ignore latents that never fire on toxic text
+        alive = (tox.max_act.max(0) > 0) & np.isfinite(scores)
+        order = [int(i) for i in np.argsort(-np.where(alive, scores, -np.inf)) if alive[i]]
+        pool = order[: max(4 * k, 50)]
+        s_tox, s_cln = stats(data.select_toxic, "select"), stats(data.select_clean, "select")
+        sel_auc = dict(
+            zip(pool, map(float, auroc_per_latent(s_tox.max_act[:, pool], s_cln.max_act[:, pool])), strict=True)
+        )
+        selected = [idx for idx in pool if sel_auc[idx] >= min_auroc][:k]
+        t_tox, t_cln = stats(data.test_toxic, "test", track=selected), stats(data.test_clean, "test")
     test_auc = auroc_per_latent(t_tox.max_act[:, selected], t_cln.max_act[:, selected]) if selected else []
     # gate thresholds for conditional/token steering: the latent's per-text maximum on clean (rank) text at
     # ``gate_quantile``, so a gate opens on few clean texts but on toxic ones

@@ -58,7 +58,7 @@ from saedetox.methods.base import Method
 from saedetox.methods.registry import as_method
 from saedetox.model.chat import chat_texts, check_chat
 from saedetox.model.load import LoadedModel, as_loaded_model
-from saedetox.progress import progress_bar
+from saedetox.progress import note, progress_bar, warn
 from saedetox.steering.spec import SteeringSpec
 
 
@@ -68,6 +68,8 @@ def load_prompts(cfg: EvalConfig, data_dir: str | None = None) -> list[Prompt]:
     prompts = prompt_pool(src, data_dir)
     if cfg.n_prompts is not None and cfg.n_prompts < 0:
         raise SaedetoxError("n_prompts must be 0 (all prompts) or positive.")
+    if cfg.n_prompts and cfg.n_prompts > len(prompts):
+        warn(f"{cfg.n_prompts} prompts asked for, but {src} holds {len(prompts)}; using all {len(prompts)}.")
     if cfg.n_prompts and cfg.n_prompts < len(prompts):
         idx = sorted(random.Random(cfg.seed).sample(range(len(prompts)), cfg.n_prompts))
         prompts = [prompts[i] for i in idx]
@@ -149,6 +151,7 @@ def score_judges(
     flat = [c for row in conts for c in row]
     for name in judges:
         if name not in have:
+            note(f"scoring {len(flat)} continuations with the {name} judge")
             scores = np.asarray(_judge(name).score(flat), dtype=np.float64).reshape(shape)
             have[name] = (judge_identity(name), scores)
             _save_scores(cache, have, generation)
@@ -307,6 +310,7 @@ def _measure(
         for j, s in scores.items()
     }
     ref = ref_lm or lm
+    note("measuring perplexity")
     contexts = chat_texts(ref.tokenizer, [p.text for p in prompts], cfg.chat)  # as the continuations followed them
     ppl = conditional_perplexity(ref, contexts, conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos)
     fluency: dict[str, Any] = {
@@ -321,6 +325,7 @@ def _measure(
             fluency["ppl_clean"] = clean_perplexity(lm, clean, prepend_bos=sampling.prepend_bos)
         capability = CapabilityScores()
         if cfg.capability:
+            note(f"running capability tasks: {', '.join(cfg.capability)}")
             capability = run_capability(lm, tasks=cfg.capability, limit=cfg.capability_limit, data_dir=data_dir)
     result = {
         "config": config,

@@ -79,12 +79,15 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     return cls(**raw)
 
 
-_LISTS = {"modes": str, "tiers": (str, int, float), "strengths": (int, float)}
+_LISTS = {"modes": str, "tiers": (str, int, float), "strengths": (int, float), "push": (int, float)}
 
 
 def _check_group(g: RunGroup, where: str) -> None:
     for key, kind in _LISTS.items():
         value = getattr(g, key)
+        if isinstance(value, (str, int, float)):  # `push: 0.2` means the one-level list [0.2]
+            value = [value]
+            setattr(g, key, value)
         if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, kind) for v in value):
             raise SaedetoxError(f"{where}.{key} must be a list of {'names' if kind is str else 'numbers'}.")
     if not isinstance(g.capability, bool):

@@ -40,7 +40,7 @@ def parse_levels(text: str) -> dict[str, str | None]:
         if not LEVEL_NAME.match(name):
             raise SaedetoxError(f"Level name '{name}' must be 1-64 letters, digits, '_', '-' or '.'.")
         if name in levels:
-            raise SaedetoxError(f"Level '{name}' is given twice in --levels.")
+            raise SaedetoxError(f"Level '{name}' is named twice.")
         if not value:
             value = "" if name == OFF else name
         if value in ("", OFF):
@@ -49,7 +49,7 @@ def parse_levels(text: str) -> dict[str, str | None]:
         parse_tier(value)  # one clear line for a bad tier
         levels[name] = value
     if not levels:
-        raise SaedetoxError("--levels needs at least one level, e.g. off,low,medium,high.")
+        raise SaedetoxError("Name at least one level, e.g. off,low,medium,high.")
     return levels
 
 

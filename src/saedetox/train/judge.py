@@ -34,6 +34,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from saedetox.judges.probe import PROBE_CONFIG, PROBE_FORMAT, PROBE_WEIGHTS, ProbeJudge, normalise_text
 from saedetox.judges.registry import get_judge
+from saedetox.progress import note
 from saedetox.train.judge_card import judge_card
 from saedetox.train.judge_data import judge_test_sets, judge_train_set
 
@@ -162,6 +163,7 @@ def train_judge(out: str | os.PathLike[str], data_dir: str | None = None, seed: 
     """
 
     t0, load = time.time(), round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
+    note("reading the judge's training and test sets")
     texts, labels, info = judge_train_set(data_dir)
     tests = judge_test_sets(data_dir)
     held_out = {normalise_text(t) for s, _ in tests.values() for t in s}
@@ -170,6 +172,7 @@ def train_judge(out: str | os.PathLike[str], data_dir: str | None = None, seed: 
     texts, labels = [texts[i] for i in keep], labels[keep]
     info.update(used=len(texts), toxic=int(labels.sum()), clean=int((labels == 0).sum()))
 
+    note(f"fitting the probe judge on {len(texts)} texts")
     model = fit_probe(texts, labels, seed=seed)
     out = Path(out)
     settings = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in b.items()} for b in BLOCKS]

@@ -30,7 +30,7 @@ from saedetox.data.corpus import SOURCES, heldout_texts, source_docs
 from saedetox.data.location import resolve_data_dir
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_save_torch, atomic_write_text
-from saedetox.progress import progress_bar
+from saedetox.progress import note, progress_bar
 from saedetox.train.config import LMTrainConfig
 from saedetox.train.corpus import WEIGHTS, weighted
 
@@ -99,13 +99,15 @@ def build_corpus(cfg: LMTrainConfig) -> tuple[Path, dict]:
         return prev, json.loads((prev / "corpus.json").read_text())
     if meta_path.exists():
         return cache, json.loads(meta_path.read_text())
-    cache.mkdir(parents=True, exist_ok=True)
-    root = resolve_data_dir(cfg.data_dir)
+    note("reading the corpus")
+    root = resolve_data_dir(cfg.data_dir)  # the data is read before anything is created: bad input leaves no cache/
     train_docs, unique, counts = _gather(cfg, root)
     heldout = heldout_texts(root)
     if cfg.max_docs_per_source is not None:
         heldout = heldout[: cfg.max_docs_per_source]
+    note(f"training the tokenizer ({cfg.vocab_size} tokens)")
     tok = train_tokenizer(unique, cfg.vocab_size)
+    cache.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(cache / "tokenizer")
     eos = tok.convert_tokens_to_ids(EOS)
     random.Random(cfg.seed).shuffle(train_docs)
@@ -118,6 +120,7 @@ def build_corpus(cfg: LMTrainConfig) -> tuple[Path, dict]:
                 ids.append(eos)
         return np.asarray(ids, dtype=np.uint16)
 
+    note(f"encoding the corpus ({len(train_docs)} training documents)")
     train_ids, held_ids = stream(train_docs), stream(heldout)
     np.save(cache / "train.npy", train_ids)
     np.save(cache / "heldout.npy", held_ids)

@@ -35,7 +35,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
 from saedetox.model.capture import run_to_hooks
 from saedetox.model.load import LoadedModel, load_model
-from saedetox.progress import progress_bar
+from saedetox.progress import note, progress_bar
 from saedetox.sae.load import load_sae
 from saedetox.sae.preflight import preflight
 from saedetox.train.config import SAETrainConfig
@@ -146,11 +146,13 @@ def train_sae(cfg: SAETrainConfig, texts: list[str] | None = None, eval_texts: l
         raise SaedetoxError(f"Need 1 <= k <= width (got k={cfg.k}, width={cfg.width}).")
     t0 = time.time()
     torch.manual_seed(cfg.seed)
+    note(f"loading model {cfg.model}")
     lm = load_model(cfg.model, dtype="float32", device=cfg.device)
     lm.site(cfg.hook)
     d = lm.d_model
     lr = cfg.lr or 2e-4 * math.sqrt(16384 / cfg.width)
     aux_k = cfg.aux_k or d // 2
+    note("reading the training text")
     texts = texts if texts is not None else corpus_texts(cfg.data_dir, cfg.seed)
     state = {"stream": activation_stream(lm, cfg.hook, texts, cfg.context), "epoch": 0}
 

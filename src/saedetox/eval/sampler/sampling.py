@@ -31,6 +31,7 @@ from saedetox.eval.sampler.noise import NoiseStream
 from saedetox.model.chat import chat_texts
 from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.model.tokens import tokenize_batch
+from saedetox.progress import warn
 from saedetox.steering.steerer import Steerer, generating
 
 #: the sampler's name and version; bump it whenever the same config would sample other tokens
@@ -128,6 +129,20 @@ def _generate_batch(lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig
     return rows
 
 
+def _warn_cut(lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig) -> None:
+    """One warning line when prompts are longer than the context leaves room for (they lose their start)."""
+    room = lm.max_positions - cfg.max_new_tokens if lm.max_positions else None
+    if room is None or not prompts:
+        return
+    extra = 1 if cfg.prepend_bos and lm.tokenizer.bos_token_id is not None else 0
+    cut = sum(n + extra > room for n in prompt_lengths(lm, prompts))
+    if cut:
+        warn(
+            f"{cut} of {len(prompts)} prompt(s) are longer than the {room} tokens the context of {lm.max_positions} "
+            f"leaves beside {cfg.max_new_tokens} new tokens; they were cut to their last {room} tokens."
+        )
+
+
 def iter_samples(
     lm: LoadedModel,
     prompts: Sequence[str],
@@ -141,6 +156,7 @@ def iter_samples(
     ``batches`` is :func:`batch_members` of these prompts when the caller has it already (not recomputed).
     """
     cfg.validate()
+    _warn_cut(lm, prompts, cfg)
     skip = skip_batches or set()
     ctx = steerer if steerer is not None and not steerer.is_attached else nullcontext()
     prompts = chat_texts(lm.tokenizer, prompts, cfg.chat)
