@@ -64,7 +64,7 @@ def _child(argv: list[str], fault: tuple[str, float] | None, log: str, threads: 
 def _inject(kind: str, arg: float) -> None:
     import json
 
-    import saedetox.eval.run as run
+    import saedetox.eval.runs.judge_scores as judge_scores
     import saedetox.eval.runs.generation_log as log
 
     if kind in ("kill", "sleep"):
@@ -89,7 +89,7 @@ def _inject(kind: str, arg: float) -> None:
 
         log.GenerationLog.append = append  # type: ignore[method-assign]
     elif kind == "kill-after-judge":
-        real_save = run._save_scores
+        real_save = judge_scores._save_scores
         saves = {"n": 0}
 
         def save(*a: Any, **kw: Any) -> None:
@@ -98,7 +98,7 @@ def _inject(kind: str, arg: float) -> None:
             if saves["n"] == int(arg):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        run._save_scores = save
+        judge_scores._save_scores = save
     else:
         raise ValueError(kind)
 

@@ -18,20 +18,13 @@ made with other settings is refused unless ``overwrite`` (:mod:`saedetox.eval.ru
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata as md
-import io
-import json
 import platform
 import random
 import time
-import zipfile
-from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from saedetox.data.corpus import heldout_texts
 from saedetox.data.location import resolve_data_dir
@@ -47,13 +40,11 @@ from saedetox.eval.metrics.toxicity import toxicity_summary
 from saedetox.eval.result import RunResult
 from saedetox.eval.runs.fingerprint import Fingerprint, protocol_settings, run_fingerprint
 from saedetox.eval.runs.generation_log import GenerationLog
-from saedetox.eval.runs.identity import judge_identity
+from saedetox.eval.runs.judge_scores import check_judges, score_judges
 from saedetox.eval.runs.push_calibration import calibrate_method, prompt_pool
-from saedetox.eval.runs.runfolder import CONFIG, GENERATIONS, METRICS, SCORES, discard_if_empty, open_run, precheck
+from saedetox.eval.runs.runfolder import CONFIG, GENERATIONS, METRICS, discard_if_empty, open_run, precheck
 from saedetox.eval.sampler.sampling import SamplingConfig, batch_members, iter_samples, prompt_lengths
-from saedetox.io import atomic_write_bytes, atomic_write_json, check_output_dir, folder_lock
-from saedetox.judges.base import Judge
-from saedetox.judges.registry import get_judge
+from saedetox.io import atomic_write_json, check_output_dir, folder_lock
 from saedetox.methods.base import Method
 from saedetox.methods.registry import as_method
 from saedetox.model.chat import chat_texts, check_chat
@@ -137,61 +128,6 @@ def generate_all(
 # --------------------------------------------------------------------------- scoring
 
 
-def score_judges(
-    judges: Sequence[str], conts: list[list[str]], run: Path, generation: str = ""
-) -> dict[str, np.ndarray]:
-    """Scores [n_prompts, k] per judge, cached in ``RUN/scores.npz`` after each judge.
-
-    A cached score is used only for the same continuations (``generation``: the fingerprint of
-    what they depend on) and the same judge (its identity: files or package version).
-    """
-    cache = run / SCORES
-    shape = (len(conts), len(conts[0]) if conts else 0)
-    have = _cached_scores(cache, shape, generation)
-    flat = [c for row in conts for c in row]
-    for name in judges:
-        if name not in have:
-            note(f"scoring {len(flat)} continuations with the {name} judge")
-            scores = np.asarray(_judge(name).score(flat), dtype=np.float64).reshape(shape)
-            have[name] = (judge_identity(name), scores)
-            _save_scores(cache, have, generation)
-    return {j: have[j][1] for j in judges}
-
-
-def _cached_scores(cache: Path, shape: tuple[int, int], generation: str) -> dict[str, tuple[str, np.ndarray]]:
-    if not cache.exists():
-        return {}
-    try:
-        with np.load(cache) as z:
-            meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
-            if meta.get("generation") != generation:
-                return {}
-            ids = meta.get("judges", {})
-            return {
-                k: (ids[k], z[k]) for k in z.files if k in ids and z[k].shape == shape and ids[k] == judge_identity(k)
-            }
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
-        return {}  # an unreadable cache is computed again
-
-
-def _save_scores(cache: Path, have: dict[str, tuple[str, np.ndarray]], generation: str) -> None:
-    meta = {"generation": generation, "judges": {k: v[0] for k, v in have.items()}}
-    buf = io.BytesIO()
-    np.savez(buf, __meta__=np.array(json.dumps(meta)), **{k: v[1] for k, v in have.items()})
-    atomic_write_bytes(cache, buf.getvalue())
-
-
-@functools.lru_cache(maxsize=8)
-def _judge(name: str) -> Judge:
-    return get_judge(name)
-
-
-def check_judges(judges: Sequence[str]) -> None:
-    """Every judge can be built here (known name, optional package installed, API key set), before any work."""
-    for j in judges:
-        _judge(j)
-
-
 def prepare(
     cfg: EvalConfig, run: Path, data_dir: str | None = None, overwrite: bool = False
 ) -> tuple[list[Prompt], list[str], Fingerprint]:
@@ -258,7 +194,8 @@ def evaluate(
         except SaedetoxError:
             discard_if_empty(run, created)
             raise
-        return _measure(lm, run, cfg, method, prompts, conts, clean, ref_lm, data_dir, config, fp, t0)
+        job = _Job(lm, ref_lm, run, cfg, method, prompts, clean, data_dir, fp, t0)
+        return _measure(job, config, conts)
 
 
 def _run_config(
@@ -285,21 +222,26 @@ def _run_config(
     }
 
 
-def _measure(
-    lm: LoadedModel,
-    run: Path,
-    cfg: EvalConfig,
-    method: Method,
-    prompts: list[Prompt],
-    conts: list[list[str]],
-    clean: list[str],
-    ref_lm: LoadedModel | None,
-    data_dir: str | None,
-    config: dict[str, Any],
-    fp: Fingerprint,
-    t0: float,
-) -> RunResult:
+@dataclass(frozen=True)
+class _Job:
+    """What one evaluation works on, once its folder is open and its prompts are chosen."""
+
+    lm: LoadedModel
+    ref_lm: LoadedModel | None
+    run: Path
+    cfg: EvalConfig
+    method: Method
+    prompts: list[Prompt]
+    clean: list[str]
+    data_dir: str | None
+    fp: Fingerprint
+    t0: float
+
+
+def _measure(job: _Job, config: dict[str, Any], conts: list[list[str]]) -> RunResult:
     """Score the continuations, measure fluency and capability; write and return ``RUN/metrics.json``."""
+    lm, ref_lm, run, cfg, method, prompts = job.lm, job.ref_lm, job.run, job.cfg, job.method, job.prompts
+    clean, data_dir, fp, t0 = job.clean, job.data_dir, job.fp, job.t0
     gen_seconds = time.time() - t0
     steering = method.stats() if method.stats is not None else None  # gathered while generating
     sampling = cfg.sampling

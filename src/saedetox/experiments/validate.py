@@ -13,7 +13,8 @@ from pathlib import Path
 from saedetox.discover.features import parse_features
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.run import check_judges, clean_texts, load_prompts
+from saedetox.eval.run import clean_texts, load_prompts
+from saedetox.eval.runs.judge_scores import check_judges
 from saedetox.experiments.compatibility import check_agreement, check_features_file, model_header
 from saedetox.experiments.config import SweepConfig
 from saedetox.experiments.plan import plan, run_spec
