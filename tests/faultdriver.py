@@ -64,8 +64,8 @@ def _child(argv: list[str], fault: tuple[str, float] | None, log: str, threads: 
 def _inject(kind: str, arg: float) -> None:
     import json
 
-    import saedetox.eval.runs.judge_scores as judge_scores
     import saedetox.eval.runs.generation_log as log
+    import saedetox.eval.runs.judge_scores as judge_scores
 
     if kind in ("kill", "sleep"):
         real_append = log.GenerationLog.append

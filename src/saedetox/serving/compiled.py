@@ -28,6 +28,7 @@ from saedetox.steering.steerer import Steerer
 
 LEVEL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 OFF = "off"
+LEVEL_KEY = "saedetox_level"  # the key of SamplingParams.extra_args (vllm_xargs over HTTP) naming a request's level
 FORMAT = "saedetox-levels/1"
 
 

@@ -16,8 +16,7 @@ from typing import Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.model.load import LoadedModel
-from saedetox.serving.compiled import OFF, compile_levels, load_levels_file, save_levels
-from saedetox.serving.worker import LEVEL_KEY
+from saedetox.serving.compiled import LEVEL_KEY, OFF, compile_levels, load_levels_file, save_levels
 from saedetox.steering.spec import SteeringSpec
 
 EXTENSION = "saedetox.serving.worker.SaedetoxWorkerExtension"

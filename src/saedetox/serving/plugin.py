@@ -15,7 +15,6 @@ from typing import Any
 
 ENV = "SAEDETOX_LEVELS"
 NAMES_ENV = "SAEDETOX_LEVEL_NAMES"  # the level names, so the API server checks requests without the file
-LEVEL_KEY = "saedetox_level"
 _RUNNERS = ("vllm.v1.worker.gpu_model_runner:GPUModelRunner", "vllm.v1.worker.cpu_model_runner:CPUModelRunner")
 
 
@@ -32,7 +31,7 @@ def register() -> None:
         if "load_model" in cls.__dict__ and not getattr(cls.load_model, "_saedetox", False):
             cls.load_model = _after_load(cls.load_model, path)
     _engine_defaults()
-    names = os.environ.get(NAMES_ENV)
+    names = os.environ.get(NAMES_ENV)  # the API server's process: refuse unknown levels there
     if names:
         _check_levels([n for n in names.split(",") if n])
 
@@ -41,6 +40,8 @@ def _check_levels(names: list[str]) -> None:
     """Requests naming an unknown level fail validation (HTTP 400 on the server) before the engine."""
     from vllm.exceptions import VLLMValidationError
     from vllm.sampling_params import SamplingParams
+
+    from saedetox.serving.compiled import LEVEL_KEY
 
     inner = SamplingParams._verify_args
     if getattr(inner, "_saedetox", False):

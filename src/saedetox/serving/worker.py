@@ -20,9 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from saedetox.serving.compiled import OFF, load_levels_file
+from saedetox.serving.compiled import LEVEL_KEY, OFF, load_levels_file
 from saedetox.serving.flat import FlatSteering, StepInfo
-from saedetox.serving.plugin import LEVEL_KEY
 from saedetox.serving.sites import decoder_layers, edit_stream
 
 
