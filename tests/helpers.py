@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -300,3 +301,15 @@ def run_cli(argv: list, capsys) -> tuple[int, str, str]:
         sys.exit(0)
     out = capsys.readouterr()
     return int(ex.value.code or 0), out.out, out.err
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``roots`` with its size and modification time (what a refusal must not change)."""
+    out = {}
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                p = Path(dirpath) / name
+                st = p.stat()
+                out[str(p)] = (st.st_size, st.st_mtime_ns if p.is_file() else 0)
+    return out

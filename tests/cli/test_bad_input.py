@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from helpers import run_cli, tiny_gpt2, write_sae
+from helpers import run_cli, snapshot, tiny_gpt2, write_sae
 from saedetox.cli.app import main
 
 GEMMA_SAE = "gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical"
@@ -266,17 +266,6 @@ CASES = [
 ]
 
 
-def _snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
-    out = {}
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in dirnames + filenames:
-                p = Path(dirpath) / name
-                st = p.stat()
-                out[str(p)] = (st.st_size, st.st_mtime_ns if p.is_file() else 0)
-    return out
-
-
 def test_the_table_is_large_and_covers_every_command():
     from saedetox.cli.app import app
 
@@ -291,7 +280,7 @@ def test_the_table_is_large_and_covers_every_command():
 def test_bad_input(world, tmp_path, capsys, monkeypatch, name, argv, msg):
     monkeypatch.delenv("PERSPECTIVE_API_KEY", raising=False)
     argv = [a.format(w=world, t=tmp_path) for a in argv]
-    before = _snapshot(world, tmp_path)
+    before = snapshot(world, tmp_path)
     code, out, err = run_cli(argv, capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2, (code, out, err)
@@ -299,7 +288,7 @@ def test_bad_input(world, tmp_path, capsys, monkeypatch, name, argv, msg):
     assert lines[0].startswith("error:") and "Traceback" not in err + out, err
     assert msg in lines[0], lines[0]
     assert not re.match(r"error: \w+(Error|Exception|Exit|Abort): ", lines[0]), lines[0]  # not the generic fallback
-    assert _snapshot(world, tmp_path) == before, "bad input left files behind or changed existing ones"
+    assert snapshot(world, tmp_path) == before, "bad input left files behind or changed existing ones"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import pathlib
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
-from helpers import run_cli, tiny_gpt2, write_sae
+from helpers import run_cli, snapshot, tiny_gpt2, write_sae
 
 
 @pytest.fixture(scope="module")
@@ -40,27 +38,16 @@ EXPORT = ["export", "--model", "{w}/model"] + SAE + ["--strength", "1"]
 LONG_LIST = ",".join(str(i) for i in range(1000, 1100))  # 499 characters: too long for a file name
 
 
-def _snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
-    out = {}
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in dirnames + filenames:
-                p = Path(dirpath) / name
-                st = p.stat()
-                out[str(p)] = (st.st_size, st.st_mtime_ns if p.is_file() else 0)
-    return out
-
-
 def refused(world, tmp_path, capsys, argv, msg) -> str:
     argv = [a.format(w=world, t=tmp_path) for a in argv]
-    before = _snapshot(world, tmp_path)
+    before = snapshot(world, tmp_path)
     code, out, err = run_cli(argv, capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2, (code, out, err)
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
     assert re.search(msg, lines[0]), lines[0]
     assert not re.match(r"error: \w+(Error|Exception): ", lines[0]), lines[0]
-    assert _snapshot(world, tmp_path) == before, "bad input left files behind or changed existing ones"
+    assert snapshot(world, tmp_path) == before, "bad input left files behind or changed existing ones"
     return lines[0]
 
 

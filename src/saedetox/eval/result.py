@@ -31,7 +31,7 @@ def _ci(value: Any) -> tuple[float, float] | None:
     return (float(value[0]), float(value[1])) if isinstance(value, (list, tuple)) and len(value) == 2 else None
 
 
-def _dig(d: Any, *path: str) -> Any:
+def dig(d: Any, *path: str) -> Any:
     """``d[p0][p1]...``, or ``None`` when a step is missing or not a mapping (metrics files may lack any key)."""
     for p in path:
         if not isinstance(d, Mapping) or p not in d:
@@ -40,9 +40,9 @@ def _dig(d: Any, *path: str) -> Any:
     return d
 
 
-def _section(d: Any, key: str) -> dict[str, Any]:
+def section(d: Any, key: str) -> dict[str, Any]:
     """``d[key]`` as a dict when it is a mapping, else ``{}``."""
-    v = _dig(d, key)
+    v = dig(d, key)
     return dict(v) if isinstance(v, Mapping) else {}
 
 
@@ -89,7 +89,7 @@ class RunResult(dict[str, Any]):
     @property
     def judges(self) -> list[str]:
         """The judges that scored this run, in the order they were given."""
-        return list(_section(self, "toxicity"))
+        return list(section(self, "toxicity"))
 
     def toxicity(self, judge: str | None = None) -> Toxicity:
         """One judge's numbers (default: the first judge)."""
@@ -113,8 +113,8 @@ class RunResult(dict[str, Any]):
     def toxicity_value(self, judge: str, key: str, split: str | None = None) -> Any:
         """``toxicity[judge][key]`` as stored, or within ``by_prompt_toxicity[split]``; ``None`` when missing."""
         if split is None:
-            return _dig(self, "toxicity", judge, key)
-        return _dig(self, "toxicity", judge, "by_prompt_toxicity", split, key)
+            return dig(self, "toxicity", judge, key)
+        return dig(self, "toxicity", judge, "by_prompt_toxicity", split, key)
 
     @property
     def tox_prob(self) -> float | None:
@@ -129,74 +129,74 @@ class RunResult(dict[str, Any]):
     @property
     def ppl(self) -> float | None:
         """Conditional perplexity of the continuations under the reference LM (``None`` when undefined)."""
-        return _dig(self, "fluency", "ppl_conditional")
+        return dig(self, "fluency", "ppl_conditional")
 
     @property
     def ppl_ci(self) -> Any:
         """The 95% CI of :attr:`ppl` as stored (``[lo, hi]``), or ``None``."""
-        return _dig(self, "fluency", "ppl_ci")
+        return dig(self, "fluency", "ppl_ci")
 
     @property
     def ppl_clean(self) -> float | None:
         """Perplexity of the (steered) model on held-out clean text, if measured."""
-        return _dig(self, "fluency", "ppl_clean")
+        return dig(self, "fluency", "ppl_clean")
 
     @property
     def dist1(self) -> float | None:
         """Distinct unigrams per continuation set (DExperts' dist-1)."""
-        return _dig(self, "diversity", "dist1")
+        return dig(self, "diversity", "dist1")
 
     @property
     def dist2(self) -> float | None:
         """Distinct bigrams per continuation set (DExperts' dist-2)."""
-        return _dig(self, "diversity", "dist2")
+        return dig(self, "diversity", "dist2")
 
     @property
     def dist3(self) -> float | None:
         """Distinct trigrams per continuation set (DExperts' dist-3)."""
-        return _dig(self, "diversity", "dist3")
+        return dig(self, "diversity", "dist3")
 
     @property
     def capability(self) -> dict[str, float]:
         """Benchmark accuracies (``{task: acc}``); perplexity-type numbers are in ``res["capability_ppl"]``."""
-        return _section(self, "capability")
+        return section(self, "capability")
 
     @property
     def capability_ppl(self) -> dict[str, float]:
         """Perplexity-type benchmark numbers (``{task: ppl}``)."""
-        return _section(self, "capability_ppl")
+        return section(self, "capability_ppl")
 
     @property
     def judge_agreement(self) -> dict[str, Any]:
         """Agreement between judges per pair (``"a~b"``: pearson, spearman, cohen_kappa, n)."""
-        return _section(self, "judge_agreement")
+        return section(self, "judge_agreement")
 
     @property
     def samples_per_prompt(self) -> int | None:
         """k, the continuations per prompt: ``samples_per_prompt``, else ``config.sampling.n_samples``."""
         k = _finite(self.get("samples_per_prompt"))
         if k is None:
-            k = _finite(_dig(self, "config", "sampling", "n_samples"))
+            k = _finite(dig(self, "config", "sampling", "n_samples"))
         return None if k is None else int(k)
 
     @property
     def wall_seconds(self) -> float | None:
         """How long the run took, in seconds."""
-        return _dig(self, "wall_seconds")
+        return dig(self, "wall_seconds")
 
     @property
     def effective_push(self) -> float | None:
         """Mean ‖Δx‖ / median residual norm over generated positions (steering methods only)."""
-        return _dig(self, "steering", "effective_push")
+        return dig(self, "steering", "effective_push")
 
     @property
     def config(self) -> dict[str, Any]:
         """What was run: method, its settings, model, prompts, sampling, judges."""
-        return _section(self, "config")
+        return section(self, "config")
 
     def config_value(self, key: str) -> Any:
         """``config[key]`` as stored, or ``None``."""
-        return _dig(self, "config", key)
+        return dig(self, "config", key)
 
     def __repr__(self) -> str:
         parts = [f"run={self.config.get('run')!r}", f"method={self.config.get('method')!r}"]

@@ -12,24 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.result import RunResult
+from saedetox.eval.result import RunResult, dig, section  # noqa: F401  (dig, section: the one reader of nested metrics, re-exported)
 
 DASH = "–"
-
-
-def dig(d: Any, *path: str) -> Any:
-    """``d[p0][p1]...`` or ``None`` when any step is missing or not a dict."""
-    for p in path:
-        if not isinstance(d, dict) or p not in d:
-            return None
-        d = d[p]
-    return d
-
-
-def section(m: Any, key: str) -> dict[str, Any]:
-    """``m[key]`` when it is a dict, else ``{}`` (a missing or malformed section reads as empty)."""
-    v = dig(m, key)
-    return v if isinstance(v, dict) else {}
 
 
 def num(x: Any) -> float | None:
