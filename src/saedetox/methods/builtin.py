@@ -103,6 +103,7 @@ def _export_baseline(name: str) -> Any:
 def _meandiff(
     lm: LoadedModel,
     spec: SteeringSpec | None = None,
+    *,
     hook: str | None = None,
     tier: str | float | None = "medium",
     strength: float | None = None,

@@ -26,6 +26,7 @@ def export_baseline(
     lm: LoadedModel,
     name: str,
     out: str | Path,
+    *,
     hook: str | None = None,
     tier: str | float | None = None,
     strength: float | None = None,
