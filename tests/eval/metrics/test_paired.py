@@ -176,3 +176,19 @@ def test_evaluate_writes_the_per_prompt_block(tmp_path, gpt2):
     for got, row in zip(pp["log_ppl"], nll, strict=True):
         kept = [s / n for s, n in row if n and s / n < math.log(1e4)]
         assert (got is None) if not kept else got == pytest.approx(np.mean(kept), abs=1e-5)
+
+
+def test_runs_scored_by_different_reference_models_are_refused():
+    """Identical continuations scored under two reference models would show a PPL 'difference' that is not paired."""
+    uids = ["a", "b", "c", "d"]
+    a = _run(uids, [0.9, 0.1, 0.8, 0.2], [1, 0, 1, 0], [1.0, 2.0, 3.0, 4.0])
+    b = _run(uids, [0.9, 0.1, 0.8, 0.2], [1, 0, 1, 0], [1.1, 2.1, 3.1, 4.1])
+    a["fluency"] = {"reference_model": "gpt2 (unsteered)"}
+    b["fluency"] = {"reference_model": "gpt2-xl"}
+    with pytest.raises(SaedetoxError, match="different models \\(gpt2 \\(unsteered\\) vs gpt2-xl\\)") as e:
+        compare_runs(a, b, n_boot=100)
+    assert "\n" not in str(e.value)
+    b["fluency"] = {"reference_model": "gpt2 (unsteered)"}
+    assert compare_runs(a, b, n_boot=100)["n_prompts"] == 4  # the same scorer: paired
+    del b["fluency"]  # a run written before the scorer was recorded: nothing to check against
+    assert compare_runs(a, b, n_boot=100)["n_prompts"] == 4

@@ -266,13 +266,7 @@ def compare_runs(
     with one :meth:`Difference.as_dict` per metric, and ``ppl_ratio`` = ``exp`` of the log-PPL
     difference and of its CI (the ratio of geometric-mean conditional perplexities A / B).
     """
-    chat = [bool(((m.get("config") or {}).get("sampling") or {}).get("chat")) for m in (a, b)]
-    if chat[0] != chat[1]:
-        plain, wrapped = (names[0], names[1]) if chat[1] else (names[1], names[0])
-        raise SaedetoxError(
-            f"Run {wrapped!r} wrapped its prompts in the chat template and {plain!r} did not: the model saw "
-            "other texts, so the runs are not paired. Compare runs made with the same chat setting."
-        )
+    _check_same_protocol(a, b, names)
     pa = PerPrompt.from_metrics(a, names[0])
     pb = align(pa, PerPrompt.from_metrics(b, names[1]))
     common = [j for j in pa.max_tox if j in pb.max_tox]
@@ -303,3 +297,21 @@ def compare_runs(
         "differences": diffs,
         "ppl_ratio": {"est": ex(lp["diff"]), "ci": [ex(lp["ci"][0]), ex(lp["ci"][1])]},
     }
+
+
+def _check_same_protocol(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -> None:
+    """Refuse runs whose model saw other texts (chat template) or whose PPL another model scored."""
+    chat = [bool(((m.get("config") or {}).get("sampling") or {}).get("chat")) for m in (a, b)]
+    if chat[0] != chat[1]:
+        plain, wrapped = (names[0], names[1]) if chat[1] else (names[1], names[0])
+        raise SaedetoxError(
+            f"Run {wrapped!r} wrapped its prompts in the chat template and {plain!r} did not: the model saw "
+            "other texts, so the runs are not paired. Compare runs made with the same chat setting."
+        )
+    refs = [(m.get("fluency") or {}).get("reference_model") for m in (a, b)]
+    if refs[0] is not None and refs[1] is not None and refs[0] != refs[1]:
+        raise SaedetoxError(
+            f"Runs {names[0]!r} and {names[1]!r} scored conditional perplexity with different models "
+            f"({refs[0]} vs {refs[1]}): their PPL is not paired. Compare runs scored with the same reference "
+            "model (ref_model)."
+        )
