@@ -80,6 +80,8 @@ def world(tmp_path_factory):
     (w / "empty.yaml").write_text("")
     _sweep(w, "zero.yaml", evaluation={"samples": 0})
     _sweep(w, "nojudge.yaml", evaluation={"judges": []})
+    _sweep(w, "noprimary.yaml", comparison={"primary": "sae-conditional"})
+    _sweep(w, "cmpjudge.yaml", comparison={"judge": "detoxify-original"})
     _sweep(w, "nocap.yaml", evaluation={"capability": ["nosuch"]})
     _sweep(w, "unknownkey.yaml", colour="blue")
     _sweep(w, "gpt2gemma.yaml", model="gpt2", sae=GEMMA_SAE)
@@ -205,6 +207,13 @@ CASES = [
     ("sweep-samples-0-real", ["sweep", "{w}/zero.yaml", "--out", "{t}/s"], "samples"),
     ("sweep-top-p-real", ["sweep", "{w}/topp.yaml", "--out", "{t}/s"], "top_p"),
     ("sweep-no-judges", ["sweep", "{w}/nojudge.yaml", "--dry-run"], "No judges"),
+    (
+        "sweep-primary-no-curve",
+        ["sweep", "{w}/noprimary.yaml", "--dry-run"],
+        "names no curve of this sweep: use one of sae",
+    ),
+    ("sweep-primary-no-curve-real", ["sweep", "{w}/noprimary.yaml", "--out", "{t}/s"], "names no curve"),
+    ("sweep-comparison-judge", ["sweep", "{w}/cmpjudge.yaml", "--dry-run"], "not among the evaluation's judges"),
     ("sweep-capability", ["sweep", "{w}/nocap.yaml", "--dry-run"], "Unknown capability task"),
     ("sweep-unknown-key", ["sweep", "{w}/unknownkey.yaml", "--dry-run"], "Unknown key"),
     ("sweep-gpt2-gemma-sae", ["sweep", "{w}/gpt2gemma.yaml", "--dry-run"], "trained on gemma-2-2b"),

@@ -60,7 +60,27 @@ def check_sweep(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
         # the real latents, gates and detector come from discovery's features.json when the run starts
         run_spec(cfg, r, [0], detector=PLACEHOLDER_DETECTOR)
     lines.append(f"{len(runs)} runs planned: {', '.join(r.name for r in runs)}")
+    if cfg.comparison is not None:
+        lines.append(_check_comparison(cfg, runs, ev.judges))
     return lines
+
+
+def _check_comparison(cfg: SweepConfig, runs: list, judges: tuple[str, ...]) -> str:
+    """The pre-registered question names a curve this sweep runs and a judge it scores with."""
+    comp = cfg.comparison
+    assert comp is not None
+    curves = list(dict.fromkeys(r.curve for r in runs if r.curve is not None))
+    if comp.primary is not None and comp.primary not in curves:
+        raise SaedetoxError(
+            f"comparison.primary '{comp.primary}' names no curve of this sweep: "
+            f"use one of {', '.join(curves) or 'none'}."
+        )
+    if comp.judge is not None and comp.judge not in judges:
+        raise SaedetoxError(
+            f"comparison.judge '{comp.judge}' is not among the evaluation's judges ({', '.join(judges)})."
+        )
+    primary = comp.primary or "the first SAE curve"
+    return f"comparison: {primary} at PPL ratios {comp.ppl_ratios}, judge {comp.judge or judges[0]}"
 
 
 def _model_line(name: str) -> str:
