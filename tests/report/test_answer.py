@@ -37,6 +37,17 @@ def test_the_answer_comes_first_and_is_stated_with_paired_cis(tmp_path: Path) ->
     assert "**sae-constant** (config)" in md and "### Curves at matched fluency" in md and "push 0.1" in md
 
 
+def test_only_a_configured_question_is_called_pre_registered(tmp_path: Path) -> None:
+    runs = sweep(World(n=40))
+    fixed = markdown_summary(runs, comparison={"primary": "sae-constant", "n_boot": 100})
+    assert fixed.startswith("## The answer (pre-registered comparison)") and "Question fixed before the runs" in fixed
+    adhoc = markdown_summary(runs)  # ad-hoc runs: the report's defaults chose the question
+    assert adhoc.startswith("## The comparison at matched fluency") and "not fixed before these runs" in adhoc
+    assert "pre-registered" not in adhoc and "fixed before the runs" not in adhoc
+    html = write_report(runs, tmp_path / "r.html").read_text()
+    assert "pre-registered" not in _section(html, "answer") and "not fixed before these runs" in html
+
+
 def test_hostile_names_are_escaped_everywhere(tmp_path: Path) -> None:
     runs = sweep(World(n=30))
     evil = "<script>alert(1)</script>"

@@ -215,12 +215,12 @@ def test_markdown_summary() -> None:
     assert rows["sae-constant-medium"][0].endswith("★")
     assert "Feature splitting: The cut weakens" in md
     assert "not comparable with papers that use k = 25" in md
-    assert md.startswith("## The answer") and "could not be computed" in md
+    assert md.startswith("## The comparison at matched fluency") and "could not be computed" in md  # no config
 
 
 def test_write_markdown(tmp_path: Path) -> None:
     p = write_markdown(_runs(), tmp_path / "r.md", baseline="none")
-    assert p.read_text().startswith("## The answer")
+    assert p.read_text().startswith("## The comparison at matched fluency")
 
 
 def test_load_runs(tmp_path: Path) -> None:

@@ -61,15 +61,21 @@ class Analysis:
     push_why: str | None = None
     paired: dict[str, dict[str, Any]] = field(default_factory=dict)
     paired_why: dict[str, str] = field(default_factory=dict)
+    #: the question came from a config fixed before the runs (a sweep's ``comparison``), not the defaults
+    preregistered: bool = False
 
 
 def analyse(
-    runs: dict[str, RunResult], judges: list[str], baseline: str, comparison: ComparisonConfig | None = None
+    runs: dict[str, RunResult],
+    judges: list[str],
+    baseline: str,
+    comparison: ComparisonConfig | Mapping[str, Any] | None = None,
 ) -> Analysis:
-    """The pre-registered comparisons and every run's paired differences to ``baseline``."""
-    cfg = comparison or ComparisonConfig()
+    """The comparison at matched fluency (pre-registered when ``comparison`` is given: a config fixed
+    before the runs; otherwise the defaults) and every run's paired differences to ``baseline``."""
+    cfg = ComparisonConfig.from_mapping(comparison)
     judge = cfg.judge or (judges[0] if judges else None)
-    out = Analysis(judge, baseline, cfg)
+    out = Analysis(judge, baseline, cfg, preregistered=comparison is not None)
     if judge is None:
         out.matched_why = out.push_why = "no judge scored these runs"
         return out

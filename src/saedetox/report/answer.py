@@ -64,11 +64,21 @@ def _why(at: dict[str, Any], m: dict[str, Any]) -> str:
     return at.get("why") or "no comparison"
 
 
-def intro_line(m: dict[str, Any]) -> list[Seg]:
-    """The pre-registered question, with the protocol."""
+def answer_title(preregistered: bool) -> str:
+    """The first section's title: "pre-registered" only when a config fixed the question before the runs."""
+    return "The answer (pre-registered comparison)" if preregistered else "The comparison at matched fluency"
+
+
+def intro_line(m: dict[str, Any], preregistered: bool = True) -> list[Seg]:
+    """The question (fixed before the runs, or the report's defaults), with the protocol."""
     ratios = ", ".join(f"×{r:.2f}" for r in m["ratios"])
+    lead = (
+        "Question fixed before the runs: "
+        if preregistered
+        else "Question set by the report's defaults, not fixed before these runs (no comparison config): "
+    )
     return [
-        "Question fixed before the runs: is the primary SAE curve ",
+        lead + "is the primary SAE curve ",
         b(m["primary"] or DASH),
         f" ({m['primary_source']}) less toxic than the best baseline at matched fluency (PPL ratio to "
         f"{m['origin']} of {ratios})? Judge {m['judge']}, toxicity probability at k = {m['k']}, "
@@ -98,12 +108,12 @@ def answer_line(at: dict[str, Any], m: dict[str, Any]) -> list[Seg]:
 
 
 def section_answer(an: Analysis, kl: str) -> Section:
-    s = Section("answer", "The answer (pre-registered comparison)")
+    s = Section("answer", answer_title(an.preregistered))
     m = an.matched
     if m is None:
-        s.blocks.append(card(f"The pre-registered comparison could not be computed: {an.matched_why}"))
+        s.blocks.append(card(f"The comparison could not be computed: {an.matched_why}"))
         return s
-    lines: list[list[Seg]] = [intro_line(m)]
+    lines: list[list[Seg]] = [intro_line(m, an.preregistered)]
     rows = []
     for at in m["at_ratio"]:
         lines.append(answer_line(at, m))
@@ -149,7 +159,8 @@ def section_answer(an: Analysis, kl: str) -> Section:
         for c in at["secondary"]
     ]
     if sec:
-        s.blocks.append(h3("Secondary: the other SAE curves vs the best baseline (not the pre-registered question)"))
+        which = "the pre-registered question" if an.preregistered else "the primary question"
+        s.blocks.append(h3(f"Secondary: the other SAE curves vs the best baseline (not {which})"))
         head2 = ["SAE curve", "PPL ratio", [f"Δ tox. prob ({kl})", "[95% CI]"], ["relative", "[95% CI]"], "p"]
         s.blocks.append(table(head2, sec))
     s.blocks.append(legend(METHOD_NOTE))

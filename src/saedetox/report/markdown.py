@@ -10,7 +10,7 @@ from typing import Any
 from saedetox.eval.result import RunResult
 from saedetox.io import atomic_write_text
 from saedetox.report.analysis import analyse, pareto_names
-from saedetox.report.answer import answer_line, intro_line
+from saedetox.report.answer import answer_line, answer_title, intro_line
 from saedetox.report.curves import ComparisonConfig
 from saedetox.report.format import (
     DASH,
@@ -67,14 +67,14 @@ def markdown_summary(
     """
     runs = as_results(runs)
     judges = judges_of(runs, baseline, primary_judge)
-    an = analyse(runs, judges, baseline, ComparisonConfig.from_mapping(comparison))
+    an = analyse(runs, judges, baseline, comparison)
     kl = k_label(runs)
-    out = ["## The answer (pre-registered comparison)", ""]
+    out = [f"## {answer_title(an.preregistered)}", ""]
     m = an.matched
     if m is None:
-        out.append(f"The pre-registered comparison could not be computed: {an.matched_why}")
+        out.append(f"The comparison could not be computed: {an.matched_why}")
     else:
-        out += [_segs(intro_line(m)), ""] + [f"- {_segs(answer_line(at, m))}" for at in m["at_ratio"]]
+        out += [_segs(intro_line(m, an.preregistered)), ""] + [f"- {_segs(answer_line(at, m))}" for at in m["at_ratio"]]
         out += ["", f"### Curves at matched fluency (toxicity probability, k = {m['k']}, judge {m['judge']})", ""]
         rows = []
         for name in [c["name"] for c in m["curves"]] + [p["name"] for p in m["points"]]:

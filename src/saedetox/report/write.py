@@ -57,7 +57,7 @@ def write_report(
         judges,
         baseline=baseline,
         pareto=pareto_names(results, judges[0]) if judges else set(),
-        analysis=analyse(results, judges, baseline, ComparisonConfig.from_mapping(comparison)),
+        analysis=analyse(results, judges, baseline, comparison),
         features=features,
         splitting=splitting,
         manifest=manifest,
