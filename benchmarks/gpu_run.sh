@@ -16,6 +16,11 @@
 # then, with F copied to the GPU machine:  cd F && BENCH_COMMIT=<commit> bash benchmarks/gpu_run.sh TAG
 # Outputs land in $OUT: gpu_gpt2_TAG.json, gpu_gemma_TAG.json, profile_gpt2_TAG.json (+ logs).
 # SKIP_PROFILE=1 / SKIP_GEMMA=1 leave those parts out. About 8 minutes of GPU time in all.
+# The vLLM backend (benchmarks/vllm_speed.py) runs too where `import vllm` works: prepare
+#   3. F/.work/vllm-wheels: `pip download vllm` for Python 3.12 and the GPU machine's torch (no
+#      network there), installed below with `pip install --no-index --find-links`; SKIP_VLLM=1
+#      leaves it out. Outputs: vllm_gpt2_TAG.json (batch 512, the full RTP challenging protocol),
+#      vllm_gemma_TAG.json.
 TAG=${1:-run}
 [ -d src/saedetox/assets ] || cp -r ../../src/saedetox/assets src/saedetox/ || exit 1
 tar xzf .work/site312.tgz -C /tmp || exit 1
@@ -36,6 +41,19 @@ if [ -z "$SKIP_GEMMA" ]; then
   python3 benchmarks/sampling_speed.py --device cuda --model gemma-2-2b --batches 128,512 --k 8 --repeats 3 --warmup \
     --ppl-prompts 0 --out "$OUT/gpu_gemma_$TAG.json" > "$OUT/gpu_gemma_$TAG.log" 2>&1
   echo "gemma done $(( $(date +%s) - S )) s"
+fi
+if [ -z "$SKIP_VLLM" ]; then
+  python3 -c "import vllm" 2>/dev/null || { [ -d .work/vllm-wheels ] && \
+    pip install -q --no-index --find-links .work/vllm-wheels vllm; }
+  if python3 -c "import vllm" 2>/dev/null; then
+    python3 benchmarks/vllm_speed.py --device cuda --model gpt2-small --batch 512 --repeats 5 --protocol \
+      --out "$OUT/vllm_gpt2_$TAG.json" > "$OUT/vllm_gpt2_$TAG.log" 2>&1
+    [ -n "$SKIP_GEMMA" ] || python3 benchmarks/vllm_speed.py --device cuda --model gemma-2-2b --batch 512 \
+      --repeats 3 --out "$OUT/vllm_gemma_$TAG.json" > "$OUT/vllm_gemma_$TAG.log" 2>&1
+    echo "vllm done $(( $(date +%s) - S )) s"
+  else
+    echo "vLLM is not installed on this machine: the vLLM backend was not measured"
+  fi
 fi
 for f in "$OUT"/gpu_*_"$TAG".json; do
   python3 -c "import json,sys;r=json.load(open(sys.argv[1]));[print(r['model'],b['sequences'],b['steered_vs_unsteered']['saedetox'],b['saedetox_vs_plain']) for b in r['batches']];print(r.get('protocol_wall_s'))" "$f"

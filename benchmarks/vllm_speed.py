@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--protocol", action="store_true")
+    ap.add_argument("--out", default=None, help="also write the JSON here (vLLM logs to stdout as well)")
     args = ap.parse_args()
     device = torch.device(args.device)
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
@@ -133,7 +134,10 @@ def main() -> None:
             proto[mode] = round(time.time() - t, 1)
         out["protocol_seconds"] = {"prompts": len(ids), "samples": 25, "tokens": N_NEW, **proto}
     llm.close()
-    print(json.dumps(out, indent=1))
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":
