@@ -313,3 +313,18 @@ def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
                 st = p.stat()
                 out[str(p)] = (st.st_size, st.st_mtime_ns if p.is_file() else 0)
     return out
+
+
+def deny_reading(monkeypatch, target: Path) -> None:
+    """Reading ``target`` raises PermissionError (the tests run as root, so chmod cannot make it unreadable)."""
+    import errno
+    import pathlib
+
+    real = pathlib.Path.read_text
+
+    def read_text(self, *a, **kw):
+        if self == target:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(pathlib.Path, "read_text", read_text)

@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from helpers import run_cli, snapshot, tiny_gpt2, write_sae
+from helpers import deny_reading, run_cli, snapshot, tiny_gpt2, write_sae
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +90,7 @@ def test_refused_and_nothing_left(world, tmp_path, capsys, name, argv, msg):
 
 def test_unreadable_prompt_file(world, tmp_path, capsys, monkeypatch):
     target = world / "prompts.txt"
-    real = pathlib.Path.read_text
-
-    def read_text(self, *a, **kw):
-        if self == target:
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(pathlib.Path, "read_text", read_text)
+    deny_reading(monkeypatch, target)
     line = refused(world, tmp_path, capsys, GEN + ["--prompts", str(target)], "Permission denied")
     assert str(target) in line
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import errno
-import pathlib
-
 import pytest
 
+from helpers import deny_reading
 from saedetox.data.readers import read_lines, read_prompt_texts, read_texts
 from saedetox.errors import SaedetoxError
 
@@ -29,14 +27,7 @@ def test_a_byte_order_mark_is_dropped(tmp_path, name, body, field):
 def test_unreadable_and_unnameable_files(tmp_path, monkeypatch):
     target = tmp_path / "p.txt"
     target.write_text("Hello\n")
-    real = pathlib.Path.read_text
-
-    def read_text(self, *a, **kw):
-        if self == target:
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(pathlib.Path, "read_text", read_text)
+    deny_reading(monkeypatch, target)
     with pytest.raises(SaedetoxError, match=r"Cannot read .*p\.txt: Permission denied\.$"):
         read_lines(target)
     with pytest.raises(SaedetoxError, match=r"Cannot read a{100}… \(300 characters\): File name too long"):
