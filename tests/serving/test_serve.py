@@ -128,6 +128,13 @@ def test_each_level_answers_the_openai_client_as_hf(server):
             assert _ids(_complete(client, p, lv)) == solo[(i, lv)], (i, lv)
 
 
+def test_a_text_prompt_gets_bos_as_saedetox_gives_it(server):
+    """The served tokenizer adds BOS where saedetox's sampler prepends it: text = ids with BOS."""
+    proc, base, client, prompts, solo = server
+    for lv in ("off", "high"):
+        assert _ids(_complete(client, PROMPTS[2], lv)) == solo[(2, lv)], lv
+
+
 def test_unknown_level_is_http_400(server):
     proc, base, client, prompts, solo = server
     with pytest.raises(openai.BadRequestError, match="Unknown steering level 'extreme'"):

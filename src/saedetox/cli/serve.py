@@ -37,6 +37,7 @@ def serve_cmd(
     from saedetox.model.load import REFERENCE_NAME, reference_model_dir  # deferred: see saedetox.cli.app
     from saedetox.serving.engine import build_levels
     from saedetox.serving.server import ServerSettings, parse_levels, run_server
+    from saedetox.steering.checkpoint import save_tokenizer
 
     if steering.tier is not None or steering.strength is not None:
         raise SaedetoxError(
@@ -56,6 +57,7 @@ def serve_cmd(
         typer.echo("compiling the steering levels on the HF model ...", err=True)
         lm = load_lm(model, "float32" if dtype == "auto" else dtype, "cpu")
         build_levels(lm, specs, path)
+        save_tokenizer(lm.tokenizer, path.parent / "tokenizer")  # text prompts get BOS as saedetox's sampler gives it
         del lm
         typer.echo(f"serving {model} on http://{host}:{port}/v1 with levels {', '.join(named)}", err=True)
 

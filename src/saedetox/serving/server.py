@@ -65,7 +65,8 @@ class ServerSettings:
     vllm_args: Sequence[str] = field(default_factory=tuple)
 
 
-def server_command(s: ServerSettings) -> list[str]:
+def server_command(s: ServerSettings, tokenizer: Path | None = None) -> list[str]:
+    """vLLM's server; ``tokenizer``: a folder whose tokenizer adds BOS as saedetox's sampler does."""
     return [
         sys.executable,
         "-m",
@@ -84,12 +85,14 @@ def server_command(s: ServerSettings) -> list[str]:
         "--no-enable-prefix-caching",
         "--worker-extension-cls",
         "saedetox.serving.worker.SaedetoxWorkerExtension",
+        *(["--tokenizer", str(tokenizer)] if tokenizer is not None else []),
         *s.vllm_args,
     ]
 
 
 def run_server(settings: ServerSettings, write_levels, names: Sequence[str]) -> int:
-    """Compile the levels (``write_levels(path)``), run the server until it stops; its exit status."""
+    """Compile the levels (``write_levels(path)``, which may also save a BOS-adding tokenizer in
+    ``path.parent / "tokenizer"``), run the server until it stops; its exit status."""
     try:
         import vllm  # noqa: F401  (checked here: the error is one line, not the child's traceback)
     except ImportError:
@@ -100,7 +103,8 @@ def run_server(settings: ServerSettings, write_levels, names: Sequence[str]) -> 
         path = Path(tmp) / "levels.pt"
         write_levels(path)
         env = {**os.environ, ENV: str(path), NAMES_ENV: ",".join(names)}
-        proc = subprocess.Popen(server_command(settings), env=env)
+        tok = Path(tmp) / "tokenizer"
+        proc = subprocess.Popen(server_command(settings, tok if tok.is_dir() else None), env=env)
         forwarded = False
 
         def forward(signum: int, frame: object) -> None:
