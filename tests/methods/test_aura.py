@@ -15,6 +15,7 @@ from saedetox.methods.aura import (
     aura_method,
     expert_modules,
     factors_from_auroc,
+    fold_aura,
     masked_max,
     max_responses,
 )
@@ -147,3 +148,20 @@ def test_fused_and_flattened_layouts():
     enc = tokenize_batch(opt.tokenizer, ["She walked", "The library opens at nine"], padding_side="right")
     with torch.no_grad(), aura_hooks(opt, factors):
         assert torch.isfinite(opt.model(**enc).logits).all()
+
+
+@pytest.mark.parametrize("factory", [tiny_gpt2, tiny_llama, tiny_opt, tiny_phi3])
+@torch.no_grad()
+def test_folded_dampening_equals_the_hooks_and_restores_the_weights(factory):
+    lm = factory()
+    enc = tokenize_batch(lm.tokenizer, ["She walked to the station", "you idiot"])
+    g = torch.Generator().manual_seed(2)
+    factors = {n: torch.rand(f.shape, generator=g) for n, f in aura_factors(lm, DATA).items()}
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    with aura_hooks(lm, factors):
+        hooked = lm.model(**enc).logits
+    with fold_aura(lm, factors):
+        folded = lm.model(**enc).logits
+        assert any(not torch.equal(v, before[k]) for k, v in lm.model.state_dict().items())
+    assert torch.allclose(folded, hooked, atol=1e-5)
+    assert all(torch.equal(v, before[k]) for k, v in lm.model.state_dict().items())

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from saedetox.errors import SaedetoxError
+from saedetox.eval.sampler.backends import HF, SAMPLERS, VLLM, backend_names, check_backend
 
 if TYPE_CHECKING:  # the command line reads this config's fields at start-up: it imports nothing heavy
     from saedetox.eval.sampler.sampling import SamplingConfig
+    from saedetox.eval.sampler.vllm import VLLMOptions
 
 
 def _opt(default: Any, help: str, **cli: Any) -> Any:
@@ -40,6 +42,26 @@ class EvalConfig:
     threshold: float = _opt(0.5, "Toxicity threshold on a judge's score.", cli=False)
     n_boot: int = _opt(1000, "Bootstrap resamples for the confidence intervals.")
     ppl_batch_size: int = _opt(32, "Sequences per perplexity batch.")
+    backend: str = _opt(
+        HF,
+        "What generates: hf (saedetox's sampler on the HF model) or vllm (vLLM with the steering in its workers; "
+        'pip install "saedetox[vllm]"). Runs are compared only within one backend.',
+        choices=backend_names,
+    )
+    data_parallel: int = _opt(
+        1,
+        "vLLM engines side by side (vLLM data parallelism, one per GPU), each generating a fixed shard of the "
+        "prompts; --backend vllm only.",
+    )
+    data_parallel_backend: str = _opt(
+        "mp",
+        "How vLLM starts its data-parallel engines: mp (processes on this machine) or ray (a Ray cluster).",
+        choices=("mp", "ray"),
+    )
+    vllm_memory: float | None = _opt(
+        None,
+        "Share of the GPU's memory vLLM may reserve (on a CPU: of host memory); default 0.9 on a GPU, 0.25 on a CPU.",
+    )
     chat: bool = _opt(
         False,
         "Wrap each prompt in the tokenizer's chat template (a user turn, then the assistant's): "
@@ -63,7 +85,15 @@ class EvalConfig:
             seed=self.seed,
             batch_size=self.batch_size,
             chat=self.chat,
+            sampler=SAMPLERS[self.backend] if self.backend in SAMPLERS else SAMPLERS[HF],
         )
+
+    @property
+    def vllm(self) -> VLLMOptions:
+        """How the vLLM backend starts its engines."""
+        from saedetox.eval.sampler.vllm import VLLMOptions  # deferred: see the import above
+
+        return VLLMOptions(self.data_parallel, self.data_parallel_backend, self.vllm_memory)
 
     def validate(self) -> EvalConfig:
         """Every field has a usable type and value (one clear line naming the first that does not)."""
@@ -86,6 +116,16 @@ class EvalConfig:
         _number(self, "top_p", lambda v: 0 < v <= 1, "in (0, 1]")
         _number(self, "temperature", lambda v: 0 < v < math.inf, "a positive finite number")
         _number(self, "threshold", lambda v: 0 <= v <= 1, "in [0, 1] (judges score in [0, 1])")
+        check_backend(self.backend)
+        _whole(self, "data_parallel", 1)
+        if self.data_parallel > 1 and self.backend != VLLM:
+            raise SaedetoxError(
+                f"data_parallel {self.data_parallel} needs backend vllm (the hf backend runs one engine)."
+            )
+        if self.data_parallel_backend not in ("mp", "ray"):
+            raise SaedetoxError(f"data_parallel_backend must be mp or ray, got {self.data_parallel_backend!r}.")
+        if self.vllm_memory is not None:
+            _number(self, "vllm_memory", lambda v: 0 < v <= 1, "in (0, 1]")
         if not isinstance(self.chat, bool):
             raise SaedetoxError(f"chat must be true or false, got {self.chat!r}.")
         if not self.judges:

@@ -39,17 +39,18 @@ from saedetox.eval.metrics.paired import per_prompt_block
 from saedetox.eval.metrics.toxicity import toxicity_summary
 from saedetox.eval.result import RunResult
 from saedetox.eval.runs.fingerprint import Fingerprint, protocol_settings, run_fingerprint
-from saedetox.eval.runs.generation_log import GenerationLog
+from saedetox.eval.runs.generation import generate_all
 from saedetox.eval.runs.judge_scores import check_judges, score_judges
 from saedetox.eval.runs.push_calibration import calibrate_method, prompt_pool
 from saedetox.eval.runs.runfolder import CONFIG, GENERATIONS, METRICS, discard_if_empty, open_run, precheck
-from saedetox.eval.sampler.sampling import SamplingConfig, batch_members, iter_samples, prompt_lengths
+from saedetox.eval.runs.steering_replay import replay_steering
+from saedetox.eval.sampler.backends import VLLM
 from saedetox.io import atomic_write_json, check_output_dir, folder_lock
 from saedetox.methods.base import Method
 from saedetox.methods.registry import as_method
 from saedetox.model.chat import chat_texts, check_chat
 from saedetox.model.load import LoadedModel, as_loaded_model
-from saedetox.progress import note, progress_bar, warn
+from saedetox.progress import note, warn
 from saedetox.steering.spec import SteeringSpec
 
 
@@ -84,45 +85,6 @@ def versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
-
-
-# --------------------------------------------------------------------------- generation (resumable)
-
-
-def generate_all(
-    lm: LoadedModel, prompts: list[Prompt], method: Method, sampling: SamplingConfig, run: Path
-) -> list[list[str]]:
-    """Continuations per prompt, with ``method`` active; rows already in ``RUN/generations.jsonl`` are kept.
-
-    A batch that was partly written when the run stopped is sampled again as a whole (its seed
-    reproduces it only as a whole) and only its missing rows are appended.
-    """
-    log = GenerationLog(run / GENERATIONS)
-    log.check([p.text for p in prompts], sampling.n_samples)
-    texts = [method.prefix + p.text for p in prompts]
-    batches = batch_members(prompt_lengths(lm, texts, sampling.chat), sampling)
-    done = log.done_batches(batches)
-    todo = len(batches) - len(done)
-    if todo:
-        bar_ctx = progress_bar(f"generate [{method.name}]", total=len(batches), completed=len(done))
-        with method.context(), bar_ctx as bar:
-            for b, samples in iter_samples(lm, texts, sampling, skip_batches=done, batches=batches):
-                rows = []
-                for i in batches[b]:
-                    conts = sorted((x for x in samples if x.prompt_index == i), key=lambda x: x.sample_index)
-                    rows.append(
-                        {
-                            "i": i,
-                            "batch": b,
-                            "prompt": prompts[i].text,
-                            "prompt_toxicity": prompts[i].toxicity,
-                            "continuations": [c.text for c in conts],
-                        }
-                    )
-                log.append(rows)
-                bar.advance(1)
-    log.finish()
-    return [log.rows[i]["continuations"] for i in range(len(prompts))]
 
 
 # --------------------------------------------------------------------------- scoring
@@ -190,12 +152,23 @@ def evaluate(
             calibrate_method(lm, method, cfg, prompts, data_dir, run / "push_calibration.json")  # push levels
             config = _run_config(run, cfg, method, lm, prompts, run_name, run_config)
             atomic_write_json(run / CONFIG, {"fingerprint": fp.to_dict(), **config})
-            conts = generate_all(lm, prompts, method, cfg.sampling, run)
+            conts = generate_all(lm, prompts, method, cfg.sampling, run, cfg.vllm)
+            if cfg.backend == VLLM and method.steerer is not None:
+                note("measuring the steering statistics on the continuations (HF model, teacher-forced)")
+                replay_steering(lm, method, [method.prefix + p.text for p in prompts], _ids(run), cfg.sampling)
         except SaedetoxError:
             discard_if_empty(run, created)
             raise
         job = _Job(lm, ref_lm, run, cfg, method, prompts, clean, data_dir, fp, t0)
         return _measure(job, config, conts)
+
+
+def _ids(run: Path) -> list[list[list[int]]]:
+    """The continuations' token ids stored with a vLLM run's rows, in prompt order."""
+    from saedetox.eval.runs.generation_log import GenerationLog
+
+    log = GenerationLog(run / GENERATIONS)
+    return [log.rows[i]["continuation_ids"] for i in range(len(log.rows))]
 
 
 def _run_config(
@@ -219,6 +192,8 @@ def _run_config(
         "sampling": asdict(cfg.sampling),
         "judges": list(cfg.judges),
         "prefix": method.prefix,
+        "backend": cfg.backend,
+        **({"data_parallel": cfg.data_parallel} if cfg.data_parallel > 1 else {}),
     }
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from saedetox.discover.rank_stats import auroc_per_latent
+from saedetox.errors import SaedetoxError
 from saedetox.methods.base import Method
 from saedetox.methods.contrast import ContrastData, Reducer, cached, pooled_outputs
 from saedetox.model.arch import mlp_linears
@@ -134,6 +135,39 @@ def aura_hooks(lm: LoadedModel, factors: dict[str, torch.Tensor]) -> Iterator[No
             h.remove()
 
 
+@contextmanager
+def fold_aura(lm: LoadedModel, factors: dict[str, torch.Tensor]) -> Iterator[None]:
+    """The same dampening written into the weights while active: each expert's output channel of a linear
+    layer scaled (weight and bias), restored on exit. What :func:`aura_hooks` computes, without hooks."""
+    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    try:
+        with torch.no_grad():
+            for name, f in factors.items():
+                mod = lm.model.get_submodule(name)
+                dim = _output_dim(mod)
+                for p in (mod.weight, getattr(mod, "bias", None)):
+                    if p is None:
+                        continue
+                    saved.append((p, p.detach().clone()))
+                    shape = [1] * p.dim()
+                    shape[dim if p.dim() > 1 else 0] = -1
+                    p.mul_(f.to(p.device, p.dtype).reshape(shape))
+        yield
+    finally:
+        with torch.no_grad():
+            for p, old in reversed(saved):
+                p.copy_(old)
+
+
+def _output_dim(mod: nn.Module) -> int:
+    """Which weight dimension holds a linear layer's output channels (Linear: 0; GPT-2's Conv1D: 1)."""
+    if isinstance(mod, nn.Linear):
+        return 0
+    if type(mod).__name__ == "Conv1D" and hasattr(mod, "nf"):
+        return 1
+    raise SaedetoxError(f"AurA cannot fold its dampening into a {type(mod).__name__} (only linear layers).")
+
+
 def aura_summary(factors: dict[str, torch.Tensor], data: ContrastData | None = None) -> dict[str, Any]:
     """``config.aura`` for metrics: how many experts are dampened, of how many, per module, and the smallest factor."""
     out: dict[str, Any] = {
@@ -151,4 +185,9 @@ def aura_summary(factors: dict[str, torch.Tensor], data: ContrastData | None = N
 def aura_method(lm: LoadedModel, data: ContrastData, relative: Sequence[str] | None = None) -> Method:
     key = ("aura", id(lm.model), tuple(relative) if relative else None)
     factors = cached(data, key, lambda: aura_factors(lm, data, relative))
-    return Method(name="aura", context=lambda: aura_hooks(lm, factors), details={"aura": aura_summary(factors, data)})
+    return Method(
+        name="aura",
+        context=lambda: aura_hooks(lm, factors),
+        weights=lambda: fold_aura(lm, factors),
+        details={"aura": aura_summary(factors, data)},
+    )

@@ -25,3 +25,6 @@ class Method:
     #: where push calibration starts: α per intervention that needs it (None: the closed form). Not part
     #: of the run's settings (the calibrated α is): a sweep starts a curve's next level from the last one's α
     calibration_start: list[float] | None = None
+    #: the method written into the weights while active (a weight edit, or its hooks folded into weights):
+    #: how a backend that loads weights from a folder (vLLM) runs it. None: no weight form
+    weights: Callable[[], AbstractContextManager[Any]] | None = None

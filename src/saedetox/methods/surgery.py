@@ -193,6 +193,7 @@ def surgery_method(
     return Method(
         name="surgery",
         context=lambda: apply_surgery(lm, plan),
+        weights=lambda: apply_surgery(lm, plan),
         details={"tier": plan.tier, "alpha": plan.alpha, "surgery": plan.summary()},
     )
 

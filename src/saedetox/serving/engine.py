@@ -10,6 +10,7 @@ what it gets alone. Unknown levels are refused before anything reaches the engin
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,19 @@ class SteeredLLM:
     def __init__(self, model: str, levels: str | Path, **llm_kwargs: Any) -> None:
         from vllm import LLM  # deferred: vLLM is an optional extra
 
-        self.levels_path = str(Path(levels).resolve())
-        names, _ = load_levels_file(self.levels_path)  # refuses a bad file before an engine starts
+        load_levels_file(levels)  # refuses a bad file before an engine starts
+        self.model = model
         self.llm = LLM(model=model, worker_extension_cls=EXTENSION, **engine_defaults(llm_kwargs))
+        self.levels: list[str] = []
+        self.install(levels)
+
+    def install(self, levels: str | Path) -> list[str]:
+        """Replace the engine's levels by those of another levels file (between generate calls)."""
+        self.levels_path = str(Path(levels).resolve())
+        names, _ = load_levels_file(self.levels_path)
         self.levels = list(self.llm.collective_rpc("saedetox_install", args=(self.levels_path,))[0])
         assert set(self.levels) == set(names)
+        return self.levels
 
     def check_level(self, level: str) -> str:
         if level not in self.levels:
@@ -86,6 +95,19 @@ class SteeredLLM:
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sps, use_tqdm=False)
         return [list(o.outputs[0].token_ids) for o in outs]
 
+    def sample(
+        self, prompts: Sequence[Sequence[int]], level: str, seeds: Sequence[int], n: int, **params: Any
+    ) -> list[list[list[int]]]:
+        """``n`` samples per prompt (token ids), prompt ``i`` sampled with ``seeds[i]`` (vLLM gives sample ``j``
+        the seed ``seeds[i] + j``): the same tokens whatever else shares the batch."""
+        from vllm.inputs import TokensPrompt
+
+        if len(seeds) != len(prompts):
+            raise SaedetoxError(f"Give one seed per prompt ({len(prompts)}), got {len(seeds)}.")
+        sps = [self.sampling_params(level, n=n, seed=int(s), **params) for s in seeds]
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sps, use_tqdm=False)
+        return [[list(c.token_ids) for c in sorted(o.outputs, key=lambda c: c.index)] for o in outs]
+
     def close(self) -> None:
         """Stop the engine's processes now (otherwise at interpreter exit)."""
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
@@ -101,3 +123,30 @@ class SteeredLLM:
     def state_size(self) -> int:
         """Per-request steering state held by the workers (freed at the step after a request ends)."""
         return int(sum(self.llm.collective_rpc("saedetox_state_size")))
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def shared_engine(model: str, levels: str | Path, **llm_kwargs: Any) -> SteeredLLM:
+    """One engine per process for ``(model, llm_kwargs)``, reused with ``levels`` installed (an engine
+    starts in tens of seconds; a sweep's runs on one model share it). Another model closes the old one."""
+    key = repr((model, sorted(llm_kwargs.items())))
+    held = _SHARED.get("engine")
+    if held is not None and _SHARED.get("key") == key:
+        held.install(levels)
+        return held
+    close_shared_engine()
+    _SHARED["engine"], _SHARED["key"] = SteeredLLM(model, levels, **llm_kwargs), key
+    if not _SHARED.get("atexit"):
+        atexit.register(close_shared_engine)  # its processes stop before the interpreter's shared memory goes
+        _SHARED["atexit"] = True
+    return _SHARED["engine"]
+
+
+def close_shared_engine() -> None:
+    """Stop the process's shared engine, if one runs."""
+    held = _SHARED.pop("engine", None)
+    _SHARED.pop("key", None)
+    if held is not None:
+        held.close()

@@ -51,6 +51,11 @@ def generating(model: nn.Module, prompt_width: int) -> Iterator[None]:
         yield
 
 
+def attached_steerers(model: nn.Module) -> list[Steerer]:
+    """The Steerers attached to ``model`` now."""
+    return list(_ATTACHED.get(model, []))
+
+
 class Steerer:
     """Attach a :class:`SteeringSpec` to a model: ``with Steerer(lm, spec): lm.model.generate(...)``."""
 

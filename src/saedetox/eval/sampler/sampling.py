@@ -26,6 +26,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from saedetox.errors import SaedetoxError
+from saedetox.eval.sampler.backends import HF, SAMPLERS, VLLM, backend_of, check_backend
 from saedetox.eval.sampler.decode import DecodeSettings, lean_generate
 from saedetox.eval.sampler.noise import NoiseStream
 from saedetox.model.chat import chat_texts
@@ -34,8 +35,8 @@ from saedetox.model.tokens import tokenize_batch
 from saedetox.progress import warn
 from saedetox.steering.steerer import Steerer, generating
 
-#: the sampler's name and version; bump it whenever the same config would sample other tokens
-SAMPLER = "lean-gumbel-v2"  # v2: batches group prompts by length (v1: file order)
+#: this decode loop's name and version (:data:`saedetox.eval.sampler.backends.SAMPLERS`)
+SAMPLER = SAMPLERS[HF]
 
 
 @dataclass
@@ -59,9 +60,16 @@ class SamplingConfig:
             raise SaedetoxError(f"top_p must be in (0, 1], got {self.top_p}.")
         if not 0 < self.temperature < math.inf:
             raise SaedetoxError(f"temperature must be a positive finite number, got {self.temperature}.")
-        if self.sampler != SAMPLER:
-            raise SaedetoxError(f"Unknown sampler '{self.sampler}': this saedetox samples with {SAMPLER}.")
+        if backend_of(self.sampler) is None:
+            raise SaedetoxError(
+                f"Unknown sampler '{self.sampler}': this saedetox samples with {' or '.join(SAMPLERS.values())}."
+            )
         return self
+
+    @property
+    def backend(self) -> str:
+        """The backend that samples with this config's sampler (``hf`` or ``vllm``)."""
+        return backend_of(self.sampler) or HF
 
     @property
     def prompts_per_batch(self) -> int:
@@ -156,6 +164,8 @@ def iter_samples(
     ``batches`` is :func:`batch_members` of these prompts when the caller has it already (not recomputed).
     """
     cfg.validate()
+    if cfg.sampler != SAMPLER:
+        raise SaedetoxError(f"iter_samples runs saedetox's own sampler ({SAMPLER}), not {cfg.sampler}.")
     _warn_cut(lm, prompts, cfg)
     skip = skip_batches or set()
     ctx = steerer if steerer is not None and not steerer.is_attached else nullcontext()
@@ -180,13 +190,15 @@ def sample(
     cfg: SamplingConfig | None = None,
     steerer: Steerer | None = None,
     on_batch: Callable[[int, list[Sample]], None] | None = None,
+    backend: str | None = None,
     **options: Any,
 ) -> list[list[Sample]]:
     """All samples, grouped per prompt: ``result[i][j]`` is sample j of prompt i.
 
     ``cfg`` defaults to :class:`SamplingConfig` (); ``options`` override its fields
     (``sample(lm, "Hi", n_samples=3, seed=1)``; ``chat=True`` wraps each prompt in the chat template,
-    :mod:`saedetox.model.chat`). Steering hooks attached to ``lm`` apply.
+    :mod:`saedetox.model.chat`). Steering hooks attached to ``lm`` apply. ``backend="vllm"`` samples with
+    vLLM instead (``steerer``'s steering compiled into its workers; :mod:`saedetox.eval.sampler.vllm`).
     """
     lm = as_loaded_model(lm)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -194,6 +206,12 @@ def sample(
     if unknown:
         raise SaedetoxError(f"Unknown sampling option(s): {', '.join(unknown)}.")
     cfg = replace(cfg if cfg is not None else SamplingConfig(), **options)
+    if backend is not None:
+        cfg = replace(cfg, sampler=SAMPLERS[check_backend(backend)])
+    if cfg.validate().backend == VLLM:
+        from saedetox.eval.sampler.vllm import sample_vllm  # deferred: vLLM is an optional extra
+
+        return sample_vllm(lm, prompts, cfg, steerer, on_batch)
     out: list[list[Sample]] = [[] for _ in prompts]
     for b, samples in iter_samples(lm, prompts, cfg, steerer):
         for s in samples:

