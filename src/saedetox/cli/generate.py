@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from saedetox.cli.fields import with_options
+from saedetox.cli.fields import Choices, with_options
 from saedetox.cli.options import (
     DeviceOpt,
     DtypeOpt,
@@ -19,6 +19,7 @@ from saedetox.cli.options import (
     load_lm,
 )
 from saedetox.errors import SaedetoxError
+from saedetox.eval.sampler.backends import backend_names
 
 
 @with_options
@@ -41,6 +42,11 @@ def generate_cmd(
     chat: Annotated[
         bool, typer.Option("--chat", help="Wrap each prompt in the tokenizer's chat template (chat / instruct models).")
     ] = False,
+    backend: Annotated[
+        str,
+        typer.Option("--backend", help="hf (saedetox's sampler) or vllm (vLLM with the steering in its workers)."),
+        Choices(backend_names),
+    ] = "hf",
     out: Annotated[str | None, typer.Option("--out", help="Write samples as JSONL here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
     dtype: DtypeOpt = "auto",
@@ -51,6 +57,7 @@ def generate_cmd(
     Example: saedetox generate -p "You are such a" --sae reference --features features.json --tier high
     """
     from saedetox.data.readers import read_prompt_texts  # deferred: see saedetox.cli.app
+    from saedetox.eval.sampler.backends import check_available
     from saedetox.eval.sampler.sampling import SamplingConfig, sample
     from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, exists, folder_lock
     from saedetox.model.chat import check_chat
@@ -77,6 +84,7 @@ def generate_cmd(
     ).validate()  # before the model is loaded
     if seed < 0:
         raise SaedetoxError(f"seed must be a whole number ≥ 0, got {seed}.")
+    check_available(backend)
     if out:
         check_output_file(out)  # before anything is generated
         ensure_unlocked(out, "generate")
@@ -92,7 +100,7 @@ def generate_cmd(
         check_method_features(steerer, steering)
     with folder_lock(out, "generate") if out else nullcontext():
         note(f"generating {n_samples} sample(s) for {len(texts)} prompt(s)")
-        results = sample(lm, texts, cfg, steerer)
+        results = sample(lm, texts, cfg, steerer, backend=backend)
         rows = [
             {"prompt": texts[i], "sample": s.sample_index, "continuation": s.text}
             for i, group in enumerate(results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,9 @@ from typing import Annotated
 import typer
 import yaml
 
+from saedetox.cli.fields import Choices
 from saedetox.errors import SaedetoxError
+from saedetox.eval.sampler.backends import backend_names
 
 
 def sweep_cmd(
@@ -22,16 +25,28 @@ def sweep_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace runs in OUT that were made with other settings.")
     ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="Override the config's evaluation backend (hf or vllm)."),
+        Choices(backend_names),
+    ] = None,
+    data_parallel: Annotated[
+        int | None,
+        typer.Option("--data-parallel", metavar="<int>", help="Override the config's vLLM data parallelism."),
+    ] = None,
 ) -> None:
     """Run many evaluate runs from one YAML (resumable); write metrics.json and report.html.
 
-    Example: saedetox sweep src/saedetox/configs/demo.yaml --out sweep_out
+    Example: saedetox sweep src/saedetox/configs/demo.yaml --out sweep_out --backend vllm --data-parallel 4
     """
     from saedetox.experiments.config import load_config  # deferred: see saedetox.cli.app
     from saedetox.experiments.sweep import dry_run as check
     from saedetox.experiments.sweep import run_sweep
 
     cfg = load_config(config)
+    overrides = {k: v for k, v in {"backend": backend, "data_parallel": data_parallel}.items() if v is not None}
+    if overrides:
+        cfg = replace(cfg, evaluation=replace(cfg.evaluation, **overrides).validate())
     if dry_run:
         for line in check(cfg, out):
             typer.echo(line)
@@ -40,6 +55,8 @@ def sweep_cmd(
     if out is None:
         raise SaedetoxError("Give --out DIR (or --dry-run).")
     source = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    if overrides:  # the manifest records what ran
+        source = {**source, "evaluation": {**(source.get("evaluation") or {}), **overrides}}
     run_sweep(cfg, out, config_source=source, overwrite=overwrite or cfg.overwrite)
     typer.echo(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'report.html'}")
 

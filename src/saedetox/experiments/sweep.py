@@ -22,6 +22,7 @@ import yaml
 from saedetox.discover.features import read_features
 from saedetox.eval.run import evaluate, prepare, versions
 from saedetox.eval.runs.fingerprint import texts_digest
+from saedetox.eval.sampler.backends import HF
 from saedetox.eval.sampler.noise import reuse_noise
 from saedetox.experiments.compatibility import check_features_against
 from saedetox.experiments.config import SweepConfig, load_config, parse_config
@@ -110,7 +111,8 @@ def run_sweep(
         # in `workers` processes when asked (experiments/workers.py): the same tokens either way
         results = {planned[0].name: run_one(planned[0])}
         rest = planned[1:]
-        n_workers = worker_count(cfg.workers, lm.device, len(groups_of(rest)))
+        # vLLM runs one engine (itself parallel) shared by the runs: no forked workers beside it
+        n_workers = worker_count(cfg.workers, lm.device, len(groups_of(rest))) if ev.backend == HF else 1
         results.update(run_all(rest, run_one, n_workers, torch.get_num_threads()))
         results = {r.name: results[r.name] for r in planned}
         splitting = None

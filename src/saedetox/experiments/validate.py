@@ -15,6 +15,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import clean_texts, load_prompts
 from saedetox.eval.runs.judge_scores import check_judges
+from saedetox.eval.sampler.backends import check_available
 from saedetox.experiments.compatibility import check_agreement, check_features_file, model_header
 from saedetox.experiments.config import SweepConfig
 from saedetox.experiments.plan import plan, run_spec
@@ -33,6 +34,7 @@ def check_sweep(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
         check_output_dir(out)
         lines.append(f"output folder {out}: writable")
     ev = cfg.evaluation.validate()
+    check_available(ev.backend)
     check_judges(ev.judges)
     lines.append(f"judges {', '.join(ev.judges)}: available")
     if ev.capability:

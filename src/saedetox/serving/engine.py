@@ -98,15 +98,17 @@ class SteeredLLM:
     def sample(
         self, prompts: Sequence[Sequence[int]], level: str, seeds: Sequence[int], n: int, **params: Any
     ) -> list[list[list[int]]]:
-        """``n`` samples per prompt (token ids), prompt ``i`` sampled with ``seeds[i]`` (vLLM gives sample ``j``
-        the seed ``seeds[i] + j``): the same tokens whatever else shares the batch."""
+        """``n`` samples per prompt (token ids): sample ``j`` of prompt ``i`` is one request seeded ``seeds[i] + j``,
+        so it gets the same tokens whatever else shares the batch."""
         from vllm.inputs import TokensPrompt
 
         if len(seeds) != len(prompts):
             raise SaedetoxError(f"Give one seed per prompt ({len(prompts)}), got {len(seeds)}.")
-        sps = [self.sampling_params(level, n=n, seed=int(s), **params) for s in seeds]
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sps, use_tqdm=False)
-        return [[list(c.token_ids) for c in sorted(o.outputs, key=lambda c: c.index)] for o in outs]
+        sps = [self.sampling_params(level, seed=int(s) + j, **params) for s in seeds for j in range(n)]
+        inputs = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts for _ in range(n)]
+        outs = self.llm.generate(inputs, sps, use_tqdm=False)
+        flat = [list(o.outputs[0].token_ids) for o in outs]
+        return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     def close(self) -> None:
         """Stop the engine's processes now (otherwise at interpreter exit)."""

@@ -192,3 +192,17 @@ def test_runs_scored_by_different_reference_models_are_refused():
     assert compare_runs(a, b, n_boot=100)["n_prompts"] == 4  # the same scorer: paired
     del b["fluency"]  # a run written before the scorer was recorded: nothing to check against
     assert compare_runs(a, b, n_boot=100)["n_prompts"] == 4
+
+
+def test_runs_from_different_backends_are_refused():
+    """The hf and vllm backends sample other streams with other numerics: their runs are not paired."""
+    uids = ["a", "b", "c", "d"]
+    a = _run(uids, [0.9, 0.1, 0.8, 0.2], [1, 0, 1, 0], [1.0, 2.0, 3.0, 4.0])
+    b = _run(uids, [0.8, 0.1, 0.7, 0.2], [1, 0, 1, 0], [1.1, 2.1, 3.1, 4.1])
+    a.setdefault("config", {})["sampling"] = {"sampler": "lean-gumbel-v2"}
+    b.setdefault("config", {})["sampling"] = {"sampler": "vllm-seeded-v1"}
+    with pytest.raises(SaedetoxError, match="different samplers \\(lean-gumbel-v2 vs vllm-seeded-v1") as e:
+        compare_runs(a, b, n_boot=100)
+    assert "\n" not in str(e.value)
+    b["config"]["sampling"]["sampler"] = "lean-gumbel-v2"
+    assert compare_runs(a, b, n_boot=100)["n_prompts"] == 4

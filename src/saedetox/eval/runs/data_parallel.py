@@ -13,6 +13,7 @@ with the batches it has not written, exactly as with one engine.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import tempfile
 import uuid
@@ -82,23 +83,22 @@ async def _generate(
     from saedetox.eval.runs.generation import chunks
     from saedetox.serving.compiled import LEVEL_KEY
 
-    engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**settings))
+    engine: Any = AsyncLLM.from_engine_args(AsyncEngineArgs(**settings))
     params = vllm_params(job.sampling)
     eos = job.lm.tokenizer.eos_token_id
     tok = job.lm.tokenizer
 
-    async def one(i: int) -> list[list[int]]:
-        sp = SamplingParams(
-            n=job.sampling.n_samples,
-            seed=prompt_seed(job.sampling.seed, i),
-            extra_args={LEVEL_KEY: RUN_LEVEL},
-            **params,
-        )
+    async def sample(i: int, j: int) -> list[int]:
+        seed = prompt_seed(job.sampling.seed, i) + j  # as SteeredLLM.sample: one request per sample
+        sp = SamplingParams(seed=seed, extra_args={LEVEL_KEY: RUN_LEVEL}, **params)
         final = None
-        async for out in engine.generate(TokensPrompt(prompt_token_ids=ids[i]), sp, f"p{i}-{uuid.uuid4().hex[:8]}"):
+        async for out in engine.generate(TokensPrompt(prompt_token_ids=ids[i]), sp, f"p{i}.{j}-{uuid.uuid4().hex}"):
             final = out
         assert final is not None and final.finished
-        return [cut_at_eos(c.token_ids, eos) for c in sorted(final.outputs, key=lambda c: c.index)]
+        return cut_at_eos(final.outputs[0].token_ids, eos)
+
+    async def one(i: int) -> list[list[int]]:
+        return list(await asyncio.gather(*(sample(i, j) for j in range(job.sampling.n_samples))))
 
     try:
         for chunk in chunks(todo, job.batches, job.sampling.n_samples):
@@ -114,3 +114,5 @@ async def _generate(
                 advance()
     finally:
         engine.shutdown()
+        engine = None  # finalised now, while the modules its finaliser needs are still loaded
+        gc.collect()

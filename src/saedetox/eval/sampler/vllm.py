@@ -6,8 +6,8 @@
 * **The same steering.** A steerer's interventions are compiled on the HF model into a levels file
   (:mod:`saedetox.serving.compiled`) and applied inside vLLM's workers by the arithmetic the HF
   backend uses (:mod:`saedetox.steering.modes`); every request of a run names the level ``run``.
-* **Reproducible and resumable.** Prompt ``i`` of a run samples with the seed
-  :func:`prompt_seed` ``(seed, i)`` (its sample ``j`` with that seed + ``j``, vLLM's rule for ``n`` > 1),
+* **Reproducible and resumable.** Sample ``j`` of prompt ``i`` is one vLLM request seeded
+  :func:`prompt_seed` ``(seed, i)`` + ``j`` (vLLM's own rule for the samples of an ``n`` > 1 request),
   so its continuations do not depend on which prompts share a batch, on the batch size, on a resume,
   or on how the prompts are split over data-parallel engines; and every method sampling the same
   prompts draws from the same per-prompt streams.
