@@ -20,14 +20,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from saedetox.eval.sampler.vllm import RUN_LEVEL, cut_at_eos, encode_prompts, engine_settings, prompt_seed
+from saedetox.eval.runs.job import GenerationJob
+from saedetox.eval.sampler.vllm import RUN_LEVEL, chunks, cut_at_eos, encode_prompts, engine_settings, prompt_seed
 from saedetox.eval.sampler.vllm import request_params as vllm_params
 from saedetox.steering.steerer import Steerer
-
-if TYPE_CHECKING:
-    from saedetox.eval.runs.generation import GenerationJob
 
 
 @contextmanager
@@ -80,7 +78,6 @@ async def _generate(
     from vllm.inputs import TokensPrompt
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    from saedetox.eval.runs.generation import chunks
     from saedetox.serving.compiled import LEVEL_KEY
 
     engine: Any = AsyncLLM.from_engine_args(AsyncEngineArgs(**settings))

@@ -16,48 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from saedetox.data.readers import Prompt
 from saedetox.errors import SaedetoxError
 from saedetox.eval.runs.generation_log import GenerationLog
+from saedetox.eval.runs.job import GenerationJob
 from saedetox.eval.runs.runfolder import GENERATIONS
 from saedetox.eval.sampler.backends import HF, VLLM
 from saedetox.eval.sampler.sampling import SamplingConfig, batch_members, iter_samples, prompt_lengths
-from saedetox.eval.sampler.vllm import VLLMOptions
+from saedetox.eval.sampler.vllm import VLLMOptions, chunks
 from saedetox.methods.base import Method
 from saedetox.model.load import LoadedModel
 from saedetox.progress import progress_bar
 from saedetox.steering.steerer import Steerer
-
-#: sequences (prompts × samples) per vLLM call: enough for vLLM to fill its batches, few enough for progress
-VLLM_CHUNK = 4096
-
-
-@dataclass(frozen=True)
-class GenerationJob:
-    """What one run generates: prompts (as the model sees them: the method's prefix first), batches, log."""
-
-    lm: LoadedModel
-    prompts: list[Prompt]
-    texts: list[str]
-    method: Method
-    sampling: SamplingConfig
-    batches: list[list[int]]
-    log: GenerationLog
-    vllm: VLLMOptions = VLLMOptions()
-
-    def row(self, i: int, b: int, conts: list[str], ids: list[list[int]] | None = None) -> dict[str, Any]:
-        row = {
-            "i": i,
-            "batch": b,
-            "prompt": self.prompts[i].text,
-            "prompt_toxicity": self.prompts[i].toxicity,
-            "continuations": conts,
-        }
-        return row if ids is None else {**row, "continuation_ids": ids}
 
 
 def generate_all(
@@ -112,19 +85,6 @@ def vllm_form(method: Method) -> tuple[Steerer | None, Callable[[], AbstractCont
         f"Method '{method.name}' runs on the hf backend only: its hooks are neither steering levels nor a weight "
         "edit vLLM can load. Use --backend hf for it."
     )
-
-
-def chunks(todo: list[int], batches: list[list[int]], n_samples: int, size: int = VLLM_CHUNK) -> list[list[int]]:
-    """``todo`` batches grouped into calls of about ``size`` sequences each (whole batches, in order)."""
-    out: list[list[int]] = []
-    seqs = 0
-    for b in todo:
-        if not out or seqs + len(batches[b]) * n_samples > size:
-            out.append([])
-            seqs = 0
-        out[-1].append(b)
-        seqs += len(batches[b]) * n_samples
-    return out
 
 
 def _generate_vllm(job: GenerationJob, todo: list[int], advance: Callable[[], None]) -> None:

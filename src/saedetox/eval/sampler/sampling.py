@@ -19,16 +19,16 @@ by another sampler are never mixed with these.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from typing import Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.sampler.backends import HF, SAMPLERS, VLLM, backend_of, check_backend
+from saedetox.eval.sampler.backends import HF, SAMPLERS, VLLM, check_backend
 from saedetox.eval.sampler.decode import DecodeSettings, lean_generate
 from saedetox.eval.sampler.noise import NoiseStream
+from saedetox.eval.sampler.settings import Sample, SamplingConfig
 from saedetox.model.chat import chat_texts
 from saedetox.model.load import LoadedModel, as_loaded_model
 from saedetox.model.tokens import tokenize_batch
@@ -37,53 +37,7 @@ from saedetox.steering.steerer import Steerer, generating
 
 #: this decode loop's name and version (:data:`saedetox.eval.sampler.backends.SAMPLERS`)
 SAMPLER = SAMPLERS[HF]
-
-
-@dataclass
-class SamplingConfig:
-    n_samples: int = 25
-    max_new_tokens: int = 20
-    top_p: float = 0.9
-    temperature: float = 1.0
-    do_sample: bool = True
-    seed: int = 0
-    batch_size: int = 64  # sequences (prompts × samples) per generate call
-    prepend_bos: bool = True
-    use_cache: bool = True
-    sampler: str = SAMPLER
-    chat: bool = False  # each prompt wrapped in the tokenizer's chat template (saedetox.model.chat)
-
-    def validate(self) -> SamplingConfig:
-        if self.n_samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
-            raise SaedetoxError("n_samples, max_new_tokens and batch_size must be at least 1.")
-        if not 0 < self.top_p <= 1:
-            raise SaedetoxError(f"top_p must be in (0, 1], got {self.top_p}.")
-        if not 0 < self.temperature < math.inf:
-            raise SaedetoxError(f"temperature must be a positive finite number, got {self.temperature}.")
-        if backend_of(self.sampler) is None:
-            raise SaedetoxError(
-                f"Unknown sampler '{self.sampler}': this saedetox samples with {' or '.join(SAMPLERS.values())}."
-            )
-        return self
-
-    @property
-    def backend(self) -> str:
-        """The backend that samples with this config's sampler (``hf`` or ``vllm``)."""
-        return backend_of(self.sampler) or HF
-
-    @property
-    def prompts_per_batch(self) -> int:
-        return max(1, self.batch_size // self.n_samples)
-
-
-@dataclass
-class Sample:
-    """One continuation of one prompt."""
-
-    prompt_index: int
-    sample_index: int
-    text: str
-    token_ids: list[int]
+__all__ = ["SAMPLER", "Sample", "SamplingConfig", "batch_members", "iter_samples", "prompt_lengths", "sample"]
 
 
 def batch_members(lengths: Sequence[int], cfg: SamplingConfig) -> list[list[int]]:
@@ -211,7 +165,14 @@ def sample(
     if cfg.validate().backend == VLLM:
         from saedetox.eval.sampler.vllm import sample_vllm  # deferred: vLLM is an optional extra
 
-        return sample_vllm(lm, prompts, cfg, steerer, on_batch)
+        rows = sample_vllm(lm, prompts, cfg, steerer)
+        groups = [
+            [Sample(i, j, lm.tokenizer.decode(r, skip_special_tokens=True), r) for j, r in enumerate(group)]
+            for i, group in enumerate(rows)
+        ]
+        if on_batch:
+            on_batch(0, [s for group in groups for s in group])
+        return groups
     out: list[list[Sample]] = [[] for _ in prompts]
     for b, samples in iter_samples(lm, prompts, cfg, steerer):
         for s in samples:

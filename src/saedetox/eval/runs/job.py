@@ -1,0 +1,37 @@
+"""What one run generates (:class:`GenerationJob`), shared by the backends' generators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from saedetox.data.readers import Prompt
+from saedetox.eval.runs.generation_log import GenerationLog
+from saedetox.eval.sampler.settings import SamplingConfig
+from saedetox.eval.sampler.vllm import VLLMOptions
+from saedetox.methods.base import Method
+from saedetox.model.load import LoadedModel
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """What one run generates: prompts (as the model sees them: the method's prefix first), batches, log."""
+
+    lm: LoadedModel
+    prompts: list[Prompt]
+    texts: list[str]
+    method: Method
+    sampling: SamplingConfig
+    batches: list[list[int]]
+    log: GenerationLog
+    vllm: VLLMOptions = VLLMOptions()
+
+    def row(self, i: int, b: int, conts: list[str], ids: list[list[int]] | None = None) -> dict[str, Any]:
+        row = {
+            "i": i,
+            "batch": b,
+            "prompt": self.prompts[i].text,
+            "prompt_toxicity": self.prompts[i].toxicity,
+            "continuations": conts,
+        }
+        return row if ids is None else {**row, "continuation_ids": ids}
