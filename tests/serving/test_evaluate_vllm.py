@@ -101,6 +101,44 @@ def test_greedy_vllm_sampling_equals_the_hf_sampler_under_steering():
     assert plain != hf  # the steering changes the greedy continuations: the comparison is not vacuous
 
 
+def test_a_sweep_on_vllm_runs_every_method_kind_and_reports(runs, capsys):
+    """Steering (push-calibrated), a prefix, a weight edit and AurA's folded dampening, in one sweep on vLLM."""
+    cfg = {
+        "model": "reference",
+        "sae": "reference",
+        "features": LATENTS,
+        "evaluation": {
+            "n_prompts": 4,
+            "samples": 1,
+            "max_new_tokens": 6,
+            "batch_size": 4,
+            "clean_texts": 0,
+            "judges": ["profanity"],
+            "n_boot": 50,
+            "backend": "vllm",
+        },
+        "workers": 2,  # ignored on vLLM: one engine
+        "runs": [
+            {"method": "none"},
+            {"method": "prompt"},
+            {"method": "sae", "modes": ["conditional"], "push": [0.2], "threshold": 0.5},
+            {"method": "aura"},
+            {"method": "surgery", "tiers": ["medium"]},
+        ],
+    }
+    path = runs / "sweep.yaml"
+    path.write_text(json.dumps(cfg))
+    code, out, err = run_cli(["sweep", path, "--out", runs / "sweep"], capsys)
+    assert code == 0, err[-3000:]
+    metrics = json.loads((runs / "sweep" / "metrics.json").read_text())
+    assert len(metrics) == 5
+    for res in metrics.values():
+        assert res["config"]["sampling"]["sampler"] == "vllm-seeded-v1"
+    conts = {name: [r["continuations"] for r in _rows(runs / "sweep" / "runs" / name)] for name in metrics}
+    assert conts["aura"] != conts["none"] and conts["surgery-medium"] != conts["none"]  # the edits reached vLLM
+    assert (runs / "sweep" / "report.html").is_file()
+
+
 @pytest.mark.slow
 def test_data_parallel_engines_give_the_single_engine_s_continuations(runs, capsys):
     sae = runs / "sae"
