@@ -6,7 +6,7 @@ import pytest
 
 from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.errors import SaedetoxError
-from saedetox.eval.runs.push_calibration import calibrate_push, measure_push, pilot_prompts
+from saedetox.eval.runs.push_calibration import calibrate_push, measure_push, pilot_prompts, pilot_source
 from saedetox.eval.sampler.sampling import SamplingConfig
 from saedetox.steering.spec import Intervention, SteeringSpec
 from saedetox.steering.steerer import Steerer
@@ -49,3 +49,15 @@ def test_a_gate_that_never_opens_cannot_be_calibrated(gpt2, sae_dir):
     iv = Intervention(sae=str(sae_dir), latents=LATENTS, mode="token", push=0.3, threshold=1e6)
     with pytest.raises(SaedetoxError, match="never pushed"):
         calibrate_push(gpt2, Steerer(gpt2, SteeringSpec([iv])), PILOT, SAMPLING)
+
+
+def test_a_test_split_calibrates_on_its_dev_split():
+    from saedetox.data.roles import reference_prompts
+
+    assert pilot_source("challenging:test") == "challenging:dev"
+    assert pilot_source("nontoxic:test") == "nontoxic:dev"
+    for other in ("challenging", "challenging:dev", "prompts.jsonl", "my:test.txt"):
+        assert pilot_source(other) == other
+    dev = {p.text for p in reference_prompts("challenging:dev")}
+    test = {p.text for p in reference_prompts("challenging:test")}
+    assert dev and test and not dev & test  # the pilot never sees a prompt the run evaluates

@@ -7,8 +7,10 @@ records). Constant mode gets it in closed form (α = push · median / ‖Σ û�
 their α is found on a short pilot generation:
 
 1. pilot prompts: ``PILOT_PROMPTS`` (32) prompts drawn with a fixed seed from the run's own
-   prompt pool *minus the prompts the run evaluates*; when the pool has fewer left over, the
-   remainder comes from the evaluated prompts and the record says ``"disjoint": false``;
+   prompt pool *minus the prompts the run evaluates* — for a packaged ``:test`` split, from its
+   ``:dev`` split instead (:func:`pilot_source`), so no test prompt sets a strength; when the pool
+   has fewer left over, the remainder comes from the evaluated prompts and the record says
+   ``"disjoint": false``. The pilot runs on the HF sampler whichever backend the run uses;
 2. one sample per prompt with the run's own sampling settings (top-p, temperature, length, seed);
 3. α ← α · target / measured, repeated until the measured push is within ``TOLERANCE`` (10%)
    of the target, at most ``MAX_STEPS`` (3) rescalings. α starts from the closed form, or from
@@ -34,7 +36,7 @@ from saedetox.data.readers import Prompt, read_lines, read_rtp
 from saedetox.data.roles import is_reference_prompt_set, reference_prompts
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.eval.sampler.sampling import SamplingConfig, iter_samples
+from saedetox.eval.sampler.sampling import SAMPLER, SamplingConfig, iter_samples
 from saedetox.io import atomic_write_json
 from saedetox.methods.base import Method
 from saedetox.model.load import LoadedModel
@@ -52,6 +54,13 @@ def prompt_pool(source: str, data_dir: str | None = None) -> list[Prompt]:
         return reference_prompts(source, data_dir)
     p = Path(source)
     return read_rtp(p) if p.suffix in (".jsonl", ".json") else [Prompt(t) for t in read_lines(p)]
+
+
+def pilot_source(source: str) -> str:
+    """Where a run's pilot prompts come from: a packaged ``:test`` split calibrates on its ``:dev`` split
+    (no test prompt is used to set a strength); any other source on itself, minus the evaluated prompts."""
+    base, _, split = source.partition(":")
+    return f"{base}:dev" if split == "test" and is_reference_prompt_set(source) else source
 
 
 def pilot_prompts(
@@ -92,7 +101,7 @@ def calibrate_push(
     todo = [i for i, r in enumerate(steerer.resolved) if r.needs_calibration]
     if not todo:
         return None
-    pilot = replace(sampling, n_samples=1)
+    pilot = replace(sampling, n_samples=1, sampler=SAMPLER)  # the HF sampler, whichever backend the run uses
     history: list[list[float | None]] = []
     alphas: list[list[float]] = []
     for step in range(max_steps + 1):
@@ -147,6 +156,8 @@ def calibrate_method(
     if st is None or not any(r.needs_calibration for r in st.resolved):
         return None
     key = {"spec": st.spec.to_dict(), "sampling": cfg.sampling.__dict__, "prompts": cfg.prompts}
+    if pilot_source(cfg.prompts) != cfg.prompts:
+        key["pilot_prompts"] = pilot_source(cfg.prompts)
     record = None
     if cache is not None and cache.exists():
         saved = json.loads(cache.read_text())
@@ -163,11 +174,12 @@ def calibrate_method(
                 raise SaedetoxError(f"calibration_start needs one positive α per calibrated intervention ({len(todo)})")
             for i, alpha in zip(todo, start, strict=True):
                 st.resolved[i].set_alpha(alpha)
-        pool = [p.text for p in prompt_pool(cfg.prompts, data_dir)]
+        pool = [p.text for p in prompt_pool(pilot_source(cfg.prompts), data_dir)]
         texts, disjoint = pilot_prompts(pool, [p.text for p in evaluated], PILOT_PROMPTS, cfg.seed)
         record = calibrate_push(lm, st, [method.prefix + t for t in texts], cfg.sampling)
         assert record is not None
         record["disjoint"] = disjoint
+        record["pilot_prompts"] = pilot_source(cfg.prompts)
         record["start_alpha"] = record["history_alpha"][0]
         if cache is not None:
             atomic_write_json(cache, {"key": key, "record": record})
