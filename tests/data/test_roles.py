@@ -121,6 +121,16 @@ def test_rtp_dev_test_split_is_stable_disjoint_and_complete():
     assert [rtp_split(p) for p in every[::-1]] == [rtp_split(p) for p in every][::-1]
 
 
+def test_the_mixed_set_is_both_sets_split_alike():
+    from saedetox.data.roles import reference_prompts
+
+    for split in ("", ":dev", ":test"):
+        mixed = reference_prompts(f"mixed{split}")
+        assert mixed == reference_prompts(f"challenging{split}") + reference_prompts(f"nontoxic{split}")
+    test = reference_prompts("mixed:test")
+    assert 0.4 < sum(p.challenging for p in test) / len(test) < 0.6  # both kinds, about half each
+
+
 def test_unknown_prompt_split_is_one_clear_error():
     import pytest
 

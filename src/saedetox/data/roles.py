@@ -172,6 +172,8 @@ def _paradetox_by_role(path: Path, mtime_ns: int, size: int, normalise: bool) ->
 
 RTP_FILES = {"challenging": "rtp_decodingtrust/toxic.jsonl", "nontoxic": "rtp_decodingtrust/nontoxic.jsonl"}
 RTP_SPLITS = ("dev", "test")
+#: challenging and nontoxic prompts together (each split likewise): a set where a gate has something to decide
+MIXED = "mixed"
 RTP_DEV_SHARE = 0.3
 
 
@@ -183,16 +185,19 @@ def rtp_split(prompt: Prompt) -> str:
 def is_reference_prompt_set(name: str) -> bool:
     """Whether ``name`` names a packaged prompt set (``challenging``, ``nontoxic``, optionally ``:dev``/``:test``)."""
     base, _, split = name.partition(":")
-    return base in RTP_FILES and (not split or split in RTP_SPLITS)
+    return (base in RTP_FILES or base == MIXED) and (not split or split in RTP_SPLITS)
 
 
 def reference_prompts(which: str = "challenging", data_dir: str | os.PathLike[str] | None = None) -> list[Prompt]:
-    """RealToxicityPrompts from the data dir: ``challenging`` (1,196) or ``nontoxic`` (1,200), all of them
-    or only their ``:dev`` / ``:test`` split (see the module docstring)."""
+    """RealToxicityPrompts from the data dir: ``challenging`` (1,196), ``nontoxic`` (1,200) or ``mixed`` (both,
+    in that order), all of them or only their ``:dev`` / ``:test`` split (see the module docstring)."""
     if not is_reference_prompt_set(which):
-        names = ", ".join(f"{b}[:dev|:test]" for b in RTP_FILES)
+        names = ", ".join(f"{b}[:dev|:test]" for b in (*RTP_FILES, MIXED))
         raise SaedetoxError(f"Unknown prompt set '{which}': use {names} or a path to an RTP .jsonl.")
     base, _, split = which.partition(":")
+    if base == MIXED:
+        tail = f":{split}" if split else ""
+        return [p for b in RTP_FILES for p in reference_prompts(b + tail, data_dir)]
     path = data_file(RTP_FILES[base], data_dir).resolve()
     st = path.stat()
     return list(_prompt_set(path, st.st_mtime_ns, st.st_size, split))
