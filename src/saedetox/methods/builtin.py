@@ -1,4 +1,5 @@
-"""The built-in methods, registered by name: none, sae, sae-targeted, sae-gated-meandiff, and the baselines prompt, meandiff, aura, surgery.
+"""The built-in methods, registered by name: none, sae, sae-targeted, sae-gated-meandiff, and the baselines
+prompt, meandiff, aura, surgery.
 
 Each builder imports its method's module when it runs, so the registry (and ``saedetox --help``)
 stays light; :mod:`saedetox.methods.registry` describes the declarations.
