@@ -115,3 +115,28 @@ def test_refusals(gpt2, sae_dir):
     with pytest.raises(SaedetoxError, match="constant is meandiff"):
         build_method(gpt2, "sae-gated-meandiff", _spec(sae_dir, mode="constant"), data=DATA)
     assert "sae-gated-meandiff" not in exportable_methods() and "sae-targeted" in exportable_methods()
+
+
+def test_sweep_runs_plan_from_the_declarations(sae_dir):
+    from saedetox.experiments.config import parse_config
+    from saedetox.experiments.plan import plan
+
+    raw = {
+        "model": "reference",
+        "sae": str(sae_dir),
+        "features": LATENTS,
+        "runs": [
+            {"method": "sae-targeted", "modes": ["constant", "conditional"], "push": [0.1]},
+            {"method": "sae-gated-meandiff", "modes": ["adaptive"], "push": [0.1, 0.2]},
+        ],
+    }
+    names = [r.name for r in plan(parse_config(raw))]
+    assert names == [
+        "sae-targeted-constant-p0.1",
+        "sae-targeted-conditional-p0.1",
+        "sae-gated-meandiff-adaptive-p0.1",
+        "sae-gated-meandiff-adaptive-p0.2",
+    ]
+    raw["runs"] = [{"method": "sae-gated-meandiff", "modes": ["constant"], "push": [0.1]}]
+    with pytest.raises(SaedetoxError, match="modes conditional, adaptive"):
+        parse_config(raw)
