@@ -140,3 +140,24 @@ def test_sweep_runs_plan_from_the_declarations(sae_dir):
     raw["runs"] = [{"method": "sae-gated-meandiff", "modes": ["constant"], "push": [0.1]}]
     with pytest.raises(SaedetoxError, match="modes conditional, adaptive"):
         parse_config(raw)
+
+
+def test_the_vllm_levels_carry_the_direction_and_the_sae_gate(gpt2, sae_dir):
+    from saedetox.model.capture import capture
+    from saedetox.serving.compiled import compile_levels
+    from saedetox.steering.apply import apply_intervention
+
+    spec = _spec(sae_dir, mode="conditional", strength=6.0, threshold=0.0)
+    m = build_method(gpt2, "sae-gated-meandiff", spec, data=DATA)
+    (compiled,) = compile_levels(gpt2, {"gated": m.steerer.spec})["gated"]
+    resolved = m.steerer.resolved[0]
+    moved = []
+    for x in capture(gpt2, PROMPTS, HOOK, prepend_bos=True):
+        x = x[None].float()
+        where, real = torch.ones(1, x.shape[1], 1), torch.ones(1, x.shape[1], dtype=torch.bool)
+        counts = real.clone()
+        counts[:, 0] = False
+        want = apply_intervention(resolved, x, where, real, counts).out
+        assert torch.allclose(apply_intervention(compiled, x, where, real, counts).out, want, atol=1e-5)
+        moved.append(bool((want - x).abs().max() > 1e-4))
+    assert any(moved)
