@@ -75,7 +75,7 @@ def test_a_registered_method_runs_in_a_sweep(toy, model_dir, tmp_path):
     assert set(results) == {"none", "toy"}
     assert results["toy"]["config"]["method"] == "toy" and results["toy"]["config"]["curve"] is None
     assert "toy" in (tmp_path / "sweep" / "report.html").read_text()  # the report shows a method it has no style for
-    with pytest.raises(SaedetoxError, match="push levels are for sae and meandiff runs, not 'toy'"):
+    with pytest.raises(SaedetoxError, match="push levels are for sae and meandiff and sae-targeted .* runs, not 'toy'"):
         parse_config(raw | {"runs": [{"method": "toy", "push": [0.1]}]})
 
 

@@ -1,4 +1,5 @@
-"""The built-in methods, registered by name: none, sae, and the baselines prompt, meandiff, aura, surgery.
+"""The built-in methods, registered by name: none, sae, sae-targeted, sae-gated-meandiff, and the baselines
+prompt, meandiff, aura, surgery.
 
 Each builder imports its method's module when it runs, so the registry (and ``saedetox --help``)
 stays light; :mod:`saedetox.methods.registry` describes the declarations.
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.methods.registry import register_method
-from saedetox.steering.names import MODES, VECTOR_MODES
+from saedetox.steering.names import GATED_VECTOR_MODES, MODES, VECTOR_MODES
 
 if TYPE_CHECKING:
     from saedetox.methods.base import Method
@@ -161,3 +162,57 @@ def _surgery(
     from saedetox.methods.surgery import surgery_method
 
     return surgery_method(lm, _data(data, data_dir), tier, strength)  # probes the final layer: no hook
+
+
+def _export_targeted(lm: LoadedModel, out: str | Path, spec: SteeringSpec | None = None, **options: Any) -> Path:
+    from saedetox.methods.targeted import RULE, targeted_spec
+    from saedetox.steering.export import export
+
+    if spec is None:
+        raise SaedetoxError("Method 'sae-targeted' needs a steering spec (an SAE and its latents).")
+    steered, solve = targeted_spec(lm, spec)
+    origin = {"method": "sae-targeted", "rule": RULE, **solve.record()}
+    dtype, overwrite = options.get("dtype"), options.get("overwrite", False)
+    return export(lm, steered, out, dtype=dtype, overwrite=overwrite, vector_provenance=origin)
+
+
+@register_method(
+    "sae-targeted",
+    summary="a direction solved to lower the SAE latents and leave clean text's latents alone",
+    needs=("spec",),
+    modes=GATED_VECTOR_MODES,
+    push=True,
+    family="sae",
+    mode_in_name=True,
+    export=_export_targeted,
+    export_modes=("constant",),
+)
+def _sae_targeted(lm: LoadedModel, spec: SteeringSpec | None = None, **_: Any) -> Method:
+    from saedetox.methods.targeted import targeted_method
+
+    if spec is None:
+        raise SaedetoxError("Method 'sae-targeted' needs a steering spec (an SAE and its latents).")
+    return targeted_method(lm, spec)
+
+
+@register_method(
+    "sae-gated-meandiff",
+    summary="mean-difference steering where the SAE's gate or detector says",
+    needs=("contrast", "spec"),
+    modes=("conditional", "adaptive"),
+    push=True,
+    family="sae",
+    mode_in_name=True,
+)
+def _sae_gated_meandiff(
+    lm: LoadedModel,
+    spec: SteeringSpec | None = None,
+    data: ContrastData | None = None,
+    data_dir: str | None = None,
+    **_: Any,
+) -> Method:
+    from saedetox.methods.gated import gated_meandiff_method
+
+    if spec is None:
+        raise SaedetoxError("Method 'sae-gated-meandiff' needs a steering spec (an SAE and its latents).")
+    return gated_meandiff_method(lm, spec, _data(data, data_dir))

@@ -185,9 +185,11 @@ def provenance(resolved: list[ResolvedIntervention]) -> list[dict[str, Any]]:
                 "latents": list(r.spec.latents),
                 "sae": r.spec.sae_name,
                 "sae_info": r.sae.info() if r.sae is not None else None,
-                "vector_source": "sae decoder" if r.sae is not None else f"raw vector ({r.spec.label or 'unlabelled'})",
+                "vector_source": "sae decoder"
+                if r.spec.vector is None
+                else f"raw vector ({r.spec.label or 'unlabelled'})",
                 "rule": "shift = -alpha * sum_f W_dec[f] / ||W_dec[f]||"
-                if r.sae is not None
+                if r.spec.vector is None
                 else "shift = -alpha * vector",
                 "shift_norm": float(r.vector.float().norm()),
             }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 MODES: tuple[str, ...] = ("constant", "conditional", "token", "clamp", "adaptive")
 VECTOR_MODES: tuple[str, ...] = ("constant", "adaptive")  # what a raw direction (baselines) supports
+GATED_VECTOR_MODES: tuple[str, ...] = ("constant", "conditional", "adaptive")  # a direction an SAE's latents gate
 TIERS: tuple[str, ...] = ("low", "medium", "high")
 POSITIONS: tuple[str, ...] = ("all", "generated")
 POOLINGS: tuple[str, ...] = ("max", "token")

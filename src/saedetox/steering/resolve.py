@@ -146,14 +146,8 @@ class Resolver:
         dev, dt = lm.device, lm.dtype
         sae = None
         latents = directions = rows = None
-        if iv.vector is not None:
-            hook = iv.hook
-            direction_sum = torch.tensor(iv.vector, dtype=torch.float32)
-            if direction_sum.numel() != lm.d_model:
-                raise SaedetoxError(
-                    f"Steering vector has {direction_sum.numel()} dimensions but the model width is {lm.d_model}."
-                )
-        else:
+        hook = iv.hook
+        if iv.sae:
             sae = self.sae(iv.sae)
             hook = iv.hook or sae.hook_name
             if sae.d_in != lm.d_model:
@@ -167,6 +161,13 @@ class Resolver:
             directions = sae.unit_directions(latents).to(dev)
             direction_sum = directions.sum(0)
             rows = sae.decoder_rows(latents).to(dev)
+        if iv.vector is not None:  # a raw direction; with an SAE, its latents only gate or detect
+            directions = rows = None
+            direction_sum = torch.tensor(iv.vector, dtype=torch.float32)
+            if direction_sum.numel() != lm.d_model:
+                raise SaedetoxError(
+                    f"Steering vector has {direction_sum.numel()} dimensions but the model width is {lm.d_model}."
+                )
         assert hook is not None
         lm.site(hook)  # validates the hook exists
         median = None

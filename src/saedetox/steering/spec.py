@@ -29,7 +29,7 @@ from saedetox.discover.features import feature_thresholds, features_file
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
 from saedetox.sae.loaded import LoadedSAE
-from saedetox.steering.names import MODES, POOLINGS, POSITIONS, TIERS, VECTOR_MODES
+from saedetox.steering.names import GATED_VECTOR_MODES, MODES, POOLINGS, POSITIONS, TIERS, VECTOR_MODES
 
 Mode = Literal["constant", "conditional", "token", "clamp", "adaptive"]
 Tier = Literal["low", "medium", "high"]
@@ -85,7 +85,9 @@ class Intervention:
     thresholds: list[float] | None = None  # per-latent gate thresholds (override ``threshold``)
     clamp_value: float = 0.0
     positions: Positions = "all"
-    vector: list[float] | None = None  # a raw direction (baselines) instead of SAE latents
+    # a raw direction (baselines) instead of the latents' decoder directions; with an SAE and latents
+    # as well, the direction is what is added and the latents only open the gate / feed the detector
+    vector: list[float] | None = None
     label: str = ""
     push: float | None = None  # target effective push (fraction of the median residual norm)
     detector: dict[str, Any] | None = None  # adaptive mode: see validate_detector
@@ -116,7 +118,7 @@ class Intervention:
             if detector is None:
                 raise SaedetoxError("Adaptive mode needs a detector (features.json 'detector', or a fitted one).")
             kind = detector.get("kind") if isinstance(detector, dict) else None
-            if self.vector is not None and kind == "latents":
+            if self.vector is not None and not self.sae and kind == "latents":
                 raise SaedetoxError("A raw steering vector has no latents: its detector must be a 'projection'.")
             detector = validate_detector(detector, len(self.latents) if kind == "latents" else 1)
         elif detector is not None:
@@ -130,7 +132,7 @@ class Intervention:
                 raise SaedetoxError(f"{len(self.thresholds)} thresholds for {len(self.latents)} latents.")
             if not all(isinstance(t, (int, float)) and math.isfinite(t) for t in self.thresholds):
                 raise SaedetoxError("Per-latent thresholds must be finite numbers.")
-        if self.vector is None:
+        if self.vector is None or self.sae:
             if not self.sae:
                 raise SaedetoxError("An intervention needs an SAE (a name or a loaded SAE) or a steering vector.")
             if not isinstance(self.sae, (str, LoadedSAE)):
@@ -139,10 +141,14 @@ class Intervention:
                 raise SaedetoxError("No latents given: an intervention needs at least one latent index.")
             if any((not isinstance(i, int)) or isinstance(i, bool) for i in self.latents):
                 raise SaedetoxError(f"Latent indices must be integers, got {self.latents!r}.")
-        else:
-            if self.mode not in VECTOR_MODES:
+        if self.vector is not None:
+            if self.mode not in (GATED_VECTOR_MODES if self.sae else VECTOR_MODES):
+                if self.sae:
+                    raise SaedetoxError(
+                        "A steering vector read by an SAE supports modes constant, conditional and adaptive only."
+                    )
                 raise SaedetoxError("A raw steering vector supports modes 'constant' and 'adaptive' only.")
-            if not self.hook:
+            if not self.hook and not self.sae:
                 raise SaedetoxError("A raw steering vector needs an explicit hook.")
             if not all(math.isfinite(float(v)) for v in self.vector):
                 raise SaedetoxError("The steering vector contains NaN or inf.")
