@@ -66,6 +66,33 @@ def test_interrupted_run_resumes_without_redoing(tmp_path, gpt2):
     assert again["toxicity"] == full["toxicity"]
 
 
+def test_interrupted_steered_run_records_the_push_of_every_batch(tmp_path, gpt2, sae_dir):
+    """Resumed after a crash, a steered run's statistics equal those of a run that never stopped."""
+    spec = SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 5, 7, 12], mode="token", tier="high")])
+    full = evaluate(gpt2, tmp_path / "full", cfg(), build_method(gpt2, "sae", spec))
+    run = tmp_path / "cut"
+    evaluate(gpt2, run, cfg(), build_method(gpt2, "sae", spec))
+    gen = run / "generations.jsonl"
+    rows = [json.loads(x) for x in gen.read_text().splitlines()]
+    order = sorted(rows, key=lambda r: (r["batch"], r["i"]))
+    kept = [r for r in order if r["batch"] == order[0]["batch"]]  # the first batch survived the crash
+    assert len(kept) < len(rows) and "push_totals" in kept[0]
+    gen.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    (run / "metrics.json").unlink()
+    (run / "scores.npz").unlink()
+    again = evaluate(gpt2, run, cfg(), build_method(gpt2, "sae", spec))
+    a, b = full["steering"]["interventions"][0], again["steering"]["interventions"][0]
+    for key in ("effective_push", "firing_rate", "gate_open_in_prompt", "mean_scale", "generated_positions"):
+        assert a[key] == b[key], key
+    assert full["steering"]["effective_push"] == again["steering"]["effective_push"]
+    # independent count: every generated position of every sample is counted (no EOS in 4 tokens here)
+    stored = [json.loads(x) for x in gen.read_text().splitlines()]
+    totals = [r["push_totals"][0] for r in stored if "push_totals" in r]
+    assert len(totals) == len({r["batch"] for r in stored})
+    assert sum(t["positions"] for t in totals) == a["generated_positions"]
+    assert sum(t["sequences"] for t in totals) == 6 * 2
+
+
 def test_changed_config_is_refused(tmp_path, gpt2):
     evaluate(gpt2, tmp_path / "run", cfg())
     with pytest.raises(SaedetoxError, match="was run with n_prompts=6, now 5"):

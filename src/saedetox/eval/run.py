@@ -39,7 +39,7 @@ from saedetox.eval.metrics.paired import per_prompt_block
 from saedetox.eval.metrics.toxicity import toxicity_summary
 from saedetox.eval.result import RunResult
 from saedetox.eval.runs.fingerprint import Fingerprint, protocol_settings, run_fingerprint
-from saedetox.eval.runs.generation_log import GenerationLog
+from saedetox.eval.runs.generation_log import PUSH_TOTALS, GenerationLog
 from saedetox.eval.runs.judge_scores import check_judges, score_judges
 from saedetox.eval.runs.push_calibration import calibrate_method, prompt_pool
 from saedetox.eval.runs.runfolder import CONFIG, GENERATIONS, METRICS, discard_if_empty, open_run, precheck
@@ -91,11 +91,14 @@ def versions() -> dict[str, str]:
 
 def generate_all(
     lm: LoadedModel, prompts: list[Prompt], method: Method, sampling: SamplingConfig, run: Path
-) -> list[list[str]]:
-    """Continuations per prompt, with ``method`` active; rows already in ``RUN/generations.jsonl`` are kept.
+) -> tuple[list[list[str]], dict[str, Any] | None]:
+    """Continuations per prompt, with ``method`` active, and the steering statistics of all batches.
 
-    A batch that was partly written when the run stopped is sampled again as a whole (its seed
-    reproduces it only as a whole) and only its missing rows are appended.
+    Rows already in ``RUN/generations.jsonl`` are kept. A batch that was partly written when the
+    run stopped is sampled again as a whole (its seed reproduces it only as a whole) and only its
+    missing rows are appended. A steering method's statistics are stored with each batch's rows
+    (:data:`~saedetox.eval.runs.generation_log.PUSH_TOTALS`) and summed over every batch in batch
+    order, so a resumed run records the same effective push as one that never stopped.
     """
     log = GenerationLog(run / GENERATIONS)
     log.check([p.text for p in prompts], sampling.n_samples)
@@ -103,8 +106,11 @@ def generate_all(
     batches = batch_members(prompt_lengths(lm, texts, sampling.chat), sampling)
     done = log.done_batches(batches)
     todo = len(batches) - len(done)
+    steerer = method.steerer if method.stats is not None else None
     if todo:
         bar_ctx = progress_bar(f"generate [{method.name}]", total=len(batches), completed=len(done))
+        if steerer is not None:
+            steerer.reset_stats()  # only the generated batches count
         with method.context(), bar_ctx as bar:
             for b, samples in iter_samples(lm, texts, sampling, skip_batches=done, batches=batches):
                 rows = []
@@ -119,10 +125,23 @@ def generate_all(
                             "continuations": [c.text for c in conts],
                         }
                     )
+                if steerer is not None:
+                    rows[0][PUSH_TOTALS] = steerer.batch_totals()
                 log.append(rows)
                 bar.advance(1)
     log.finish()
-    return [log.rows[i]["continuations"] for i in range(len(prompts))]
+    conts = [log.rows[i]["continuations"] for i in range(len(prompts))]
+    if method.stats is None:
+        return conts, None
+    if steerer is None:
+        return conts, method.stats()
+    stored = log.batch_totals(batches)
+    if any(t is None for t in stored):
+        warn(
+            f"{sum(t is None for t in stored)} of {len(batches)} batches in {run / GENERATIONS} carry no steering "
+            "statistics (written by an older version); the effective push covers the other batches only."
+        )
+    return conts, steerer.stats(batches=[t for t in stored if t is not None])
 
 
 # --------------------------------------------------------------------------- scoring
@@ -190,12 +209,12 @@ def evaluate(
             calibrate_method(lm, method, cfg, prompts, data_dir, run / "push_calibration.json")  # push levels
             config = _run_config(run, cfg, method, lm, prompts, run_name, run_config)
             atomic_write_json(run / CONFIG, {"fingerprint": fp.to_dict(), **config})
-            conts = generate_all(lm, prompts, method, cfg.sampling, run)
+            conts, steering = generate_all(lm, prompts, method, cfg.sampling, run)
         except SaedetoxError:
             discard_if_empty(run, created)
             raise
         job = _Job(lm, ref_lm, run, cfg, method, prompts, clean, data_dir, fp, t0)
-        return _measure(job, config, conts)
+        return _measure(job, config, conts, steering)
 
 
 def _run_config(
@@ -238,12 +257,11 @@ class _Job:
     t0: float
 
 
-def _measure(job: _Job, config: dict[str, Any], conts: list[list[str]]) -> RunResult:
+def _measure(job: _Job, config: dict[str, Any], conts: list[list[str]], steering: dict[str, Any] | None) -> RunResult:
     """Score the continuations, measure fluency and capability; write and return ``RUN/metrics.json``."""
     lm, ref_lm, run, cfg, method, prompts = job.lm, job.ref_lm, job.run, job.cfg, job.method, job.prompts
     clean, data_dir, fp, t0 = job.clean, job.data_dir, job.fp, job.t0
     gen_seconds = time.time() - t0
-    steering = method.stats() if method.stats is not None else None  # gathered while generating
     sampling = cfg.sampling
     scores = score_judges(cfg.judges, conts, run, fp.generation)
     ptox = [p.toxicity for p in prompts]
