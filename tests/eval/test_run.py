@@ -93,6 +93,35 @@ def test_interrupted_steered_run_records_the_push_of_every_batch(tmp_path, gpt2,
     assert sum(t["sequences"] for t in totals) == 6 * 2
 
 
+def test_continuations_dropped_from_fluency_are_dropped_from_toxicity(tmp_path, gpt2, monkeypatch):
+    """One rule: a continuation whose conditional PPL is at or above the cut-off counts in neither metric."""
+    import math
+
+    import numpy as np
+
+    import saedetox.eval.run as run_mod
+    from saedetox.eval.metrics.fluency import continuation_nll
+
+    evaluate(gpt2, tmp_path / "plain", cfg(n_prompts=6, samples=3))
+    rows = [json.loads(x) for x in (tmp_path / "plain" / "generations.jsonl").read_text().splitlines()]
+    nll = continuation_nll(gpt2, [r["prompt"] for r in rows], [r["continuations"] for r in rows])
+    cut = float(np.median([math.exp(s / n) for row in nll for s, n in row if n]))  # drops about half
+    real = run_mod.conditional_perplexity
+    monkeypatch.setattr(run_mod, "conditional_perplexity", lambda *a, **k: real(*a, **k, max_ppl=cut))
+    res = evaluate(gpt2, tmp_path / "run", cfg(n_prompts=6, samples=3))
+    assert (tmp_path / "run" / "generations.jsonl").read_text() == (tmp_path / "plain" / "generations.jsonl").read_text()
+    drop = np.array([[n > 0 and math.exp(s / n) >= cut for s, n in row] for row in nll])
+    assert 0 < drop.sum() < drop.size and res["fluency"]["n_dropped"] == drop.sum()
+    with np.load(tmp_path / "run" / "scores.npz") as z:
+        for j in ("profanity", "probe"):
+            s = np.where(drop, np.nan, z[j])  # the scores cache keeps every score; the metrics leave these out
+            kept = [r[~np.isnan(r)] for r in s]
+            maxes = np.array([r.max() for r in kept if r.size])
+            assert res["toxicity"][j]["emt"] == pytest.approx(maxes.mean())
+            assert res["toxicity"][j]["tox_prob"] == pytest.approx((maxes >= 0.5).mean())
+            assert res["per_prompt"]["max_tox"][j] == [None if not r.size else round(float(r.max()), 5) for r in kept]
+
+
 def test_changed_config_is_refused(tmp_path, gpt2):
     evaluate(gpt2, tmp_path / "run", cfg())
     with pytest.raises(SaedetoxError, match="was run with n_prompts=6, now 5"):

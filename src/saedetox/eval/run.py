@@ -33,7 +33,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.metrics.capability import CapabilityScores, run_capability
 from saedetox.eval.metrics.diversity import diversity
-from saedetox.eval.metrics.fluency import clean_perplexity, conditional_perplexity
+from saedetox.eval.metrics.fluency import clean_perplexity, conditional_perplexity, drop_from_scores
 from saedetox.eval.metrics.judge_agreement import judge_agreement
 from saedetox.eval.metrics.paired import per_prompt_block
 from saedetox.eval.metrics.toxicity import toxicity_summary
@@ -264,15 +264,16 @@ def _measure(job: _Job, config: dict[str, Any], conts: list[list[str]], steering
     gen_seconds = time.time() - t0
     sampling = cfg.sampling
     scores = score_judges(cfg.judges, conts, run, fp.generation)
+    ref = ref_lm or lm
+    note("measuring perplexity")
+    contexts = chat_texts(ref.tokenizer, [p.text for p in prompts], cfg.chat)  # as the continuations followed them
+    ppl = conditional_perplexity(ref, contexts, conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos)
+    scores = {j: drop_from_scores(s, ppl["dropped"]) for j, s in scores.items()}  # one rule for both metrics
     ptox = [p.toxicity for p in prompts]
     toxicity = {
         j: toxicity_summary(s, prompt_toxicity=ptox, threshold=cfg.threshold, n_boot=cfg.n_boot, seed=cfg.seed)
         for j, s in scores.items()
     }
-    ref = ref_lm or lm
-    note("measuring perplexity")
-    contexts = chat_texts(ref.tokenizer, [p.text for p in prompts], cfg.chat)  # as the continuations followed them
-    ppl = conditional_perplexity(ref, contexts, conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos)
     fluency: dict[str, Any] = {
         "ppl_conditional": ppl["ppl"],
         "ppl_ci": ppl.get("ppl_ci"),

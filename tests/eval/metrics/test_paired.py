@@ -20,6 +20,7 @@ from saedetox.eval.metrics.paired import (
     compare_runs,
     paired_difference,
     per_prompt_block,
+    ppl_ratio,
     prompt_uids,
     sign_flip_pvalue,
 )
@@ -192,3 +193,26 @@ def test_runs_scored_by_different_reference_models_are_refused():
     assert compare_runs(a, b, n_boot=100)["n_prompts"] == 4  # the same scorer: paired
     del b["fluency"]  # a run written before the scorer was recorded: nothing to check against
     assert compare_runs(a, b, n_boot=100)["n_prompts"] == 4
+
+
+def test_one_paired_ppl_ratio_everywhere():
+    """The paired PPL ratio by hand equals compare_runs', the report's table value and the curves' row 0."""
+    from saedetox.report.analysis import analyse
+    from saedetox.report.curves import build_matrix, resampled
+    from synthetic_runs import JUDGE, World, sweep
+
+    runs = sweep(World(n=40))
+    name = next(n for n in runs if n != "none")
+    a = np.array([np.nan if v is None else v for v in runs[name]["per_prompt"]["log_ppl"]])
+    b = np.array([np.nan if v is None else v for v in runs["none"]["per_prompt"]["log_ppl"]])
+    ok = ~(np.isnan(a) | np.isnan(b))
+    by_hand = math.exp(sum(a[ok] - b[ok]) / ok.sum())
+    assert ppl_ratio(a, b) == pytest.approx(by_hand, rel=1e-12)
+    res = compare_runs(runs[name], runs["none"], n_boot=100)
+    assert res["ppl_ratio"]["est"] == pytest.approx(by_hand, rel=1e-12)
+    an = analyse(runs, [JUDGE], "none", {"n_boot": 100})
+    assert an.ppl_ratio[name]["est"] == pytest.approx(by_hand, rel=1e-12) and an.ppl_ratio["none"]["est"] == 1.0
+    mat = build_matrix(runs, JUDGE)
+    _, ratio = resampled(mat, 100, 0)
+    assert ratio[0, mat.index(name)] == pytest.approx(by_hand, rel=1e-12)
+    assert math.isnan(ppl_ratio(np.array([np.nan]), np.array([1.0])))

@@ -249,6 +249,19 @@ def paired_difference(
     return d, ci, sign_flip_pvalue(x - y, n_perm, seed), n
 
 
+def ppl_ratio(log_a: np.ndarray, log_b: np.ndarray) -> float:
+    """The paired PPL ratio A / B: ``exp`` of the mean over prompts of ``log_ppl(A) − log_ppl(B)``.
+
+    The geometric mean of the per-prompt ratios of geometric-mean conditional perplexities, over the
+    prompts both runs have a value for (NaN when none). Every paired PPL ratio the report shows is
+    this one: the paired differences (:func:`compare_runs`), the tables' PPL column and Pareto marks,
+    and the curves at matched fluency (whose bootstrap resamples weight the same terms by their draws).
+    """
+    d = np.asarray(log_a, dtype=np.float64) - np.asarray(log_b, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    return float(np.exp(np.mean(d))) if d.size else math.nan
+
+
 def compare_runs(
     a: Mapping[str, Any],
     b: Mapping[str, Any],
@@ -263,8 +276,8 @@ def compare_runs(
 
     ``a`` and ``b`` are run metrics with ``per_prompt`` blocks; ``judge`` defaults to the first
     judge both runs have. Returns ``{"a", "b", "judge", "k", "n_prompts", "differences": [...]}``
-    with one :meth:`Difference.as_dict` per metric, and ``ppl_ratio`` = ``exp`` of the log-PPL
-    difference and of its CI (the ratio of geometric-mean conditional perplexities A / B).
+    with one :meth:`Difference.as_dict` per metric, and ``ppl_ratio``: :func:`ppl_ratio` (= ``exp`` of the
+    log-PPL difference) and ``exp`` of the log-PPL difference's CI.
     """
     _check_same_protocol(a, b, names)
     pa = PerPrompt.from_metrics(a, names[0])
@@ -286,6 +299,7 @@ def compare_runs(
         diffs.append(Difference(metric, mean_a, mean_b, d, ci, p, n).as_dict())
     lp = diffs[-1]
     ex = lambda x: None if x is None else math.exp(x)  # noqa: E731
+    est = ppl_ratio(pa.log_ppl, pb.log_ppl)
     return {
         "a": names[0],
         "b": names[1],
@@ -295,7 +309,7 @@ def compare_runs(
         "n_boot": n_boot,
         "seed": seed,
         "differences": diffs,
-        "ppl_ratio": {"est": ex(lp["diff"]), "ci": [ex(lp["ci"][0]), ex(lp["ci"][1])]},
+        "ppl_ratio": {"est": est if math.isfinite(est) else None, "ci": [ex(lp["ci"][0]), ex(lp["ci"][1])]},
     }
 
 
