@@ -107,6 +107,51 @@ def answer_line(at: dict[str, Any], m: dict[str, Any]) -> list[Seg]:
     ]
 
 
+def _band_data(s: dict[str, Any] | None) -> dict[str, Any]:
+    return {"est": None, "ci": [None, None]} if not s else {"est": s.get("est"), "ci": list(s.get("ci") or [None, None])}
+
+
+def answer_data(m: dict[str, Any], preregistered: bool = True) -> dict[str, Any]:
+    """The answer of :func:`~saedetox.report.matched.matched_fluency`'s result ``m`` as plain JSON data.
+
+    Per PPL ratio: ``ratio``, ``primary`` and its toxicity probability, ``best_baseline`` and its,
+    the ``difference`` primary − best baseline with its CI, the ``relative`` difference with its CI,
+    ``p`` (bootstrap, see :func:`~saedetox.report.curves.summary`), the CI ``half_width``, the
+    ``verdict`` in words; ``why`` instead when there is no answer at that ratio.
+    """
+    rows = []
+    for at in m["at_ratio"]:
+        d = at["answer"]
+        row: dict[str, Any] = {"ratio": at["ratio"], "primary": m["primary"], "best_baseline": at["best_baseline"]}
+        if d is None or d["diff"]["est"] is None:
+            rows.append({**row, "why": _why(at, m)})
+            continue
+        prim, best = _entry(at, m["primary"]), _entry(at, at["best_baseline"])
+        rows.append(
+            {
+                **row,
+                "primary_tox": _band_data(prim["value"] if prim else None),
+                "best_baseline_tox": _band_data(best["value"] if best else None),
+                "difference": _band_data(d["diff"]),
+                "relative": _band_data(d["rel"]),
+                "p": d["diff"]["p"],
+                "p_kind": "bootstrap",
+                "half_width": _half(d["diff"]),
+                "verdict": _verdict(d["diff"]),
+            }
+        )
+    return {
+        "preregistered": preregistered,
+        "primary": m["primary"],
+        "origin": m["origin"],
+        "judge": m["judge"],
+        "k": m["k"],
+        "n_prompts": m["n_prompts"],
+        "n_boot": m["n_boot"],
+        "at_ratio": rows,
+    }
+
+
 def section_answer(an: Analysis, kl: str) -> Section:
     s = Section("answer", answer_title(an.preregistered))
     m = an.matched

@@ -13,6 +13,7 @@ from scipy import stats as sps
 from saedetox.data.readers import Prompt
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
+from saedetox.eval.metrics.bootstrap import bca_interval
 from saedetox.eval.metrics.fluency import conditional_perplexity, continuation_nll
 from saedetox.eval.metrics.paired import (
     PerPrompt,
@@ -57,10 +58,12 @@ def test_compare_runs_against_a_hand_computation():
     lp = np.array([3.0, 2.0, 2.5, 3.5, 1.0]) - np.array([2.5, 2.0, 2.0, 3.0, 0.5])  # p2 missing in A
     assert d["log_ppl"]["n"] == 5 and d["log_ppl"]["diff"] == pytest.approx(lp.mean())
     assert res["ppl_ratio"]["est"] == pytest.approx(math.exp(lp.mean()))
-    # CI: percentile of the mean difference over the resamples scipy draws, rng(seed).integers(0, n, (B, n))
+    # CI: BCa of the mean difference over the resamples scipy draws, rng(seed).integers(0, n, (B, n)),
+    # the acceleration from the leave-one-prompt-out means
     for key, diffs in (("tox_prob", tox_a - tox_b), ("emt", emt), ("log_ppl", lp)):
         idx = np.random.default_rng(3).integers(0, 5, (400, 5))
-        lo, hi = np.percentile(diffs[idx].mean(axis=1), [2.5, 97.5])
+        jack = (diffs.sum() - diffs) / (diffs.size - 1)
+        lo, hi = bca_interval(float(diffs.mean()), diffs[idx].mean(axis=1), jack)
         assert d[key]["ci"] == [pytest.approx(lo), pytest.approx(hi)], key
         # p: 2⁵ = 32 sign patterns ≤ 10 000, so the test is exact
         assert d[key]["p"] == pytest.approx(_exact_sign_flip(diffs)), key
