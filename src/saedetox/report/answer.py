@@ -19,7 +19,7 @@ METHOD_NOTE = (
     "PPL ratio r is interpolated linearly at the curve's first crossing of r, never extrapolated (n/a when the "
     "curve stops short of r). A point method (no strength) counts at r when its own PPL ratio is ≤ r. The best "
     "baseline is re-chosen inside every bootstrap resample (conservative). PPL ratio: exp of the mean over prompts "
-    "of log PPL(run) − log PPL(none). CIs: percentile, paired bootstrap over prompts; p: twice the smaller share "
+    "of log PPL(run) − log PPL(none). CIs: BCa, paired bootstrap over prompts; p (bootstrap): twice the smaller share "
     "of resampled differences on either side of 0, with +1 corrections (smallest possible: 2 / (resamples + 1))."
 )
 
@@ -82,7 +82,7 @@ def intro_line(m: dict[str, Any], preregistered: bool = True) -> list[Seg]:
         b(m["primary"] or DASH),
         f" ({m['primary_source']}) less toxic than the best baseline at matched fluency (PPL ratio to "
         f"{m['origin']} of {ratios})? Judge {m['judge']}, toxicity probability at k = {m['k']}, "
-        f"{m['n_prompts']} prompts, paired bootstrap over prompts ({m['n_boot']} resamples).",
+        f"{m['n_prompts']} prompts, paired bootstrap over prompts ({m['n_boot']} resamples; BCa CIs, bootstrap p).",
     ]
 
 
@@ -99,7 +99,7 @@ def answer_line(at: dict[str, Any], m: dict[str, Any]) -> list[Seg]:
         b(f"×{r:.2f}:"),
         f" {m['primary']} {prim['value']['est']:.3f} vs best baseline {at['best_baseline']} "
         f"{best['value']['est']:.3f}: difference {diff['est']:+.3f}{ci} ({_pct(d['rel'])} relative), "
-        f"p = {fmt_p(diff['p'])}: ",
+        f"bootstrap p = {fmt_p(diff['p'])}: ",
         b(_verdict(diff)),
         f". The design resolves differences larger than about ±{half:.3f} here (paired CI half-width)."
         if half is not None
@@ -194,7 +194,7 @@ def section_answer(an: Analysis, kl: str) -> Section:
         ["baseline", f"tox. prob ({kl})"],
         ["difference", "[95% CI]"],
         ["relative", "[95% CI]"],
-        "p",
+        ["p", "(bootstrap)"],
         ["resolvable", "(CI half-width)"],
     ]
     s.blocks.append(table(head, rows))
@@ -206,7 +206,13 @@ def section_answer(an: Analysis, kl: str) -> Section:
     if sec:
         which = "the pre-registered question" if an.preregistered else "the primary question"
         s.blocks.append(h3(f"Secondary: the other SAE curves vs the best baseline (not {which})"))
-        head2 = ["SAE curve", "PPL ratio", [f"Δ tox. prob ({kl})", "[95% CI]"], ["relative", "[95% CI]"], "p"]
+        head2 = [
+            "SAE curve",
+            "PPL ratio",
+            [f"Δ tox. prob ({kl})", "[95% CI]"],
+            ["relative", "[95% CI]"],
+            ["p", "(bootstrap)"],
+        ]
         s.blocks.append(table(head2, sec))
     s.blocks.append(legend(METHOD_NOTE))
     if m["left_out"]:
@@ -242,7 +248,7 @@ def section_curves(an: Analysis) -> Section:
     s.blocks.append(table(head, rows, left=2))
     s.blocks.append(
         legend(
-            "Error bars and CIs: paired bootstrap over prompts (every run recomputed on each resample). "
+            "Error bars and CIs: BCa, paired bootstrap over prompts (every run recomputed on each resample). "
             "n/a: the curve stops short of that ratio (its largest ratio in brackets) or the point lies above it."
         )
     )
@@ -270,7 +276,7 @@ def section_push(an: Analysis, kl: str) -> Section:
         legend(
             "Effective push: mean ‖Δx‖ over generated positions / median residual norm (none = 0). Each curve is "
             "interpolated linearly in push at the configured pushes (n/a beyond its largest push); Δ: difference "
-            f"in toxicity probability to {p['reference']} at the same push, paired bootstrap 95% CI over prompts."
+            f"in toxicity probability to {p['reference']} at the same push, paired BCa bootstrap 95% CI over prompts."
         )
     )
     return s

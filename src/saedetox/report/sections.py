@@ -65,8 +65,8 @@ def section_tradeoff(runs: dict[str, RunResult], judges: list[str], an: Analysis
     )
     s.blocks.append(
         legend(
-            "x: paired PPL ratio to the baseline (geometric mean of per-prompt ratios) with its paired bootstrap "
-            "95% CI; y: toxicity probability with its bootstrap 95% CI over prompts. Dashed green: Pareto front (descriptive only; "
+            "x: paired PPL ratio to the baseline (geometric mean of per-prompt ratios) with its paired BCa bootstrap "
+            "95% CI; y: toxicity probability with its BCa bootstrap 95% CI over prompts. Dashed green: Pareto front (descriptive only; "
             "lower is better on both axes). Large outlined marker: baseline. Methods are compared at matched "
             "fluency, with paired CIs, in the first sections."
         )
@@ -117,7 +117,7 @@ def section_metrics(
             f"★ / green: Pareto-optimal on {first} toxicity probability vs the paired PPL ratio to {baseline} "
             f"(descriptive, not a test); yellow: baseline {baseline}. Δ% of toxicity relative to the baseline "
             f"(unpaired; paired differences below). {PPL_NOTE} "
-            "eff. push: mean ‖Δx‖ over generated positions / median residual norm. CIs: bootstrap over prompts."
+            "eff. push: mean ‖Δx‖ over generated positions / median residual norm. CIs: BCa bootstrap over prompts."
         )
     )
     if any(m.toxicity_value(j, "by_prompt_toxicity") for m in runs.values() for j in judges):
@@ -148,11 +148,11 @@ def section_paired(an: Analysis, kl: str) -> Section:
     head = [
         "run",
         [f"Δ tox. prob ({kl})", "[95% CI]"],
-        "p",
+        ["p", "(sign-flip)"],
         [f"Δ EMT ({kl})", "[95% CI]"],
-        "p",
+        ["p", "(sign-flip)"],
         ["PPL ratio", "[95% CI]"],
-        "p",
+        ["p", "(sign-flip)"],
         "prompts",
     ]
     rows = []
@@ -166,7 +166,7 @@ def section_paired(an: Analysis, kl: str) -> Section:
     s.blocks.append(table(head, rows))
     s.blocks.append(
         legend(
-            f"Judge {an.judge}. Run − {an.baseline} over the same prompts: percentile bootstrap over prompts with "
+            f"Judge {an.judge}. Run − {an.baseline} over the same prompts: BCa bootstrap over prompts with "
             f"the pairs kept together ({an.config.n_boot} resamples, seed {an.config.seed}); p: two-sided paired "
             "sign-flip permutation test. PPL ratio: ratio of geometric-mean conditional perplexities."
         )
