@@ -109,7 +109,9 @@ def test_continuations_dropped_from_fluency_are_dropped_from_toxicity(tmp_path, 
     real = run_mod.conditional_perplexity
     monkeypatch.setattr(run_mod, "conditional_perplexity", lambda *a, **k: real(*a, **k, max_ppl=cut))
     res = evaluate(gpt2, tmp_path / "run", cfg(n_prompts=6, samples=3))
-    assert (tmp_path / "run" / "generations.jsonl").read_text() == (tmp_path / "plain" / "generations.jsonl").read_text()
+    assert (tmp_path / "run" / "generations.jsonl").read_text() == (
+        tmp_path / "plain" / "generations.jsonl"
+    ).read_text()
     drop = np.array([[n > 0 and math.exp(s / n) >= cut for s, n in row] for row in nll])
     assert 0 < drop.sum() < drop.size and res["fluency"]["n_dropped"] == drop.sum()
     with np.load(tmp_path / "run" / "scores.npz") as z:

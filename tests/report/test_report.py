@@ -238,7 +238,9 @@ def test_ppl_delta_and_pareto_marks_follow_the_paired_ratio(tmp_path: Path) -> N
         # the unsteered run's mean PPL is inflated by one outlier; per prompt it is the fluent one
         "none": _run("none", 0.80, 900.0, per_prompt=_per_prompt(base, 0.8)),
         # lower mean PPL than none (unpaired: -97%), but every prompt 10% less fluent: ratio ×1.1
-        "sae-a": _run("sae", 0.80, 25.0, "constant", "low", per_prompt=_per_prompt([v + math.log(1.1) for v in base], 0.8)),
+        "sae-a": _run(
+            "sae", 0.80, 25.0, "constant", "low", per_prompt=_per_prompt([v + math.log(1.1) for v in base], 0.8)
+        ),
         # less toxic, per prompt ×0.98 and ×1.02 alternately: geometric mean exactly 0.9998
         "sae-b": _run(
             "sae",
@@ -246,7 +248,7 @@ def test_ppl_delta_and_pareto_marks_follow_the_paired_ratio(tmp_path: Path) -> N
             1000.0,
             "constant",
             "high",
-            per_prompt=_per_prompt([v + math.log(f) for v, f in zip(base, (0.98, 1.02, 0.98, 1.02))], 0.5),
+            per_prompt=_per_prompt([v + math.log(f) for v, f in zip(base, (0.98, 1.02, 0.98, 1.02), strict=True)], 0.5),
         ),
     }
     ratio_b = math.exp((2 * math.log(0.98) + 2 * math.log(1.02)) / 4)  # the independent computation

@@ -20,7 +20,6 @@ from saedetox.report.format import num
 from saedetox.report.load import as_results
 from saedetox.report.matched import equal_push, matched_fluency
 
-
 #: how the tables define their two perplexity aggregates (stated under every table that shows them)
 PPL_NOTE = (
     "cond. PPL: mean over continuations of each continuation's perplexity (DExperts). Δ% PPL (paired): "
@@ -47,7 +46,9 @@ def pareto_front(points: Sequence[tuple[Any, Any]]) -> list[int]:
     return sorted(front, key=lambda i: (float(points[i][0]), float(points[i][1]), i))
 
 
-def pareto_names(runs: Mapping[str, Mapping[str, Any]], judge: str, ratios: Mapping[str, Mapping[str, Any]]) -> set[str]:
+def pareto_names(
+    runs: Mapping[str, Mapping[str, Any]], judge: str, ratios: Mapping[str, Mapping[str, Any]]
+) -> set[str]:
     """Runs on the Pareto front of ``judge``'s toxicity probability vs the paired PPL ratio to the baseline.
 
     ``ratios`` is :attr:`Analysis.ppl_ratio`; a run without one (no per-prompt data) takes no part.

@@ -108,7 +108,9 @@ def answer_line(at: dict[str, Any], m: dict[str, Any]) -> list[Seg]:
 
 
 def _band_data(s: dict[str, Any] | None) -> dict[str, Any]:
-    return {"est": None, "ci": [None, None]} if not s else {"est": s.get("est"), "ci": list(s.get("ci") or [None, None])}
+    return (
+        {"est": None, "ci": [None, None]} if not s else {"est": s.get("est"), "ci": list(s.get("ci") or [None, None])}
+    )
 
 
 def answer_data(m: dict[str, Any], preregistered: bool = True) -> dict[str, Any]:

@@ -168,9 +168,9 @@ def resampled(mat: PromptMatrix, n_boot: int, seed: int) -> tuple[np.ndarray, np
     n = mat.n
     idx = resample_indices(n, n_boot, seed)
     counts = np.ones((1 + n_boot + n, n))
-    counts[1 : 1 + n_boot] = np.bincount(
-        (idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n
-    ).reshape(n_boot, n)
+    counts[1 : 1 + n_boot] = np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n).reshape(
+        n_boot, n
+    )
     counts[1 + n_boot :] -= np.eye(n)
     with np.errstate(invalid="ignore", divide="ignore"):
         tox = (counts @ np.nan_to_num(mat.tox).T) / (counts @ (~np.isnan(mat.tox)).T)

@@ -65,10 +65,10 @@ def section_tradeoff(runs: dict[str, RunResult], judges: list[str], an: Analysis
     )
     s.blocks.append(
         legend(
-            "x: paired PPL ratio to the baseline (geometric mean of per-prompt ratios) with its paired BCa bootstrap "
-            "95% CI; y: toxicity probability with its BCa bootstrap 95% CI over prompts. Dashed green: Pareto front (descriptive only; "
-            "lower is better on both axes). Large outlined marker: baseline. Methods are compared at matched "
-            "fluency, with paired CIs, in the first sections."
+            "x: paired PPL ratio to the baseline (geometric mean of per-prompt ratios) with its paired BCa "
+            "bootstrap 95% CI; y: toxicity probability with its BCa bootstrap 95% CI over prompts. Dashed green: "
+            "Pareto front (descriptive only; lower is better on both axes). Large outlined marker: baseline. "
+            "Methods are compared at matched fluency, with paired CIs, in the first sections."
         )
     )
     if len(panels) > 1:
@@ -78,9 +78,7 @@ def section_tradeoff(runs: dict[str, RunResult], judges: list[str], an: Analysis
     return s
 
 
-def section_metrics(
-    runs: dict[str, RunResult], judges: list[str], an: Analysis, pareto: set[str], kl: str
-) -> Section:
+def section_metrics(runs: dict[str, RunResult], judges: list[str], an: Analysis, pareto: set[str], kl: str) -> Section:
     baseline = an.baseline
     base = runs.get(baseline, RunResult({}))
     mixed_k = len({m.samples_per_prompt for m in runs.values()}) > 1

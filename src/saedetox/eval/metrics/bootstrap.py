@@ -35,9 +35,7 @@ def percentile_ci(dist: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def bca_interval(
-    est: float, boot: np.ndarray, jack: np.ndarray, alpha: float = 0.05
-) -> tuple[float, float]:
+def bca_interval(est: float, boot: np.ndarray, jack: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
     """BCa interval (Efron & Tibshirani 14.3, 15.4) from the estimate, its bootstrap and jackknife values.
 
     ``boot``: the statistic on each bootstrap resample; ``jack``: on each leave-one-prompt-out sample.

@@ -3,7 +3,8 @@
 Conditional perplexity: per continuation, the mean negative log-likelihood of its tokens given
 the prompt under a reference LM, exp'd; continuations with PPL ≥ 1e4 are dropped and the rest
 averaged (the mean of per-continuation perplexities, DExperts' convention, not token-weighted). A
-dropped continuation is left out of toxicity as well (:func:`drop_from_scores`). Here each prompt is encoded once and its KV cache shared by its continuations
+dropped continuation is left out of toxicity as well (:func:`drop_from_scores`). Here each prompt
+is encoded once and its KV cache shared by its continuations
 (:mod:`saedetox.eval.metrics.shared_prefix`); clean-text perplexity batches rows by length.
 """
 
@@ -114,9 +115,10 @@ def conditional_perplexity(
 
     Returns ``{"ppl", "ppl_ci", "n_scored", "n_dropped", "n_empty", "log_ppl", "dropped"}``; the CI
     resamples prompts. ``dropped[i][j]`` is True when continuation ``j`` of prompt ``i`` was dropped
-    (PPL ≥ ``max_ppl``): the run leaves it out of toxicity too (:func:`drop_from_scores`). ``log_ppl[i]`` is the mean over prompt ``i``'s kept continuations of their mean token
-    NLL (the log of each continuation's PPL; ``None`` when none was kept): the per-prompt value
-    paired comparisons use. Run it on an unsteered reference model (hooks on ``lm.model`` would apply).
+    (PPL ≥ ``max_ppl``): the run leaves it out of toxicity too (:func:`drop_from_scores`).
+    ``log_ppl[i]`` is the mean over prompt ``i``'s kept continuations of their mean token NLL (the
+    log of each continuation's PPL; ``None`` when none was kept): the per-prompt value paired
+    comparisons use. Run it on an unsteered reference model (hooks on ``lm.model`` would apply).
     """
     per_prompt = []
     log_ppl: list[float | None] = []

@@ -7,8 +7,9 @@ only the last line torn (a partly written batch is a prefix of its bytes): it is
 reading, and the batch is sampled again as a whole (its seed makes it reproducible only as a
 whole) but only its missing rows are written, so the file ends byte-identical to an
 uninterrupted run's. A steered batch's first row also holds the batch's steering statistics
-(:data:`PUSH_TOTALS`), so they survive an interruption with the rows. Anything else that is not a row of this run — a corrupt line before the
-last, a row for another prompt or with another number of samples — is an error, never skipped.
+(:data:`PUSH_TOTALS`), so they survive an interruption with the rows. Anything else that is not
+a row of this run — a corrupt line before the last, a row for another prompt or with another
+number of samples — is an error, never skipped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
-
 
 #: the row key holding a steered batch's statistics (per intervention, ``InterventionStats.totals``): on
 #: the batch's first row, written in the same append as the batch's rows
