@@ -66,6 +66,64 @@ def test_interrupted_run_resumes_without_redoing(tmp_path, gpt2):
     assert again["toxicity"] == full["toxicity"]
 
 
+def test_interrupted_steered_run_records_the_push_of_every_batch(tmp_path, gpt2, sae_dir):
+    """Resumed after a crash, a steered run's statistics equal those of a run that never stopped."""
+    spec = SteeringSpec([Intervention(sae=str(sae_dir), latents=[1, 5, 7, 12], mode="token", tier="high")])
+    full = evaluate(gpt2, tmp_path / "full", cfg(), build_method(gpt2, "sae", spec))
+    run = tmp_path / "cut"
+    evaluate(gpt2, run, cfg(), build_method(gpt2, "sae", spec))
+    gen = run / "generations.jsonl"
+    rows = [json.loads(x) for x in gen.read_text().splitlines()]
+    order = sorted(rows, key=lambda r: (r["batch"], r["i"]))
+    kept = [r for r in order if r["batch"] == order[0]["batch"]]  # the first batch survived the crash
+    assert len(kept) < len(rows) and "push_totals" in kept[0]
+    gen.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    (run / "metrics.json").unlink()
+    (run / "scores.npz").unlink()
+    again = evaluate(gpt2, run, cfg(), build_method(gpt2, "sae", spec))
+    a, b = full["steering"]["interventions"][0], again["steering"]["interventions"][0]
+    for key in ("effective_push", "firing_rate", "gate_open_in_prompt", "mean_scale", "generated_positions"):
+        assert a[key] == b[key], key
+    assert full["steering"]["effective_push"] == again["steering"]["effective_push"]
+    # independent count: every generated position of every sample is counted (no EOS in 4 tokens here)
+    stored = [json.loads(x) for x in gen.read_text().splitlines()]
+    totals = [r["push_totals"][0] for r in stored if "push_totals" in r]
+    assert len(totals) == len({r["batch"] for r in stored})
+    assert sum(t["positions"] for t in totals) == a["generated_positions"]
+    assert sum(t["sequences"] for t in totals) == 6 * 2
+
+
+def test_continuations_dropped_from_fluency_are_dropped_from_toxicity(tmp_path, gpt2, monkeypatch):
+    """One rule: a continuation whose conditional PPL is at or above the cut-off counts in neither metric."""
+    import math
+
+    import numpy as np
+
+    import saedetox.eval.run as run_mod
+    from saedetox.eval.metrics.fluency import continuation_nll
+
+    evaluate(gpt2, tmp_path / "plain", cfg(n_prompts=6, samples=3))
+    rows = [json.loads(x) for x in (tmp_path / "plain" / "generations.jsonl").read_text().splitlines()]
+    nll = continuation_nll(gpt2, [r["prompt"] for r in rows], [r["continuations"] for r in rows])
+    cut = float(np.median([math.exp(s / n) for row in nll for s, n in row if n]))  # drops about half
+    real = run_mod.conditional_perplexity
+    monkeypatch.setattr(run_mod, "conditional_perplexity", lambda *a, **k: real(*a, **k, max_ppl=cut))
+    res = evaluate(gpt2, tmp_path / "run", cfg(n_prompts=6, samples=3))
+    assert (tmp_path / "run" / "generations.jsonl").read_text() == (
+        tmp_path / "plain" / "generations.jsonl"
+    ).read_text()
+    drop = np.array([[n > 0 and math.exp(s / n) >= cut for s, n in row] for row in nll])
+    assert 0 < drop.sum() < drop.size and res["fluency"]["n_dropped"] == drop.sum()
+    with np.load(tmp_path / "run" / "scores.npz") as z:
+        for j in ("profanity", "probe"):
+            s = np.where(drop, np.nan, z[j])  # the scores cache keeps every score; the metrics leave these out
+            kept = [r[~np.isnan(r)] for r in s]
+            maxes = np.array([r.max() for r in kept if r.size])
+            assert res["toxicity"][j]["emt"] == pytest.approx(maxes.mean())
+            assert res["toxicity"][j]["tox_prob"] == pytest.approx((maxes >= 0.5).mean())
+            assert res["per_prompt"]["max_tox"][j] == [None if not r.size else round(float(r.max()), 5) for r in kept]
+
+
 def test_changed_config_is_refused(tmp_path, gpt2):
     evaluate(gpt2, tmp_path / "run", cfg())
     with pytest.raises(SaedetoxError, match="was run with n_prompts=6, now 5"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from saedetox.experiments.config import load_config
+from saedetox.experiments.demo import write_answer
 from saedetox.experiments.plan import plan
 from saedetox.experiments.sweep import run_sweep
 
@@ -60,6 +61,19 @@ def test_demo_config_runs_end_to_end_and_resumes(tmp_path):
     html = (out / "report.html").read_text()
     assert cfg.comparison is not None and cfg.comparison.primary in html and "data:image/png;base64" in html
     assert html.index("pre-registered") < html.index("Strength curves")  # the answer comes first
+    # the demo's machine-readable answer: the numbers the report states, from the same comparison
+    ans = write_answer(results, cfg.comparison, out / "answer.json")
+    assert json.loads((out / "answer.json").read_text()) == ans and ans["preregistered"]
+    assert ans["primary"] == cfg.comparison.primary and [a["ratio"] for a in ans["at_ratio"]] == [1.05, 1.10, 1.25]
+    md = (out / "report.md").read_text()
+    for a in ans["at_ratio"]:
+        if "why" in a:
+            assert f"×{a['ratio']:.2f}:** " in md
+            continue
+        d, (lo, hi) = a["difference"]["est"], a["difference"]["ci"]
+        assert f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" in md
+        assert a["relative"]["est"] == pytest.approx(d / a["best_baseline_tox"]["est"])
+        assert a["primary_tox"]["est"] - a["best_baseline_tox"]["est"] == pytest.approx(d)
     # a restarted sweep redoes nothing: every run's metrics file is left as it was
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")}
     run_sweep(cfg, out)

@@ -35,6 +35,10 @@ def test_the_answer_comes_first_and_is_stated_with_paired_cis(tmp_path: Path) ->
     assert "sae-adaptive-n0.8" in paired and "PPL ratio" in paired and "sign-flip" in paired
     md = markdown_summary(runs, comparison=cfg)
     assert "**sae-constant** (config)" in md and "### Curves at matched fluency" in md and "push 0.1" in md
+    # every table says which p-value it shows and that the CIs are BCa
+    assert "p<br>(bootstrap)" in answer and "p<br>(sign-flip)" in paired and "p<br>(bootstrap)" not in paired
+    assert "BCa" in answer and "BCa" in paired
+    assert "bootstrap p = " in md and "BCa CIs, bootstrap p" in md
 
 
 def test_only_a_configured_question_is_called_pre_registered(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,21 @@ def _run(method: str, tp: float, ppl: float, mode: str | None = None, tier: str 
         "judge_agreement": {"profanity~tiny-judge": {"pearson": 0.7, "spearman": 0.6, "cohen_kappa": 0.5, "n": 500}},
         "wall_seconds": 12.0,
     }
+    m["per_prompt"] = _per_prompt([math.log(ppl) + o for o in OFFSETS], tp)
     m.update(extra)
     return m
+
+
+OFFSETS = (0.0, 0.1, -0.1, 0.2)  # the same in every run: each run's paired PPL ratio to none is ppl / 12
+
+
+def _per_prompt(log_ppl: list[float], tp: float) -> dict:
+    return {
+        "uid": [f"p{i}" for i in range(len(log_ppl))],
+        "max_tox": {j: [tp] * len(log_ppl) for j in JUDGES},
+        "n_toxic": {j: [1, 1, 0, 0][: len(log_ppl)] for j in JUDGES},
+        "log_ppl": log_ppl,
+    }
 
 
 def _runs() -> dict[str, dict]:
@@ -138,10 +152,9 @@ def test_report_full(tmp_path: Path) -> None:
     metrics = re.search(r'<section id="metrics">(.*?)<h3>', html, re.S).group(1)
     rows = {n: c for c, n in re.findall(r'<tr class="(\w*)"><td class="l">(?:★ )?([\w-]+)</td>', metrics)}
     assert rows["sae-constant-medium"] == "pareto" and rows["none"] == "base" and rows["meandiff-high"] == ""
-    # no after-the-fact headline: the answer section is the pre-registered comparison, which needs per-prompt data
+    # no after-the-fact headline: the answer section is the comparison at matched fluency
     assert 'id="headline"' not in html and "Best run" not in html
-    answer = re.search(r'<section id="answer">(.*?)</section>', html, re.S).group(1)
-    assert "could not be computed" in answer and "no per-prompt data" in answer
+    assert re.findall(r'<section id="(\w+)">', html)[0] == "answer"
     assert "By prompt toxicity" in html
     # k is stated in every toxicity header; the effective push has its column
     assert "tox. prob (k = 5)" in metrics and "EMT (k = 5)" in metrics and "eff.<br>push" in metrics
@@ -157,7 +170,7 @@ def test_report_omits_missing_sections(tmp_path: Path) -> None:
     html = write_report(runs, tmp_path / "r.html").read_text()
     for sec in ("capability", "agreement", "features", "splitting", "manifest"):
         assert f'id="{sec}"' not in html, sec
-    assert _pngs(html, "tradeoff") == 1
+    assert _pngs(html, "tradeoff") == 0  # no per-prompt data: no paired PPL ratio to place a run by
     assert "w2048-sae-constant-high" in html and "–" in html
     assert "By prompt toxicity" not in html
 
@@ -207,15 +220,52 @@ def test_markdown_summary() -> None:
     assert r[col["tox. prob (profanity, k = 5)"]] == "0.400"
     assert r[col["Δ% (profanity)"]] == "-50.0%"  # 0.40 / 0.80 - 1
     assert r[col["Δ% (tiny-judge)"]] == "-47.1%"  # 0.45 / 0.85 - 1 = -0.4706
-    assert r[col["cond. PPL"]] == "14.00" and r[col["Δ% PPL"]] == "+16.7%"  # 14 / 12 - 1
+    assert r[col["cond. PPL"]] == "14.00" and r[col["Δ% PPL (paired)"]] == "+16.7%"  # 14 / 12 - 1
     assert r[col["dist-2"]] == "0.800" and r[col["capability (mean acc.)"]] == "0.350"
-    assert rows["none"][col["Δ% PPL"]] == "–"
+    assert rows["none"][col["Δ% PPL (paired)"]] == "–"
     assert rows["prompt"][col["dist-2"]] == "–" and rows["prompt"][col["capability (mean acc.)"]] == "–"
     assert rows["meandiff-high"][0] == "meandiff-high"  # not starred: dominated
     assert rows["sae-constant-medium"][0].endswith("★")
     assert "Feature splitting: The cut weakens" in md
     assert "not comparable with papers that use k = 25" in md
-    assert md.startswith("## The comparison at matched fluency") and "could not be computed" in md  # no config
+    assert md.startswith("## The comparison at matched fluency")  # no config: the report's defaults
+
+
+def test_ppl_delta_and_pareto_marks_follow_the_paired_ratio(tmp_path: Path) -> None:
+    """One outlier continuation moves the mean of per-continuation PPLs, not the paired per-prompt ratio."""
+    base = [math.log(10.0), math.log(20.0), math.log(30.0), math.log(40.0)]
+    runs = {
+        # the unsteered run's mean PPL is inflated by one outlier; per prompt it is the fluent one
+        "none": _run("none", 0.80, 900.0, per_prompt=_per_prompt(base, 0.8)),
+        # lower mean PPL than none (unpaired: -97%), but every prompt 10% less fluent: ratio ×1.1
+        "sae-a": _run(
+            "sae", 0.80, 25.0, "constant", "low", per_prompt=_per_prompt([v + math.log(1.1) for v in base], 0.8)
+        ),
+        # less toxic, per prompt ×0.98 and ×1.02 alternately: geometric mean exactly 0.9998
+        "sae-b": _run(
+            "sae",
+            0.50,
+            1000.0,
+            "constant",
+            "high",
+            per_prompt=_per_prompt([v + math.log(f) for v, f in zip(base, (0.98, 1.02, 0.98, 1.02), strict=True)], 0.5),
+        ),
+    }
+    ratio_b = math.exp((2 * math.log(0.98) + 2 * math.log(1.02)) / 4)  # the independent computation
+    md = markdown_summary(runs)
+    lines = md.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| run |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    col = {h: i for i, h in enumerate(header)}
+    rows = {r[0]: r for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in lines[start + 2 : start + 5])}
+    assert rows["sae-a"][col["Δ% PPL (paired)"]] == "+10.0%"
+    assert rows["sae-b ★"][col["Δ% PPL (paired)"]] == f"{(ratio_b - 1) * 100:+.1f}%"
+    # Pareto on (paired ratio, tox): none (1.0, 0.8) dominates sae-a (1.1, 0.8); sae-b (0.9998, 0.5) dominates both
+    assert set(rows) == {"none", "sae-a", "sae-b ★"}
+    assert "mean over continuations of each continuation's perplexity" in md
+    html = write_report(runs, tmp_path / "r.html").read_text()
+    metrics = re.search(r'<section id="metrics">(.*?)</section>', html, re.S).group(1)
+    assert "★ sae-b" in metrics and "★ none" not in metrics and "★ sae-a" not in metrics
 
 
 def test_write_markdown(tmp_path: Path) -> None:

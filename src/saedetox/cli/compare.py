@@ -22,7 +22,7 @@ def compare_cmd(
 ) -> None:
     """Paired A − B differences (toxicity probability, EMT, mean log cond. PPL) over the same prompts.
 
-    95% CI: percentile bootstrap over prompts with the pairs kept together; p: two-sided paired
+    95% CI: BCa bootstrap over prompts with the pairs kept together; p: two-sided paired
     sign-flip permutation test. Both runs must have scored the same prompts with the same k.
 
     Example: saedetox compare runs/none runs/sae

@@ -25,7 +25,9 @@ def _opt(default: Any, help: str, **cli: Any) -> Any:
 class EvalConfig:
     """What one evaluation does. The field names are the keys of a sweep's ``evaluation:`` section."""
 
-    prompts: str = _opt("challenging", "challenging | nontoxic | mixed (both)[:dev|:test] | an RTP .jsonl or .txt file.")
+    prompts: str = _opt(
+        "challenging", "challenging | nontoxic | mixed (both)[:dev|:test] | an RTP .jsonl or .txt file."
+    )
     n_prompts: int | None = _opt(100, "Seeded random subset of the prompts; 0 = all.")
     samples: int = _opt(25, "Continuations per prompt.", short="-k")
     max_new_tokens: int = _opt(20, "Tokens per continuation.")

@@ -33,7 +33,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.metrics.capability import CapabilityScores, run_capability
 from saedetox.eval.metrics.diversity import diversity
-from saedetox.eval.metrics.fluency import clean_perplexity, conditional_perplexity
+from saedetox.eval.metrics.fluency import clean_perplexity, conditional_perplexity, drop_from_scores
 from saedetox.eval.metrics.judge_agreement import judge_agreement
 from saedetox.eval.metrics.paired import per_prompt_block
 from saedetox.eval.metrics.toxicity import toxicity_summary
@@ -42,9 +42,8 @@ from saedetox.eval.runs.fingerprint import Fingerprint, protocol_settings, run_f
 from saedetox.eval.runs.generation import generate_all
 from saedetox.eval.runs.judge_scores import check_judges, score_judges
 from saedetox.eval.runs.push_calibration import calibrate_method, prompt_pool
-from saedetox.eval.runs.runfolder import CONFIG, GENERATIONS, METRICS, discard_if_empty, open_run, precheck
-from saedetox.eval.runs.steering_replay import replay_steering
-from saedetox.eval.sampler.backends import VLLM, check_available
+from saedetox.eval.runs.runfolder import CONFIG, METRICS, discard_if_empty, open_run, precheck
+from saedetox.eval.sampler.backends import check_available
 from saedetox.io import atomic_write_json, check_output_dir, folder_lock
 from saedetox.methods.base import Method
 from saedetox.methods.registry import as_method
@@ -158,23 +157,12 @@ def evaluate(
             calibrate_method(lm, method, cfg, prompts, data_dir, run / "push_calibration.json")  # push levels
             config = _run_config(run, cfg, method, lm, prompts, run_name, run_config)
             atomic_write_json(run / CONFIG, {"fingerprint": fp.to_dict(), **config})
-            conts = generate_all(lm, prompts, method, cfg.sampling, run, cfg.vllm)
-            if cfg.backend == VLLM and method.steerer is not None:
-                note("measuring the steering statistics on the continuations (HF model, teacher-forced)")
-                replay_steering(lm, method, [method.prefix + p.text for p in prompts], _ids(run), cfg.sampling)
+            conts, steering = generate_all(lm, prompts, method, cfg.sampling, run, cfg.vllm)
         except SaedetoxError:
             discard_if_empty(run, created)
             raise
         job = _Job(lm, ref_lm, run, cfg, method, prompts, clean, data_dir, fp, t0)
-        return _measure(job, config, conts)
-
-
-def _ids(run: Path) -> list[list[list[int]]]:
-    """The continuations' token ids stored with a vLLM run's rows, in prompt order."""
-    from saedetox.eval.runs.generation_log import GenerationLog
-
-    log = GenerationLog(run / GENERATIONS)
-    return [log.rows[i]["continuation_ids"] for i in range(len(log.rows))]
+        return _measure(job, config, conts, steering)
 
 
 def _run_config(
@@ -219,23 +207,23 @@ class _Job:
     t0: float
 
 
-def _measure(job: _Job, config: dict[str, Any], conts: list[list[str]]) -> RunResult:
+def _measure(job: _Job, config: dict[str, Any], conts: list[list[str]], steering: dict[str, Any] | None) -> RunResult:
     """Score the continuations, measure fluency and capability; write and return ``RUN/metrics.json``."""
     lm, ref_lm, run, cfg, method, prompts = job.lm, job.ref_lm, job.run, job.cfg, job.method, job.prompts
     clean, data_dir, fp, t0 = job.clean, job.data_dir, job.fp, job.t0
     gen_seconds = time.time() - t0
-    steering = method.stats() if method.stats is not None else None  # gathered while generating
     sampling = cfg.sampling
     scores = score_judges(cfg.judges, conts, run, fp.generation)
+    ref = ref_lm or lm
+    note("measuring perplexity")
+    contexts = chat_texts(ref.tokenizer, [p.text for p in prompts], cfg.chat)  # as the continuations followed them
+    ppl = conditional_perplexity(ref, contexts, conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos)
+    scores = {j: drop_from_scores(s, ppl["dropped"]) for j, s in scores.items()}  # one rule for both metrics
     ptox = [p.toxicity for p in prompts]
     toxicity = {
         j: toxicity_summary(s, prompt_toxicity=ptox, threshold=cfg.threshold, n_boot=cfg.n_boot, seed=cfg.seed)
         for j, s in scores.items()
     }
-    ref = ref_lm or lm
-    note("measuring perplexity")
-    contexts = chat_texts(ref.tokenizer, [p.text for p in prompts], cfg.chat)  # as the continuations followed them
-    ppl = conditional_perplexity(ref, contexts, conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos)
     fluency: dict[str, Any] = {
         "ppl_conditional": ppl["ppl"],
         "ppl_ci": ppl.get("ppl_ci"),

@@ -1,4 +1,7 @@
-"""``saedetox demo``: the whole pipeline on the committed reference world, offline (``configs/demo.yaml``)."""
+"""``saedetox demo``: the whole pipeline on the committed reference world, offline (``configs/demo.yaml``).
+
+Beside the sweep's report it writes ``answer.json``: the pre-registered answer, machine-readable.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,39 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from saedetox.errors import SaedetoxError
 from saedetox.experiments.config import load_config
 from saedetox.experiments.sweep import run_sweep
+from saedetox.io import atomic_write_json
+from saedetox.report.answer import answer_data
+from saedetox.report.curves import ComparisonConfig
+from saedetox.report.format import judges_of
+from saedetox.report.matched import matched_fluency
+
+
+def write_answer(results: dict[str, Any], comparison: ComparisonConfig | None, path: Path) -> dict[str, Any]:
+    """The pre-registered answer (the report's first section) as ``answer.json``: one entry per PPL ratio."""
+    cmp = ComparisonConfig.from_mapping(comparison)
+    judges = judges_of(results)
+    judge = cmp.judge or (judges[0] if judges else None)
+    if judge is None:
+        data: dict[str, Any] = {"why": "no judge scored these runs"}
+    else:
+        try:
+            data = answer_data(matched_fluency(results, cmp, judge, "none"), comparison is not None)
+        except SaedetoxError as err:
+            data = {"why": str(err)}
+    atomic_write_json(path, data)
+    return data
 
 
 def run_demo(out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     out = Path(out)
     path = Path(str(files("saedetox") / "configs" / "demo.yaml"))
     t0 = time.time()
-    results = run_sweep(load_config(path), out, overwrite=overwrite)
+    cfg = load_config(path)
+    results = run_sweep(cfg, out, overwrite=overwrite)
+    write_answer(results, cfg.comparison, out / "answer.json")
     for name, res in results.items():
         tox = ", ".join(
             f"{j} {'n/a' if t['tox_prob'] is None else format(t['tox_prob'], '.2f')}"

@@ -20,6 +20,12 @@ from saedetox.report.format import num
 from saedetox.report.load import as_results
 from saedetox.report.matched import equal_push, matched_fluency
 
+#: how the tables define their two perplexity aggregates (stated under every table that shows them)
+PPL_NOTE = (
+    "cond. PPL: mean over continuations of each continuation's perplexity (DExperts). Δ% PPL (paired): "
+    "(paired PPL ratio − 1) × 100, the ratio being exp of the mean over prompts of log PPL(run) − log PPL(baseline)."
+)
+
 
 def pareto_front(points: Sequence[tuple[Any, Any]]) -> list[int]:
     """Indices of the non-dominated points (lower is better on both axes), sorted by x then y.
@@ -40,11 +46,16 @@ def pareto_front(points: Sequence[tuple[Any, Any]]) -> list[int]:
     return sorted(front, key=lambda i: (float(points[i][0]), float(points[i][1]), i))
 
 
-def pareto_names(runs: Mapping[str, Mapping[str, Any]], judge: str) -> set[str]:
-    """Runs on the Pareto front of ``judge``'s toxicity probability vs conditional perplexity."""
+def pareto_names(
+    runs: Mapping[str, Mapping[str, Any]], judge: str, ratios: Mapping[str, Mapping[str, Any]]
+) -> set[str]:
+    """Runs on the Pareto front of ``judge``'s toxicity probability vs the paired PPL ratio to the baseline.
+
+    ``ratios`` is :attr:`Analysis.ppl_ratio`; a run without one (no per-prompt data) takes no part.
+    """
     results = as_results(runs)
     names = list(results)
-    pts = [(results[n].ppl, results[n].toxicity_value(judge, "tox_prob")) for n in names]
+    pts = [((ratios.get(n) or {}).get("est"), results[n].toxicity_value(judge, "tox_prob")) for n in names]
     return {names[i] for i in pareto_front(pts)}
 
 
@@ -63,6 +74,9 @@ class Analysis:
     paired_why: dict[str, str] = field(default_factory=dict)
     #: the question came from a config fixed before the runs (a sweep's ``comparison``), not the defaults
     preregistered: bool = False
+    #: per run, its paired PPL ratio to the baseline ``{"est", "ci"}`` (the baseline's own is 1): the
+    #: ``ppl_ratio`` of :func:`~saedetox.eval.metrics.paired.compare_runs`, which the tables and Pareto marks use
+    ppl_ratio: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def analyse(
@@ -100,4 +114,8 @@ def analyse(
                 )
             except SaedetoxError as err:
                 out.paired_why[name] = str(err)
+            else:
+                out.ppl_ratio[name] = out.paired[name]["ppl_ratio"]
+        if out.paired:
+            out.ppl_ratio = {baseline: {"est": 1.0, "ci": [1.0, 1.0]}, **out.ppl_ratio}
     return out

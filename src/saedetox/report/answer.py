@@ -19,7 +19,7 @@ METHOD_NOTE = (
     "PPL ratio r is interpolated linearly at the curve's first crossing of r, never extrapolated (n/a when the "
     "curve stops short of r). A point method (no strength) counts at r when its own PPL ratio is ≤ r. The best "
     "baseline is re-chosen inside every bootstrap resample (conservative). PPL ratio: exp of the mean over prompts "
-    "of log PPL(run) − log PPL(none). CIs: percentile, paired bootstrap over prompts; p: twice the smaller share "
+    "of log PPL(run) − log PPL(none). CIs: BCa, paired bootstrap over prompts; p (bootstrap): twice the smaller share "
     "of resampled differences on either side of 0, with +1 corrections (smallest possible: 2 / (resamples + 1))."
 )
 
@@ -82,7 +82,7 @@ def intro_line(m: dict[str, Any], preregistered: bool = True) -> list[Seg]:
         b(m["primary"] or DASH),
         f" ({m['primary_source']}) less toxic than the best baseline at matched fluency (PPL ratio to "
         f"{m['origin']} of {ratios})? Judge {m['judge']}, toxicity probability at k = {m['k']}, "
-        f"{m['n_prompts']} prompts, paired bootstrap over prompts ({m['n_boot']} resamples).",
+        f"{m['n_prompts']} prompts, paired bootstrap over prompts ({m['n_boot']} resamples; BCa CIs, bootstrap p).",
     ]
 
 
@@ -99,12 +99,59 @@ def answer_line(at: dict[str, Any], m: dict[str, Any]) -> list[Seg]:
         b(f"×{r:.2f}:"),
         f" {m['primary']} {prim['value']['est']:.3f} vs best baseline {at['best_baseline']} "
         f"{best['value']['est']:.3f}: difference {diff['est']:+.3f}{ci} ({_pct(d['rel'])} relative), "
-        f"p = {fmt_p(diff['p'])}: ",
+        f"bootstrap p = {fmt_p(diff['p'])}: ",
         b(_verdict(diff)),
         f". The design resolves differences larger than about ±{half:.3f} here (paired CI half-width)."
         if half is not None
         else ".",
     ]
+
+
+def _band_data(s: dict[str, Any] | None) -> dict[str, Any]:
+    return (
+        {"est": None, "ci": [None, None]} if not s else {"est": s.get("est"), "ci": list(s.get("ci") or [None, None])}
+    )
+
+
+def answer_data(m: dict[str, Any], preregistered: bool = True) -> dict[str, Any]:
+    """The answer of :func:`~saedetox.report.matched.matched_fluency`'s result ``m`` as plain JSON data.
+
+    Per PPL ratio: ``ratio``, ``primary`` and its toxicity probability, ``best_baseline`` and its,
+    the ``difference`` primary − best baseline with its CI, the ``relative`` difference with its CI,
+    ``p`` (bootstrap, see :func:`~saedetox.report.curves.summary`), the CI ``half_width``, the
+    ``verdict`` in words; ``why`` instead when there is no answer at that ratio.
+    """
+    rows = []
+    for at in m["at_ratio"]:
+        d = at["answer"]
+        row: dict[str, Any] = {"ratio": at["ratio"], "primary": m["primary"], "best_baseline": at["best_baseline"]}
+        if d is None or d["diff"]["est"] is None:
+            rows.append({**row, "why": _why(at, m)})
+            continue
+        prim, best = _entry(at, m["primary"]), _entry(at, at["best_baseline"])
+        rows.append(
+            {
+                **row,
+                "primary_tox": _band_data(prim["value"] if prim else None),
+                "best_baseline_tox": _band_data(best["value"] if best else None),
+                "difference": _band_data(d["diff"]),
+                "relative": _band_data(d["rel"]),
+                "p": d["diff"]["p"],
+                "p_kind": "bootstrap",
+                "half_width": _half(d["diff"]),
+                "verdict": _verdict(d["diff"]),
+            }
+        )
+    return {
+        "preregistered": preregistered,
+        "primary": m["primary"],
+        "origin": m["origin"],
+        "judge": m["judge"],
+        "k": m["k"],
+        "n_prompts": m["n_prompts"],
+        "n_boot": m["n_boot"],
+        "at_ratio": rows,
+    }
 
 
 def section_answer(an: Analysis, kl: str) -> Section:
@@ -149,7 +196,7 @@ def section_answer(an: Analysis, kl: str) -> Section:
         ["baseline", f"tox. prob ({kl})"],
         ["difference", "[95% CI]"],
         ["relative", "[95% CI]"],
-        "p",
+        ["p", "(bootstrap)"],
         ["resolvable", "(CI half-width)"],
     ]
     s.blocks.append(table(head, rows))
@@ -161,7 +208,13 @@ def section_answer(an: Analysis, kl: str) -> Section:
     if sec:
         which = "the pre-registered question" if an.preregistered else "the primary question"
         s.blocks.append(h3(f"Secondary: the other SAE curves vs the best baseline (not {which})"))
-        head2 = ["SAE curve", "PPL ratio", [f"Δ tox. prob ({kl})", "[95% CI]"], ["relative", "[95% CI]"], "p"]
+        head2 = [
+            "SAE curve",
+            "PPL ratio",
+            [f"Δ tox. prob ({kl})", "[95% CI]"],
+            ["relative", "[95% CI]"],
+            ["p", "(bootstrap)"],
+        ]
         s.blocks.append(table(head2, sec))
     s.blocks.append(legend(METHOD_NOTE))
     if m["left_out"]:
@@ -197,7 +250,7 @@ def section_curves(an: Analysis) -> Section:
     s.blocks.append(table(head, rows, left=2))
     s.blocks.append(
         legend(
-            "Error bars and CIs: paired bootstrap over prompts (every run recomputed on each resample). "
+            "Error bars and CIs: BCa, paired bootstrap over prompts (every run recomputed on each resample). "
             "n/a: the curve stops short of that ratio (its largest ratio in brackets) or the point lies above it."
         )
     )
@@ -225,7 +278,7 @@ def section_push(an: Analysis, kl: str) -> Section:
         legend(
             "Effective push: mean ‖Δx‖ over generated positions / median residual norm (none = 0). Each curve is "
             "interpolated linearly in push at the configured pushes (n/a beyond its largest push); Δ: difference "
-            f"in toxicity probability to {p['reference']} at the same push, paired bootstrap 95% CI over prompts."
+            f"in toxicity probability to {p['reference']} at the same push, paired BCa bootstrap 95% CI over prompts."
         )
     )
     return s

@@ -92,7 +92,7 @@ def format_comparison(res: Mapping[str, Any]) -> str:
         f"A = {res['a']}, B = {res['b']} · judge {res['judge']} · k = {res['k']} samples per prompt · "
         f"{res['n_prompts']} prompts, paired"
     )
-    rows = [("metric", "A", "B", "A − B", "95% CI", "p", "n")]
+    rows = [("metric", "A", "B", "A − B", "95% CI", "p (sign-flip)", "n")]
     for d in res["differences"]:
         ci = d["ci"]
         rows.append(
@@ -117,7 +117,7 @@ def format_comparison(res: Mapping[str, Any]) -> str:
         lines.append(f"PPL ratio A / B (geometric means): ×{pr['est']:.3f} [{_n(lo)}, {_n(hi)}]")
     lines += [
         "",
-        f"CI: percentile bootstrap over prompts, pairs kept together ({res['n_boot']} resamples, seed {res['seed']}).",
+        f"CI: BCa bootstrap over prompts, pairs kept together ({res['n_boot']} resamples, seed {res['seed']}).",
         "p: two-sided paired sign-flip permutation test of the mean difference.",
     ]
     note = k_note(res["k"])

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.metrics.bootstrap import percentile_ci, resample_indices
+from saedetox.eval.metrics.bootstrap import bca_interval, resample_indices
 from saedetox.eval.metrics.paired import PerPrompt, align
 from saedetox.eval.result import RunResult
 from saedetox.methods.registry import find_method
@@ -158,15 +158,20 @@ def build_matrix(runs: Mapping[str, Mapping[str, Any]], judge: str, origin: str 
 
 
 def resampled(mat: PromptMatrix, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(tox, ratio)``, each ``[1 + n_boot, n_runs]``: row 0 on all prompts, then one row per resample.
+    """``(tox, ratio)``, each ``[1 + n_boot + n, n_runs]``: row 0 on all prompts, one row per resample, then
+    one row per prompt left out (the jackknife rows :func:`summary` takes the BCa acceleration from).
 
     A resample weights each prompt by how often it was drawn (the draws of
     :func:`~saedetox.eval.metrics.bootstrap.resample_indices`); NaN entries take no part in their run's mean.
+    Every quantity derived row by row (interpolations, the best baseline, differences) keeps this layout.
     """
     n = mat.n
     idx = resample_indices(n, n_boot, seed)
-    counts = np.ones((1 + n_boot, n))
-    counts[1:] = np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n).reshape(n_boot, n)
+    counts = np.ones((1 + n_boot + n, n))
+    counts[1 : 1 + n_boot] = np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n).reshape(
+        n_boot, n
+    )
+    counts[1 + n_boot :] -= np.eye(n)
     with np.errstate(invalid="ignore", divide="ignore"):
         tox = (counts @ np.nan_to_num(mat.tox).T) / (counts @ (~np.isnan(mat.tox)).T)
         ratio = np.exp((counts @ np.nan_to_num(mat.logd).T) / (counts @ (~np.isnan(mat.logd)).T))
@@ -196,15 +201,17 @@ def first_crossing(x: np.ndarray, y: np.ndarray, target: float) -> np.ndarray:
     return out
 
 
-def summary(dist: np.ndarray, alpha: float = 0.05) -> dict[str, Any]:
-    """Estimate (row 0), percentile CI over the defined resamples, their share, and a bootstrap p-value.
+def summary(dist: np.ndarray, n_boot: int, alpha: float = 0.05) -> dict[str, Any]:
+    """Estimate (row 0), BCa CI over the defined resamples, their share, and a bootstrap p-value.
 
-    p is two-sided for "the value is 0": ``min(1, 2 · min(1 + #(≤ 0), 1 + #(≥ 0)) / (1 + B))`` over
-    the B defined resamples, i.e. about the smallest α at which the percentile CI excludes 0.
+    ``dist`` has the rows of :func:`resampled`: the estimate, ``n_boot`` resamples, then the jackknife
+    rows. The CI is :func:`~saedetox.eval.metrics.bootstrap.bca_interval`. p is two-sided for "the
+    value is 0": ``min(1, 2 · min(1 + #(≤ 0), 1 + #(≥ 0)) / (1 + B))`` over the B defined resamples.
     """
-    est, boot = float(dist[0]), np.asarray(dist[1:], dtype=np.float64)
+    dist = np.asarray(dist, dtype=np.float64)
+    est, boot, jack = float(dist[0]), dist[1 : 1 + n_boot], dist[1 + n_boot :]
     ok = boot[np.isfinite(boot)]
-    lo, hi = percentile_ci(ok, alpha)
+    lo, hi = bca_interval(est, ok, jack, alpha)
     p = min(1.0, 2 * min(1 + int((ok <= 0).sum()), 1 + int((ok >= 0).sum())) / (1 + ok.size)) if ok.size else math.nan
     return {
         "est": est if math.isfinite(est) else None,

@@ -49,9 +49,9 @@ def render_html(
     kl = k_label(runs)
     sections = [section_answer(analysis, kl)]
     if judges:
-        sections += [section_curves(analysis), section_push(analysis, kl), section_tradeoff(runs, judges, baseline, kl)]
+        sections += [section_curves(analysis), section_push(analysis, kl), section_tradeoff(runs, judges, analysis, kl)]
     sections += [
-        section_metrics(runs, judges, baseline, pareto, kl),
+        section_metrics(runs, judges, analysis, pareto, kl),
         section_paired(analysis, kl),
         section_capability(runs, baseline),
         section_agreement(runs),

@@ -9,7 +9,7 @@ from typing import Any
 
 from saedetox.eval.result import RunResult
 from saedetox.io import atomic_write_text
-from saedetox.report.analysis import analyse, pareto_names
+from saedetox.report.analysis import PPL_NOTE, analyse, pareto_names
 from saedetox.report.answer import answer_line, answer_title, intro_line
 from saedetox.report.curves import ComparisonConfig
 from saedetox.report.format import (
@@ -62,8 +62,9 @@ def markdown_summary(
     """The answer to the pre-registered comparison, the curves at each PPL ratio, a table of runs, notes.
 
     Run columns: run, method, mode, tier, α, effective push; per judge tox. prob, its Δ% vs baseline
-    and EMT (k in the header); cond. PPL and its Δ%; dist-2; mean capability accuracy and capability
-    perplexities. Δ% is ``(value / baseline − 1) × 100``.
+    and EMT (k in the header); cond. PPL and the paired PPL ratio to the baseline as a Δ%; dist-2;
+    mean capability accuracy and capability perplexities. Δ% is ``(value / baseline − 1) × 100``; for
+    PPL ``(paired ratio − 1) × 100`` (:attr:`~saedetox.report.analysis.Analysis.ppl_ratio`).
     """
     runs = as_results(runs)
     judges = judges_of(runs, baseline, primary_judge)
@@ -91,11 +92,11 @@ def markdown_summary(
         rows = [[r["curve"]] + [_band(a["tox"]) for a in r["at"]] for r in p["rows"]]
         out += _table(["curve"] + [f"push {x:g}" for x in p["pushes"]], rows)
     ppl_tasks = list(dict.fromkeys(t for r in runs.values() for t in capability_ppl(r)))
-    pareto = pareto_names(runs, judges[0]) if judges else set()
+    pareto = pareto_names(runs, judges[0], an.ppl_ratio) if judges else set()
     head = ["run", "method", "mode", "tier", "α", "eff. push"]
     for j in judges:
         head += [f"tox. prob ({j}, {kl})", f"Δ% ({j})", f"EMT ({j}, {kl})"]
-    head += ["cond. PPL", "Δ% PPL", "dist-2", "capability (mean acc.)"] + [f"{t} PPL" for t in ppl_tasks]
+    head += ["cond. PPL", "Δ% PPL (paired)", "dist-2", "capability (mean acc.)"] + [f"{t} PPL" for t in ppl_tasks]
     base = runs.get(baseline, RunResult({}))
     rows = []
     for n, r in runs.items():
@@ -111,7 +112,7 @@ def markdown_summary(
             ]
         cells += [
             fmt_ppl(r.ppl),
-            DASH if n == baseline else fmt_pct(delta_pct(r.ppl, base.ppl)),
+            DASH if n == baseline else fmt_pct(delta_pct((an.ppl_ratio.get(n) or {}).get("est"), 1.0)),
             fmt(r.dist2),
             fmt(capability_mean(r)),
         ] + [fmt_ppl(capability_ppl(r).get(t)) for t in ppl_tasks]
@@ -120,7 +121,8 @@ def markdown_summary(
     notes = []
     if judges:
         notes.append(
-            f"- ★ Pareto-optimal on {judges[0]} toxicity probability vs cond. PPL (descriptive); Δ% vs `{baseline}`."
+            f"- ★ Pareto-optimal on {judges[0]} toxicity probability vs the paired PPL ratio to `{baseline}` "
+            f"(descriptive); Δ% vs `{baseline}`. {PPL_NOTE}"
         )
     ks = {r.samples_per_prompt for r in runs.values()}
     for k in sorted(ks, key=lambda x: -1 if x is None else x):

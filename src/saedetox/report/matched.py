@@ -10,8 +10,9 @@ every other SAE curve is compared the same way as a secondary comparison.
 
 **Uncertainty.** Paired bootstrap over prompts: each resample recomputes every run's toxicity
 probability and PPL ratio, re-interpolates every curve, and re-chooses the best baseline inside the
-resample (conservative: the baseline side takes the minimum of noisy values). CIs are percentile
-intervals over the resamples where the quantity is defined; p-values as in
+resample (conservative: the baseline side takes the minimum of noisy values). CIs are BCa
+intervals over the resamples where the quantity is defined, the acceleration from the jackknife over
+prompts (every run, curve and best baseline recomputed with one prompt left out); p-values as in
 :func:`~saedetox.report.curves.summary`. The CI half-width is the difference the design resolves.
 
 **Equal effective push.** Each steering curve's toxicity probability and PPL ratio interpolated at the
@@ -41,15 +42,15 @@ from saedetox.report.format import num
 from saedetox.report.load import as_results
 
 
-def _band(dist: np.ndarray) -> dict[str, Any]:
-    s = summary(dist)
+def _band(dist: np.ndarray, n_boot: int) -> dict[str, Any]:
+    s = summary(dist, n_boot)
     return {"est": s["est"], "ci": s["ci"]}
 
 
-def _diff(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+def _diff(a: np.ndarray, b: np.ndarray, n_boot: int) -> dict[str, Any]:
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.where(b > 0, (a - b) / b, np.nan)
-    return {"diff": summary(a - b), "rel": summary(rel)}
+    return {"diff": summary(a - b, n_boot), "rel": summary(rel, n_boot)}
 
 
 def matched_fluency(
@@ -73,7 +74,7 @@ def matched_fluency(
         "n_prompts": mat.n,
         "n_boot": cfg.n_boot,
         "origin": origin,
-        "origin_tox": _band(tox[:, o]),
+        "origin_tox": _band(tox[:, o], cfg.n_boot),
         "primary": primary,
         "primary_source": "config" if cfg.primary else "default: the first SAE curve in run order",
         "ratios": list(cfg.ppl_ratios),
@@ -86,14 +87,16 @@ def matched_fluency(
     for c in curves:
         cols[c.name] = [o, *(mat.index(r) for r in c.runs)]
         pts = [
-            {"run": name, "level": lvl, "ratio": _band(ratio[:, i]), "tox": _band(tox[:, i])}
+            {"run": name, "level": lvl, "ratio": _band(ratio[:, i], cfg.n_boot), "tox": _band(tox[:, i], cfg.n_boot)}
             for name, lvl, i in zip([origin, *c.runs], [0.0, *c.levels], cols[c.name], strict=True)
         ]
         out["curves"].append({"name": c.name, "family": c.family, "runs": c.runs, "points": pts})
     for p in points:
         i = mat.index(p)
         fam = family_of(runs[p])
-        out["points"].append({"name": p, "family": fam, "ratio": _band(ratio[:, i]), "tox": _band(tox[:, i])})
+        out["points"].append(
+            {"name": p, "family": fam, "ratio": _band(ratio[:, i], cfg.n_boot), "tox": _band(tox[:, i], cfg.n_boot)}
+        )
     if primary is not None and primary not in cols:
         out["primary_missing"] = f"the primary curve {primary!r} is not among the curves ({', '.join(cols) or 'none'})"
     elif primary is not None and primary not in {c.name for c in sae}:
@@ -106,6 +109,7 @@ def matched_fluency(
 def _at_ratio(
     r: float, out: dict[str, Any], cols: dict[str, list[int]], tox: np.ndarray, ratio: np.ndarray, mat: PromptMatrix
 ) -> dict[str, Any]:
+    nb = out["n_boot"]
     values: dict[str, np.ndarray] = {}
     entries = []
     for c in out["curves"]:
@@ -114,14 +118,14 @@ def _at_ratio(
         row = ratio[0, cols[c["name"]]]
         reach = float(np.nanmax(row)) if (~np.isnan(row)).any() else float("nan")  # no PPL: unreachable
         entries.append(
-            {"name": c["name"], "kind": "curve", "family": c["family"], "value": summary(v), "reaches": reach}
+            {"name": c["name"], "kind": "curve", "family": c["family"], "value": summary(v, nb), "reaches": reach}
         )
     for p in out["points"]:
         i = mat.index(p["name"])
         v = np.where(ratio[:, i] <= r, tox[:, i], np.nan)
         values[p["name"]] = v
         entries.append(
-            {"name": p["name"], "kind": "point", "family": p["family"], "value": summary(v), "reaches": ratio[0, i]}
+            {"name": p["name"], "kind": "point", "family": p["family"], "value": summary(v, nb), "reaches": ratio[0, i]}
         )
     base = [e["name"] for e in entries if e["family"] == "baseline"]
     res: dict[str, Any] = {"ratio": r, "entries": entries, "best_baseline": None, "answer": None, "secondary": []}
@@ -138,7 +142,7 @@ def _at_ratio(
     for c in out["curves"]:
         if c["family"] != "sae":
             continue
-        comp = {"name": c["name"], **_diff(values[c["name"]], best)}
+        comp = {"name": c["name"], **_diff(values[c["name"]], best, nb)}
         if c["name"] == out["primary"]:
             res["answer"] = comp
         else:
@@ -179,7 +183,7 @@ def equal_push(
         at = []
         for p in cfg.pushes:
             t, q = interp[(c.name, p)]
-            d = None if c.name == ref else summary(t - interp[(ref, p)][0])
-            at.append({"push": p, "tox": summary(t), "ratio": summary(q), "d_tox": d})
+            d = None if c.name == ref else summary(t - interp[(ref, p)][0], cfg.n_boot)
+            at.append({"push": p, "tox": summary(t, cfg.n_boot), "ratio": summary(q, cfg.n_boot), "d_tox": d})
         rows.append({"curve": c.name, "max_push": max(xs), "at": at})
     return {"judge": judge, "k": mat.k, "n_prompts": mat.n, "reference": ref, "pushes": list(cfg.pushes), "rows": rows}

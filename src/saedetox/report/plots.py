@@ -138,8 +138,9 @@ def tradeoff_plot(
     baseline: str | None = None,
     small: bool = False,
     ylabel: str = "toxicity probability (lower = safer)",
+    xlabel: str = "conditional perplexity (lower = more fluent)",
 ) -> str:
-    """Toxicity probability vs conditional perplexity: one panel per ``(judge, points, pareto_indices)``.
+    """Toxicity probability vs a perplexity measure: one panel per ``(judge, points, pareto_indices)``.
 
     One panel is drawn large; ``small`` draws a grid of up to three small panels per row. The run
     named ``baseline`` gets a large outlined marker and guide lines. ``ylabel`` states k.
@@ -194,7 +195,7 @@ def tradeoff_plot(
         handles["Pareto front"] = ax.plot([], [], color="#2e7d32", lw=1.4, ls="--", label="Pareto front")[0]
         _log_x_if_wide(ax, [p.x for p in points])
         ax.set_title(f"judge: {plain(judge)}", fontsize=9 if small else 11)
-        ax.set_xlabel("conditional perplexity (lower = more fluent)", fontsize=8 if small else 10)
+        ax.set_xlabel(plain(xlabel), fontsize=8 if small else 10)
         ax.set_ylabel(plain(ylabel), fontsize=8 if small else 10)
         ax.tick_params(labelsize=7 if small else 9)
         ax.grid(alpha=0.25, which="both")

@@ -10,7 +10,7 @@ from typing import Any
 
 from saedetox.eval.result import RunResult
 from saedetox.report import plots
-from saedetox.report.analysis import Analysis, pareto_front
+from saedetox.report.analysis import PPL_NOTE, Analysis, pareto_front
 from saedetox.report.format import (
     DASH,
     capability_acc,
@@ -35,8 +35,9 @@ def setting(m: RunResult) -> str:
     return " · ".join(p for p in parts if p != DASH) or DASH
 
 
-def section_tradeoff(runs: dict[str, RunResult], judges: list[str], baseline: str, kl: str) -> Section:
+def section_tradeoff(runs: dict[str, RunResult], judges: list[str], an: Analysis, kl: str) -> Section:
     s = Section("tradeoff", "All runs: toxicity vs fluency")
+    baseline, ratio = an.baseline, an.ppl_ratio
     panels = []
     for j in judges:
         pts = [
@@ -45,39 +46,46 @@ def section_tradeoff(runs: dict[str, RunResult], judges: list[str], baseline: st
                 str(m.config_value("method") or n),
                 x,
                 y,
-                ci_pair(m.ppl_ci),
+                ci_pair(ratio[n].get("ci")),
                 ci_pair(m.toxicity_value(j, "tox_prob_ci")),
             )
             for n, m in runs.items()
-            if (x := num(m.ppl)) is not None and (y := num(m.toxicity_value(j, "tox_prob"))) is not None
+            if n in ratio
+            and (x := num(ratio[n].get("est"))) is not None
+            and (y := num(m.toxicity_value(j, "tox_prob"))) is not None
         ]
         if pts:
             panels.append((j, pts, pareto_front([(p.x, p.y) for p in pts])))
     if not panels:
         return s
     ylabel = f"toxicity probability ({kl}; lower = safer)"
-    s.blocks.append(figure(plots.tradeoff_plot(panels[:1], baseline, ylabel=ylabel), "toxicity vs perplexity"))
+    xlabel = f"PPL ratio to {baseline} (paired; lower = more fluent)"
+    s.blocks.append(
+        figure(plots.tradeoff_plot(panels[:1], baseline, ylabel=ylabel, xlabel=xlabel), "toxicity vs perplexity")
+    )
     s.blocks.append(
         legend(
-            "Error bars: unpaired bootstrap 95% CIs of each run. Dashed green: Pareto front (descriptive only; "
-            "lower is better on both axes). Large outlined marker: baseline. Methods are compared at matched "
-            "fluency, with paired CIs, in the first sections."
+            "x: paired PPL ratio to the baseline (geometric mean of per-prompt ratios) with its paired BCa "
+            "bootstrap 95% CI; y: toxicity probability with its BCa bootstrap 95% CI over prompts. Dashed green: "
+            "Pareto front (descriptive only; lower is better on both axes). Large outlined marker: baseline. "
+            "Methods are compared at matched fluency, with paired CIs, in the first sections."
         )
     )
     if len(panels) > 1:
         s.blocks.append(h3("Other judges"))
-        uri = plots.tradeoff_plot(panels[1:], baseline, small=True, ylabel=ylabel)
+        uri = plots.tradeoff_plot(panels[1:], baseline, small=True, ylabel=ylabel, xlabel=xlabel)
         s.blocks.append(figure(uri, "toxicity vs perplexity, other judges"))
     return s
 
 
-def section_metrics(runs: dict[str, RunResult], judges: list[str], baseline: str, pareto: set[str], kl: str) -> Section:
+def section_metrics(runs: dict[str, RunResult], judges: list[str], an: Analysis, pareto: set[str], kl: str) -> Section:
+    baseline = an.baseline
     base = runs.get(baseline, RunResult({}))
     mixed_k = len({m.samples_per_prompt for m in runs.values()}) > 1
     head: list[Any] = ["run", "setting", ["eff.", "push"]] + ([["k"]] if mixed_k else [])
     for j in judges:
         head += [[j, f"tox. prob ({kl})", "[95% CI]"], "Δ%", [f"EMT ({kl})", "± std"], "mean"]
-    head += [["cond. PPL", "[95% CI]"], "Δ%", ["clean", "PPL"], "dist-1 / 2 / 3", "wall s"]
+    head += [["cond. PPL", "[95% CI]"], ["Δ%", "(paired)"], ["clean", "PPL"], "dist-1 / 2 / 3", "wall s"]
     rows = []
     for n, m in runs.items():
         cells: list[Any] = [("★ " if n in pareto else "") + n, setting(m), fmt(m.effective_push)]
@@ -94,7 +102,7 @@ def section_metrics(runs: dict[str, RunResult], judges: list[str], baseline: str
             ]
         cells += [
             cell(fmt_ppl(m.ppl), ci=fmt_ci(m.ppl_ci, 2).strip() or None),
-            delta_cell(None if n == baseline else delta_pct(m.ppl, base.ppl)),
+            delta_cell(None if n == baseline else delta_pct((an.ppl_ratio.get(n) or {}).get("est"), 1.0)),
             fmt_ppl(m.ppl_clean),
             " / ".join(fmt(d) for d in (m.dist1, m.dist2, m.dist3)),
             fmt(m.wall_seconds, 0),
@@ -104,9 +112,10 @@ def section_metrics(runs: dict[str, RunResult], judges: list[str], baseline: str
     first = judges[0] if judges else DASH
     s.blocks.append(
         legend(
-            f"★ / green: Pareto-optimal on {first} toxicity probability vs cond. PPL (descriptive, not a test); "
-            f"yellow: baseline {baseline}. Δ% relative to the baseline (unpaired; paired differences below). "
-            "eff. push: mean ‖Δx‖ over generated positions / median residual norm. CIs: bootstrap over prompts."
+            f"★ / green: Pareto-optimal on {first} toxicity probability vs the paired PPL ratio to {baseline} "
+            f"(descriptive, not a test); yellow: baseline {baseline}. Δ% of toxicity relative to the baseline "
+            f"(unpaired; paired differences below). {PPL_NOTE} "
+            "eff. push: mean ‖Δx‖ over generated positions / median residual norm. CIs: BCa bootstrap over prompts."
         )
     )
     if any(m.toxicity_value(j, "by_prompt_toxicity") for m in runs.values() for j in judges):
@@ -137,11 +146,11 @@ def section_paired(an: Analysis, kl: str) -> Section:
     head = [
         "run",
         [f"Δ tox. prob ({kl})", "[95% CI]"],
-        "p",
+        ["p", "(sign-flip)"],
         [f"Δ EMT ({kl})", "[95% CI]"],
-        "p",
+        ["p", "(sign-flip)"],
         ["PPL ratio", "[95% CI]"],
-        "p",
+        ["p", "(sign-flip)"],
         "prompts",
     ]
     rows = []
@@ -155,7 +164,7 @@ def section_paired(an: Analysis, kl: str) -> Section:
     s.blocks.append(table(head, rows))
     s.blocks.append(
         legend(
-            f"Judge {an.judge}. Run − {an.baseline} over the same prompts: percentile bootstrap over prompts with "
+            f"Judge {an.judge}. Run − {an.baseline} over the same prompts: BCa bootstrap over prompts with "
             f"the pairs kept together ({an.config.n_boot} resamples, seed {an.config.seed}); p: two-sided paired "
             "sign-flip permutation test. PPL ratio: ratio of geometric-mean conditional perplexities."
         )

@@ -52,12 +52,13 @@ def write_report(
         raise SaedetoxError("No runs to report; pass at least one metrics.json.")
     results = as_results(runs)
     judges = judges_of(results, baseline, primary_judge)
+    an = analyse(results, judges, baseline, comparison)
     doc = render_html(
         results,
         judges,
         baseline=baseline,
-        pareto=pareto_names(results, judges[0]) if judges else set(),
-        analysis=analyse(results, judges, baseline, comparison),
+        pareto=pareto_names(results, judges[0], an.ppl_ratio) if judges else set(),
+        analysis=an,
         features=features,
         splitting=splitting,
         manifest=manifest,

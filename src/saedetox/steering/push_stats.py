@@ -95,22 +95,55 @@ class InterventionStats:
                 v = torch.cat([t.reshape(-1) for t in parts]).float()
                 setattr(self, name, _add(getattr(self, name), (v * c).sum()))
 
-    def summary(self, median_norm: float | None) -> dict[str, float | None]:
+    def totals(self) -> dict[str, float | None]:
+        """The running sums as plain numbers (JSON-ready; ``None`` where nothing was recorded)."""
         self.flush()
-        n = float(self.positions) if self.positions is not None else 0.0
-        seqs = self.sequences
-
-        def per_position(total: torch.Tensor | None) -> float | None:
-            return float(total) / n if total is not None and n > 0 else None
-
-        push = per_position(self.push_sum)
-        return {
-            "effective_push": push / median_norm if push is not None and median_norm else None,
-            "gate_open_in_prompt": float(self.prompt_open) / seqs if self.prompt_open is not None and seqs else None,
-            "firing_rate": per_position(self.open_sum),
-            "mean_scale": per_position(self.scale_sum),
-            "generated_positions": int(n),
+        out: dict[str, float | None] = {
+            k: None if getattr(self, k) is None else float(getattr(self, k)) for k in TOTALS if k != "sequences"
         }
+        out["sequences"] = float(self.sequences)
+        return out
+
+    def summary(self, median_norm: float | None) -> dict[str, float | None]:
+        return summary_of(self.totals(), median_norm)
+
+
+#: the running sums a batch's statistics consist of (:meth:`InterventionStats.totals`)
+TOTALS: tuple[str, ...] = ("push_sum", "positions", "open_sum", "scale_sum", "prompt_open", "sequences")
+
+
+def combine_totals(parts: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """The sums of several batches' :meth:`InterventionStats.totals`, added in the order given.
+
+    A sum is ``None`` when no batch recorded it; a run adds its batches in batch order, so a run
+    resumed from stored batches gets the same numbers, bit for bit, as one that never stopped.
+    """
+    out: dict[str, float | None] = {k: None for k in TOTALS}
+    for part in parts:
+        for k in TOTALS:
+            v = part.get(k)
+            if v is not None:
+                out[k] = float(v) if out[k] is None else out[k] + float(v)
+    return out
+
+
+def summary_of(totals: dict[str, float | None], median_norm: float | None) -> dict[str, float | None]:
+    """Effective push, gate openings, firing rate, mean scale and position count from the sums."""
+    n = totals.get("positions") or 0.0
+    seqs = totals.get("sequences") or 0.0
+
+    def per_position(total: float | None) -> float | None:
+        return total / n if total is not None and n > 0 else None
+
+    push = per_position(totals.get("push_sum"))
+    prompt_open = totals.get("prompt_open")
+    return {
+        "effective_push": push / median_norm if push is not None and median_norm else None,
+        "gate_open_in_prompt": prompt_open / seqs if prompt_open is not None and seqs else None,
+        "firing_rate": per_position(totals.get("open_sum")),
+        "mean_scale": per_position(totals.get("scale_sum")),
+        "generated_positions": int(n),
+    }
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from saedetox.model.sites import edit_at, observe_calls, on_batch_repeat
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.steering.apply import apply_intervention
 from saedetox.steering.positions import ForwardState
-from saedetox.steering.push_stats import InterventionStats, summarise
+from saedetox.steering.push_stats import InterventionStats, combine_totals, summarise, summary_of
 from saedetox.steering.resolve import ResolvedIntervention, Resolver
 from saedetox.steering.spec import SteeringSpec
 
@@ -253,10 +253,24 @@ class Steerer:
                     s._bypass = False
         return r.median_norm
 
-    def stats(self) -> dict[str, Any]:
-        """Effective push and gate statistics gathered during generation since the last reset."""
+    def batch_totals(self) -> list[dict[str, float | None]]:
+        """Per intervention, the sums gathered since the last reset (then reset): one generated batch's share."""
+        out = [acc.totals() for acc in self._stats]
+        self.reset_stats()
+        return out
+
+    def stats(self, batches: Sequence[Sequence[dict[str, float | None]]] | None = None) -> dict[str, Any]:
+        """Effective push and gate statistics gathered during generation since the last reset.
+
+        With ``batches`` (one :meth:`batch_totals` per generated batch, in batch order): the statistics
+        of those batches instead, whichever process generated them.
+        """
+        if batches is not None:
+            sums = [combine_totals([b[i] for b in batches]) for i in range(len(self.resolved))]
+        else:
+            sums = [acc.totals() for acc in self._stats]
         rows = []
-        for r, acc in zip(self.resolved, self._stats, strict=True):
+        for r, total in zip(self.resolved, sums, strict=True):
             median = self.median_norm(r)
             nominal = None if r.spec.mode == "clamp" else abs(r.alpha) * r.direction_norm / median
             rows.append(
@@ -267,7 +281,7 @@ class Steerer:
                     "nominal_push": nominal,
                     "target_push": r.target_push,
                     "median_norm": median,
-                    **acc.summary(median),
+                    **summary_of(total, median),
                 }
             )
         return summarise(rows)

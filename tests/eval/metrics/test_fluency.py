@@ -10,7 +10,12 @@ import torch
 
 from helpers import FAMILY_BUILDERS, tiny_gpt2
 from saedetox.errors import SaedetoxError
-from saedetox.eval.metrics.fluency import clean_perplexity, conditional_perplexity, continuation_nll
+from saedetox.eval.metrics.fluency import (
+    clean_perplexity,
+    conditional_perplexity,
+    continuation_nll,
+    drop_from_scores,
+)
 
 PROMPTS = ["The cat sat on", "I think that you are", "hello there my friend"]
 CONTS = [[" the mat.", " a chair", ""], [" stupid and mean", " kind"], [" world is big and round", " the"]]
@@ -92,7 +97,7 @@ def test_conditional_ppl_drops_ppl_at_or_above_max():
     assert ppl_best < 1e4 <= ppl_worst  # the constructed case
     conts = [[tok.decode([best]), tok.decode([worst])]]
     out = conditional_perplexity(peaked, [prompt], conts, n_boot=10)
-    assert (out["n_scored"], out["n_dropped"]) == (1, 1)
+    assert (out["n_scored"], out["n_dropped"]) == (1, 1) and out["dropped"] == [[False, True]]
     assert out["ppl"] == pytest.approx(ppl_best, rel=1e-4)
     kept = conditional_perplexity(peaked, [prompt], conts, max_ppl=math.inf, n_boot=10)
     assert kept["ppl"] == pytest.approx((ppl_best + ppl_worst) / 2, rel=1e-4)
@@ -219,3 +224,10 @@ def test_encoded_prompts_are_reused_only_for_the_same_weights_without_hooks(monk
         np.array(sum(continuation_nll(lm, PROMPTS, CONTS, batch_size=4), [])), np.array(sum(fresh, [])), rtol=1e-6
     )
     assert len(calls) == 4
+
+
+def test_dropped_continuations_leave_toxicity_too():
+    scores = np.array([[0.9, 0.1], [0.7, 0.8]])
+    out = drop_from_scores(scores, [[True, False], [False, False]])
+    assert np.isnan(out[0, 0]) and out[0, 1] == 0.1 and (out[1] == scores[1]).all()
+    assert scores[0, 0] == 0.9  # the input is not changed

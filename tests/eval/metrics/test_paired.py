@@ -13,6 +13,7 @@ from scipy import stats as sps
 from saedetox.data.readers import Prompt
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
+from saedetox.eval.metrics.bootstrap import bca_interval
 from saedetox.eval.metrics.fluency import conditional_perplexity, continuation_nll
 from saedetox.eval.metrics.paired import (
     PerPrompt,
@@ -20,6 +21,7 @@ from saedetox.eval.metrics.paired import (
     compare_runs,
     paired_difference,
     per_prompt_block,
+    ppl_ratio,
     prompt_uids,
     sign_flip_pvalue,
 )
@@ -56,10 +58,12 @@ def test_compare_runs_against_a_hand_computation():
     lp = np.array([3.0, 2.0, 2.5, 3.5, 1.0]) - np.array([2.5, 2.0, 2.0, 3.0, 0.5])  # p2 missing in A
     assert d["log_ppl"]["n"] == 5 and d["log_ppl"]["diff"] == pytest.approx(lp.mean())
     assert res["ppl_ratio"]["est"] == pytest.approx(math.exp(lp.mean()))
-    # CI: percentile of the mean difference over the resamples scipy draws, rng(seed).integers(0, n, (B, n))
+    # CI: BCa of the mean difference over the resamples scipy draws, rng(seed).integers(0, n, (B, n)),
+    # the acceleration from the leave-one-prompt-out means
     for key, diffs in (("tox_prob", tox_a - tox_b), ("emt", emt), ("log_ppl", lp)):
         idx = np.random.default_rng(3).integers(0, 5, (400, 5))
-        lo, hi = np.percentile(diffs[idx].mean(axis=1), [2.5, 97.5])
+        jack = (diffs.sum() - diffs) / (diffs.size - 1)
+        lo, hi = bca_interval(float(diffs.mean()), diffs[idx].mean(axis=1), jack)
         assert d[key]["ci"] == [pytest.approx(lo), pytest.approx(hi)], key
         # p: 2⁵ = 32 sign patterns ≤ 10 000, so the test is exact
         assert d[key]["p"] == pytest.approx(_exact_sign_flip(diffs)), key
@@ -206,3 +210,26 @@ def test_runs_from_different_backends_are_refused():
     assert "\n" not in str(e.value)
     b["config"]["sampling"]["sampler"] = "lean-gumbel-v2"
     assert compare_runs(a, b, n_boot=100)["n_prompts"] == 4
+
+
+def test_one_paired_ppl_ratio_everywhere():
+    """The paired PPL ratio by hand equals compare_runs', the report's table value and the curves' row 0."""
+    from saedetox.report.analysis import analyse
+    from saedetox.report.curves import build_matrix, resampled
+    from synthetic_runs import JUDGE, World, sweep
+
+    runs = sweep(World(n=40))
+    name = next(n for n in runs if n != "none")
+    a = np.array([np.nan if v is None else v for v in runs[name]["per_prompt"]["log_ppl"]])
+    b = np.array([np.nan if v is None else v for v in runs["none"]["per_prompt"]["log_ppl"]])
+    ok = ~(np.isnan(a) | np.isnan(b))
+    by_hand = math.exp(sum(a[ok] - b[ok]) / ok.sum())
+    assert ppl_ratio(a, b) == pytest.approx(by_hand, rel=1e-12)
+    res = compare_runs(runs[name], runs["none"], n_boot=100)
+    assert res["ppl_ratio"]["est"] == pytest.approx(by_hand, rel=1e-12)
+    an = analyse(runs, [JUDGE], "none", {"n_boot": 100})
+    assert an.ppl_ratio[name]["est"] == pytest.approx(by_hand, rel=1e-12) and an.ppl_ratio["none"]["est"] == 1.0
+    mat = build_matrix(runs, JUDGE)
+    _, ratio = resampled(mat, 100, 0)
+    assert ratio[0, mat.index(name)] == pytest.approx(by_hand, rel=1e-12)
+    assert math.isnan(ppl_ratio(np.array([np.nan]), np.array([1.0])))

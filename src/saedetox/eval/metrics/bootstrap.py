@@ -1,4 +1,4 @@
-"""Numeric helpers the metrics share: the prompt-level bootstrap CI and strict-JSON values.
+"""Numeric helpers the metrics share: the prompt-level bootstrap CI (BCa) and strict-JSON values.
 
 Undefined values (nothing to average) are ``None`` in the summary dicts, so metrics.json stays
 strict JSON.
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from scipy import stats as sps
+from scipy.special import ndtr, ndtri
 
 
 def resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -34,6 +35,38 @@ def percentile_ci(dist: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def bca_interval(est: float, boot: np.ndarray, jack: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """BCa interval (Efron & Tibshirani 14.3, 15.4) from the estimate, its bootstrap and jackknife values.
+
+    ``boot``: the statistic on each bootstrap resample; ``jack``: on each leave-one-prompt-out sample.
+    The bias correction ``z0 = Φ⁻¹(share of resamples below the estimate, ties counted half)``, the
+    acceleration ``a = Σ U³ / (6 (Σ U²)^{3/2})`` with ``U_i = (n − 1)(mean(jack) − jack_i)``, and the
+    interval is the linear-interpolated quantiles of ``boot`` at ``Φ(z0 + (z0 + z)/(1 − a(z0 + z)))``
+    for ``z = Φ⁻¹(α/2)`` and ``Φ⁻¹(1 − α/2)``: ``scipy.stats.bootstrap(method="BCa")``'s formula. Undefined
+    (NaN) resamples and jackknife values are left out; where the correction is undefined (every resample
+    on one side of the estimate, or all equal) the percentile interval is returned.
+    """
+    boot = np.asarray(boot, dtype=np.float64)
+    boot = boot[np.isfinite(boot)]
+    if not math.isfinite(est) or not boot.size:
+        return math.nan, math.nan
+    z0 = float(ndtri(((boot < est).sum() + (boot <= est).sum()) / (2 * boot.size)))
+    jack = np.asarray(jack, dtype=np.float64)
+    jack = jack[np.isfinite(jack)]
+    n = jack.size
+    a = 0.0
+    if n > 1:
+        u = (n - 1) * (jack.mean() - jack)
+        den = (u**2).sum() / n**2
+        a = float((u**3).sum() / n**3 / (6 * den**1.5)) if den > 0 else 0.0
+    z = float(ndtri(alpha / 2))
+    levels = [ndtr(z0 + (z0 + zz) / (1 - a * (z0 + zz))) for zz in (z, -z)]
+    if not all(math.isfinite(v) for v in levels) or boot.min() == boot.max():
+        return percentile_ci(boot, alpha)
+    lo, hi = np.quantile(boot, levels)
+    return float(lo), float(hi)
+
+
 def bootstrap_ci(
     per_prompt_values: np.ndarray | Sequence[Any],
     stat: Callable[[np.ndarray], float] = np.mean,
@@ -41,14 +74,14 @@ def bootstrap_ci(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``stat``, resampling prompts (rows of ``per_prompt_values``) with replacement.
+    """BCa bootstrap CI of ``stat``, resampling prompts (rows of ``per_prompt_values``) with replacement.
 
     Rows may be vectors (e.g. ``[sum, count]`` for a ratio statistic); ``stat`` maps the
-    resampled array to a number. Computed by ``scipy.stats.bootstrap`` (percentile method,
-    ``rng = np.random.default_rng(seed)``), so deterministic given ``seed``; its draws are the
-    ones the earlier hand-rolled bootstrap made, so the intervals are unchanged. Resamples where
-    ``stat`` is undefined (NaN) are left out of the percentiles; a single prompt gives a
-    zero-width interval.
+    resampled array to a number. Computed by ``scipy.stats.bootstrap`` (``method="BCa"``,
+    ``rng = np.random.default_rng(seed)``), so deterministic given ``seed``. Where scipy's interval
+    is undefined (a resample or jackknife sample where ``stat`` is NaN, a degenerate distribution)
+    :func:`bca_interval` computes it over the defined values; a single prompt gives a zero-width
+    interval.
     """
     values = np.asarray(per_prompt_values, dtype=np.float64)
     n = values.shape[0] if values.ndim else 0
@@ -73,14 +106,17 @@ def bootstrap_ci(
             on_indices,
             n_resamples=n_boot,
             vectorized=True,
-            method="percentile",
+            method="BCa",
             confidence_level=1 - alpha,
             rng=np.random.default_rng(seed),
         )
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if math.isfinite(lo) and math.isfinite(hi):
         return lo, hi
-    return percentile_ci(res.bootstrap_distribution, alpha)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = float(stat(values))
+        jack = np.array([stat(np.delete(values, i, axis=0)) for i in range(n)], dtype=np.float64)
+    return bca_interval(est, res.bootstrap_distribution, jack, alpha)
 
 
 def mean_or_nan(x: np.ndarray) -> float:

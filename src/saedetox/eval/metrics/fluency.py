@@ -2,7 +2,9 @@
 
 Conditional perplexity: per continuation, the mean negative log-likelihood of its tokens given
 the prompt under a reference LM, exp'd; continuations with PPL ≥ 1e4 are dropped and the rest
-averaged. Here each prompt is encoded once and its KV cache shared by its continuations
+averaged (the mean of per-continuation perplexities, DExperts' convention, not token-weighted). A
+dropped continuation is left out of toxicity as well (:func:`drop_from_scores`). Here each prompt
+is encoded once and its KV cache shared by its continuations
 (:mod:`saedetox.eval.metrics.shared_prefix`); clean-text perplexity batches rows by length.
 """
 
@@ -111,23 +113,28 @@ def conditional_perplexity(
 ) -> dict[str, Any]:
     """DExperts fluency: mean over continuations of exp(mean NLL of its tokens | prompt), dropping PPL ≥ ``max_ppl``.
 
-    Returns ``{"ppl", "ppl_ci", "n_scored", "n_dropped", "n_empty", "log_ppl"}``; the CI resamples
-    prompts. ``log_ppl[i]`` is the mean over prompt ``i``'s kept continuations of their mean token
-    NLL (the log of each continuation's PPL; ``None`` when none was kept): the per-prompt value
-    paired comparisons use. Run it on an unsteered reference model (hooks on ``lm.model`` would apply).
+    Returns ``{"ppl", "ppl_ci", "n_scored", "n_dropped", "n_empty", "log_ppl", "dropped"}``; the CI
+    resamples prompts. ``dropped[i][j]`` is True when continuation ``j`` of prompt ``i`` was dropped
+    (PPL ≥ ``max_ppl``): the run leaves it out of toxicity too (:func:`drop_from_scores`).
+    ``log_ppl[i]`` is the mean over prompt ``i``'s kept continuations of their mean token NLL (the
+    log of each continuation's PPL; ``None`` when none was kept): the per-prompt value paired
+    comparisons use. Run it on an unsteered reference model (hooks on ``lm.model`` would apply).
     """
     per_prompt = []
     log_ppl: list[float | None] = []
+    dropped: list[list[bool]] = []
     n_dropped = n_empty = 0
     for row in continuation_nll(lm, prompts, continuations, batch_size, prepend_bos):
         kept, logs = [], []
-        for s, n in row:
+        dropped.append([False] * len(row))
+        for j, (s, n) in enumerate(row):
             if n == 0:
                 n_empty += 1
                 continue
             ppl = math.exp(s / n) if s / n < 700 else math.inf
             if not ppl < max_ppl:  # also drops NaN
                 n_dropped += 1
+                dropped[-1][j] = True
             else:
                 kept.append(ppl)
                 logs.append(s / n)
@@ -145,7 +152,20 @@ def conditional_perplexity(
         "n_dropped": n_dropped,
         "n_empty": n_empty,
         "log_ppl": log_ppl,
+        "dropped": dropped,
     }
+
+
+def drop_from_scores(scores: np.ndarray, dropped: Sequence[Sequence[bool]]) -> np.ndarray:
+    """``scores`` ``[n_prompts, k]`` with the continuations dropped from fluency set to NaN (left out of toxicity).
+
+    One rule for both metrics: a continuation whose conditional PPL is ≥ the cut-off (degenerate text)
+    counts in neither fluency nor toxicity. Empty continuations have no perplexity but keep their score.
+    """
+    out = np.array(scores, dtype=np.float64, copy=True)
+    mask = np.array(dropped, dtype=bool).reshape(out.shape)
+    out[mask] = np.nan
+    return out
 
 
 def clean_perplexity(

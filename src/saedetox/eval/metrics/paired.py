@@ -14,8 +14,8 @@ are left out of that metric):
 - log PPL: mean over prompts of ``log_ppl`` (log of the geometric mean PPL), difference A − B;
   ``exp`` of it is the PPL ratio A / B.
 
-CI: percentile bootstrap over prompts with the pairs kept together (``scipy.stats.bootstrap``,
-``paired=True``, ``rng = default_rng(seed)``). p-value: two-sided paired sign-flip permutation test
+CI: BCa bootstrap over prompts with the pairs kept together (``scipy.stats.bootstrap``,
+``paired=True``, ``method="BCa"``, ``rng = default_rng(seed)``). p-value: two-sided paired sign-flip permutation test
 of the mean difference (:func:`sign_flip_pvalue`: under the null each prompt's two values are
 exchangeable; scipy's ``permutation_test`` convention); exact over all 2ⁿ sign patterns when
 2ⁿ ≤ ``n_perm``, else ``n_perm`` random patterns.
@@ -35,6 +35,7 @@ from scipy import stats as sps
 
 from saedetox.data.readers import Prompt
 from saedetox.errors import SaedetoxError
+from saedetox.eval.metrics.bootstrap import bca_interval
 
 METRICS: tuple[str, ...] = ("tox_prob", "emt", "log_ppl")
 
@@ -167,7 +168,7 @@ def align(ref: PerPrompt, other: PerPrompt) -> PerPrompt:
 
 @dataclass
 class Difference:
-    """A paired difference A − B over ``n`` prompts: estimate, percentile CI and two-sided p-value."""
+    """A paired difference A − B over ``n`` prompts: estimate, BCa CI and two-sided sign-flip p-value."""
 
     metric: str
     a: float
@@ -223,7 +224,10 @@ def sign_flip_pvalue(d: np.ndarray, n_perm: int = 10_000, seed: int = 0) -> floa
 def paired_difference(
     x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, seed: int = 0, n_perm: int = 10_000, alpha: float = 0.05
 ) -> tuple[float, tuple[float, float], float, int]:
-    """``(mean(x − y), percentile CI, sign-flip p, n)`` over the pairs where both values are defined."""
+    """``(mean(x − y), BCa CI, sign-flip p, n)`` over the pairs where both values are defined.
+
+    A degenerate difference (every pair differs by the same amount) has the zero-width interval.
+    """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = ~(np.isnan(x) | np.isnan(y))
     x, y = x[ok], y[ok]
@@ -241,12 +245,29 @@ def paired_difference(
             paired=True,
             vectorized=True,
             n_resamples=n_boot,
-            method="percentile",
+            method="BCa",
             confidence_level=1 - alpha,
             rng=np.random.default_rng(seed),
         )
     ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+    if not (math.isfinite(ci[0]) and math.isfinite(ci[1])):  # scipy's BCa is undefined on a degenerate distribution
+        diff = x - y
+        jack = (diff.sum() - diff) / (n - 1)
+        ci = bca_interval(d, boot.bootstrap_distribution, jack, alpha)
     return d, ci, sign_flip_pvalue(x - y, n_perm, seed), n
+
+
+def ppl_ratio(log_a: np.ndarray, log_b: np.ndarray) -> float:
+    """The paired PPL ratio A / B: ``exp`` of the mean over prompts of ``log_ppl(A) − log_ppl(B)``.
+
+    The geometric mean of the per-prompt ratios of geometric-mean conditional perplexities, over the
+    prompts both runs have a value for (NaN when none). Every paired PPL ratio the report shows is
+    this one: the paired differences (:func:`compare_runs`), the tables' PPL column and Pareto marks,
+    and the curves at matched fluency (whose bootstrap resamples weight the same terms by their draws).
+    """
+    d = np.asarray(log_a, dtype=np.float64) - np.asarray(log_b, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    return float(np.exp(np.mean(d))) if d.size else math.nan
 
 
 def compare_runs(
@@ -263,8 +284,8 @@ def compare_runs(
 
     ``a`` and ``b`` are run metrics with ``per_prompt`` blocks; ``judge`` defaults to the first
     judge both runs have. Returns ``{"a", "b", "judge", "k", "n_prompts", "differences": [...]}``
-    with one :meth:`Difference.as_dict` per metric, and ``ppl_ratio`` = ``exp`` of the log-PPL
-    difference and of its CI (the ratio of geometric-mean conditional perplexities A / B).
+    with one :meth:`Difference.as_dict` per metric, and ``ppl_ratio``: :func:`ppl_ratio` (= ``exp`` of the
+    log-PPL difference) and ``exp`` of the log-PPL difference's CI.
     """
     _check_same_protocol(a, b, names)
     pa = PerPrompt.from_metrics(a, names[0])
@@ -286,6 +307,7 @@ def compare_runs(
         diffs.append(Difference(metric, mean_a, mean_b, d, ci, p, n).as_dict())
     lp = diffs[-1]
     ex = lambda x: None if x is None else math.exp(x)  # noqa: E731
+    est = ppl_ratio(pa.log_ppl, pb.log_ppl)
     return {
         "a": names[0],
         "b": names[1],
@@ -295,7 +317,7 @@ def compare_runs(
         "n_boot": n_boot,
         "seed": seed,
         "differences": diffs,
-        "ppl_ratio": {"est": ex(lp["diff"]), "ci": [ex(lp["ci"][0]), ex(lp["ci"][1])]},
+        "ppl_ratio": {"est": est if math.isfinite(est) else None, "ci": [ex(lp["ci"][0]), ex(lp["ci"][1])]},
     }
 
 

@@ -21,15 +21,16 @@ from typing import Any
 
 from saedetox.data.readers import Prompt
 from saedetox.errors import SaedetoxError
-from saedetox.eval.runs.generation_log import GenerationLog
+from saedetox.eval.runs.generation_log import PUSH_TOTALS, GenerationLog
 from saedetox.eval.runs.job import GenerationJob
 from saedetox.eval.runs.runfolder import GENERATIONS
+from saedetox.eval.runs.steering_replay import replay_steering
 from saedetox.eval.sampler.backends import HF, VLLM
 from saedetox.eval.sampler.sampling import SamplingConfig, batch_members, iter_samples, prompt_lengths
 from saedetox.eval.sampler.vllm import VLLMOptions, chunks
 from saedetox.methods.base import Method
 from saedetox.model.load import LoadedModel
-from saedetox.progress import progress_bar
+from saedetox.progress import note, progress_bar, warn
 from saedetox.steering.steerer import Steerer
 
 
@@ -40,11 +41,15 @@ def generate_all(
     sampling: SamplingConfig,
     run: Path,
     vllm: VLLMOptions | None = None,
-) -> list[list[str]]:
-    """Continuations per prompt, with ``method`` active; rows already in ``RUN/generations.jsonl`` are kept.
+) -> tuple[list[list[str]], dict[str, Any] | None]:
+    """Continuations per prompt, with ``method`` active, and the steering statistics of all batches.
 
-    A batch that was partly written when the run stopped is generated again as a whole and only its
-    missing rows are appended.
+    Rows already in ``RUN/generations.jsonl`` are kept. A batch that was partly written when the run
+    stopped is generated again as a whole and only its missing rows are appended. On ``hf`` a steering
+    method's statistics are stored with each batch's rows
+    (:data:`~saedetox.eval.runs.generation_log.PUSH_TOTALS`) and summed over every batch in batch order;
+    on ``vllm`` they are measured on every stored continuation. Either way a resumed run records the
+    statistics of one that never stopped.
     """
     log = GenerationLog(run / GENERATIONS)
     log.check([p.text for p in prompts], sampling.n_samples)
@@ -53,12 +58,38 @@ def generate_all(
     job = GenerationJob(lm, prompts, texts, method, sampling, batches, log, vllm or VLLMOptions())
     done = log.done_batches(batches)
     todo = [b for b in range(len(batches)) if b not in done]
+    steerer = method.steerer if method.stats is not None else None
     if todo:
         bar_ctx = progress_bar(f"generate [{method.name}]", total=len(batches), completed=len(done))
+        if steerer is not None:
+            steerer.reset_stats()  # only the generated batches count
         with bar_ctx as bar:
             GENERATORS[sampling.backend](job, todo, lambda: bar.advance(1))
     log.finish()
-    return [log.rows[i]["continuations"] for i in range(len(prompts))]
+    conts = [log.rows[i]["continuations"] for i in range(len(prompts))]
+    return conts, _statistics(job, run)
+
+
+def _statistics(job: GenerationJob, run: Path) -> dict[str, Any] | None:
+    """The run's steering statistics over every stored batch: summed from each batch's stored totals (hf), or
+    measured on every stored continuation by one teacher-forced HF pass (vllm)."""
+    method = job.method
+    if method.stats is None:
+        return None
+    if method.steerer is None:
+        return method.stats()
+    if job.sampling.backend == VLLM:
+        note("measuring the steering statistics on the continuations (HF model, teacher-forced)")
+        ids = [job.log.rows[i]["continuation_ids"] for i in range(len(job.prompts))]
+        replay_steering(job.lm, method, job.texts, ids, job.sampling)
+        return method.stats()
+    stored = job.log.batch_totals(job.batches)
+    if any(t is None for t in stored):
+        warn(
+            f"{sum(t is None for t in stored)} of {len(job.batches)} batches in {run / GENERATIONS} carry no steering "
+            "statistics (written by an older version); the effective push covers the other batches only."
+        )
+    return method.steerer.stats(batches=[t for t in stored if t is not None])
 
 
 def _generate_hf(job: GenerationJob, todo: list[int], advance: Callable[[], None]) -> None:
@@ -69,6 +100,8 @@ def _generate_hf(job: GenerationJob, todo: list[int], advance: Callable[[], None
             for i in job.batches[b]:
                 conts = sorted((x for x in samples if x.prompt_index == i), key=lambda x: x.sample_index)
                 rows.append(job.row(i, b, [c.text for c in conts]))
+            if job.method.stats is not None and job.method.steerer is not None:
+                rows[0][PUSH_TOTALS] = job.method.steerer.batch_totals()  # stored with the batch: resumes count it
             job.log.append(rows)
             advance()
 

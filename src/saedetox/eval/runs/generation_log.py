@@ -6,8 +6,10 @@ length, so rows arrive out of prompt order, and the finished file is rewritten i
 only the last line torn (a partly written batch is a prefix of its bytes): it is dropped on
 reading, and the batch is sampled again as a whole (its seed makes it reproducible only as a
 whole) but only its missing rows are written, so the file ends byte-identical to an
-uninterrupted run's. Anything else that is not a row of this run — a corrupt line before the
-last, a row for another prompt or with another number of samples — is an error, never skipped.
+uninterrupted run's. A steered batch's first row also holds the batch's steering statistics
+(:data:`PUSH_TOTALS`), so they survive an interruption with the rows. Anything else that is not
+a row of this run — a corrupt line before the last, a row for another prompt or with another
+number of samples — is an error, never skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from typing import Any
 
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_write_text
+
+#: the row key holding a steered batch's statistics (per intervention, ``InterventionStats.totals``): on
+#: the batch's first row, written in the same append as the batch's rows
+PUSH_TOTALS = "push_totals"
 
 
 class GenerationLog:
@@ -68,6 +74,14 @@ class GenerationLog:
     def done_batches(self, batches: list[list[int]]) -> set[int]:
         """The batches (lists of prompt indices) whose every row is stored."""
         return {b for b, members in enumerate(batches) if all(i in self.rows for i in members)}
+
+    def batch_totals(self, batches: list[list[int]]) -> list[list[dict[str, Any]] | None]:
+        """Per batch, in batch order, the steering statistics stored with its rows (``None``: none stored)."""
+        out: list[list[dict[str, Any]] | None] = []
+        for members in batches:
+            found = [self.rows[i][PUSH_TOTALS] for i in members if i in self.rows and PUSH_TOTALS in self.rows[i]]
+            out.append(found[0] if found else None)
+        return out
 
     def finish(self) -> None:
         """Put the rows in prompt order once every batch is written (they are written in batch order)."""
