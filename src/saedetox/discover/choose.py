@@ -131,7 +131,12 @@ def set_gate(
     thresholds, record = quantile_thresholds, {"calibration": "per-latent clean-sentence quantile"}
     if opts.gate_rate is not None:
         thresholds, q = joint_thresholds(sel_max, opts.gate_rate)
-        record = {"calibration": "joint", "rate": opts.gate_rate, "quantile": q}
+        record = {
+            "calibration": "joint",
+            "rate": opts.gate_rate,
+            "quantile": q,
+            "quantile_thresholds": quantile_thresholds,
+        }
         if detector is not None:
             detector = calibrate_detector(detector, sel_acts, opts.gate_rate)
     test_acts, _ = token_acts(lm, sae, windows.test, sel, hook)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saedetox.errors import SaedetoxError
@@ -40,6 +41,11 @@ class EvalConfig:
     threshold: float = _opt(0.5, "Toxicity threshold on a judge's score.", cli=False)
     n_boot: int = _opt(1000, "Bootstrap resamples for the confidence intervals.")
     ppl_batch_size: int = _opt(32, "Sequences per perplexity batch.")
+    gate_features: str | None = _opt(
+        None,
+        "A features.json whose gate is measured on this run: its AUROC for a toxic continuation and its "
+        "clean false-open rate (metrics.json 'gate').",
+    )
     chat: bool = _opt(
         False,
         "Wrap each prompt in the tokenizer's chat template (a user turn, then the assistant's): "
@@ -88,6 +94,8 @@ class EvalConfig:
         _number(self, "threshold", lambda v: 0 <= v <= 1, "in [0, 1] (judges score in [0, 1])")
         if not isinstance(self.chat, bool):
             raise SaedetoxError(f"chat must be true or false, got {self.chat!r}.")
+        if self.gate_features is not None and not Path(str(self.gate_features)).expanduser().is_file():
+            raise SaedetoxError(f"gate_features: {self.gate_features} is not a features.json file.")
         if not self.judges:
             raise SaedetoxError("No judges given: name at least one (e.g. profanity, probe).")
         known = available_judges()
