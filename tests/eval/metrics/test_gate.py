@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import CLEAN_TEXTS, TOXIC_TEXTS
 
+from helpers import CLEAN_TEXTS, TOXIC_TEXTS
 from saedetox.discover.features import Features
 from saedetox.discover.rank_stats import text_stats
 from saedetox.eval.metrics.gate import gate_quality, gate_summary
