@@ -21,7 +21,9 @@ model, SAE, hook, method, data and split sizes (``splits``); per selected latent
 ``select_auroc``, ``test_auroc``, top-activating tokens (test split) with short contexts and the
 Neuronpedia URL when the SAE's metadata names one; for the set, the logistic ``detector``
 (:mod:`saedetox.discover.detector`, fitted on rank), its ``set_test_auroc`` and the plain sum's
-``set_test_auroc_sum``.
+``set_test_auroc_sum``. The gate settings (:class:`~saedetox.discover.options.GateOptions`,
+:mod:`saedetox.discover.choose`) add the specificity and output-effect filters (select data), the
+joint gate calibration on clean windows, and the per-position next-token detector.
 """
 
 from __future__ import annotations
