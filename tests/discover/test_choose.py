@@ -141,3 +141,15 @@ def test_discovery_records_the_gate_and_token_detector(gpt2, sae_dir):
     assert f["gate_options"]["gate_rate"] == 0.1
     plain = discover(gpt2, sae, data, method="auroc", k=5, min_auroc=0.0)
     assert "gate" not in plain and "gate_options" not in plain
+
+
+def test_a_token_detector_from_features_json_steers(gpt2, sae_dir):
+    """features.json's next-token detector (with its fit notes) is accepted by adaptive steering, pooled per token."""
+    from saedetox.steering.spec import Intervention, default_detector
+
+    det = {"kind": "latents", "latents": [3, 1], "coef": [1.0, 2.0], "intercept": -1.0, "scale": [1.0, 1.0]}
+    det.update(pooling="token", target="next-token", intercept_fit=0.5)
+    got = default_detector({"selected": [1, 3], "detector": det})
+    assert got["pooling"] == "token" and got["coef"] == [2.0, 1.0] and "target" not in got
+    iv = Intervention(sae=str(sae_dir), latents=[1, 3], mode="adaptive", strength=1.0, detector=got)
+    assert iv.detector["pooling"] == "token"
