@@ -32,3 +32,24 @@ def test_discover_on_user_files(tmp_path, capsys):
     assert feats["splits"]["rank"]["toxic"] > 6
     code, out, err = run(base + ["--toxic", str(tmp_path / "t.txt")], capsys)
     assert code != 0 and "clean" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_discover_gate_options(tmp_path, capsys):
+    """--gate-rate reads the reference corpus' clean windows; a bad rate is one line, exit 2."""
+    lm = tiny_gpt2()
+    lm.model.save_pretrained(tmp_path / "model")
+    lm.tokenizer.save_pretrained(tmp_path / "model")
+    write_sae(tmp_path / "sae", lm.d_model)
+    (tmp_path / "t.txt").write_text("\n".join(f"You stupid idiot, {s.lower()}" for s in CALIBRATION_TEXTS * 3))
+    (tmp_path / "c.txt").write_text("\n".join(f"My dear friend, {s.lower()}" for s in CALIBRATION_TEXTS * 3))
+    out_file = tmp_path / "f.json"
+    argv = ["discover", "--model", str(tmp_path / "model"), "--sae", str(tmp_path / "sae"), "--out", str(out_file)]
+    argv += ["--toxic", str(tmp_path / "t.txt"), "--clean", str(tmp_path / "c.txt"), "--method", "auroc"]
+    code, _, err = run(argv + ["--gate-rate", "1.5"], capsys)
+    assert code == 2 and "--gate-rate must be in [0, 1)" in err and "Traceback" not in err and not out_file.exists()
+    code, out, err = run(argv + ["--k", "3", "--min-auroc", "0", "--gate-rate", "0.1", "--window-words", "20"], capsys)
+    assert code == 0, err
+    feats = json.loads(out_file.read_text())
+    assert feats["gate"]["calibration"] == "joint" and feats["gate"]["window_words"] == 20
+    assert feats["gate"]["select_false_open"] <= 0.1 and "held-out clean windows of 20 words" in out
+    assert feats["gate_options"]["gate_rate"] == 0.1

@@ -204,3 +204,17 @@ def test_conditional_run_records_how_often_the_gate_opens_in_the_prompt(tmp_path
     assert row["gate_open_in_prompt"] == pytest.approx(want)
     assert row["firing_rate"] >= want - 1e-6 and on_disk["steering"]["effective_push"] > 0
     assert "steering" not in base
+
+
+def test_gate_features_are_measured_on_the_run(tmp_path, gpt2, sae_dir):
+    """metrics.json 'gate': the features' gate on each prompt + continuation, labelled by the first judge."""
+    from saedetox.discover.features import Features
+
+    feats = Features({"selected": [0, 1, 2], "thresholds": [0.0, 0.0, 0.0], "sae": str(sae_dir)})
+    path = feats.save(tmp_path / "features.json")
+    res = evaluate(gpt2, tmp_path / "none", cfg(gate_features=str(path), judges=("probe",)))
+    gate = res["gate"]
+    assert gate["n_texts"] == 12 and gate["judge"] == "probe" and gate["features"] == str(path)
+    assert 0 <= gate["open_rate"] <= 1 and 0 <= gate["clean_false_open"] <= 1 and gate["clean_windows"] > 0
+    with pytest.raises(SaedetoxError, match="gate_features"):
+        evaluate(gpt2, tmp_path / "x", cfg(gate_features=str(tmp_path / "missing.json")))

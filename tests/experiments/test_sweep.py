@@ -379,3 +379,22 @@ def test_a_workers_sweep_killed_mid_run_resumes_to_the_same_numbers(tmp_path, gp
     resumed = run_sweep(parse_config(raw), tmp_path / "resumed")
     strip = lambda m: {k: {x: y for x, y in v.items() if "seconds" not in x} for k, v in m.items()}  # noqa: E731
     assert strip(resumed) == strip(whole)  # exactly: the same processes and threads for every run
+
+
+def test_discovery_section_takes_the_gate_settings():
+    from saedetox.experiments.config import parse_config
+    from saedetox.experiments.features import discovery_key, gate_options
+
+    runs = [{"method": "none"}]
+    cfg = parse_config({"discovery": {"k": 5, "gate_rate": 0.05, "max_clean_open": 0.04}, "runs": runs})
+    assert gate_options(cfg.discovery).gate_rate == 0.05
+    key = discovery_key(cfg.discovery)
+    assert key["gate_rate"] == 0.05 and "detector_target" not in key  # defaults left out: old caches still match
+    assert set(discovery_key(parse_config({"discovery": {}, "runs": runs}).discovery)) == {
+        "method",
+        "k",
+        "min_auroc",
+        "max_pairs",
+    }
+    with pytest.raises(SaedetoxError):
+        parse_config({"discovery": {"gate_rate": 2}, "runs": runs})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -334,3 +335,24 @@ def test_k_is_stated_and_compared_with_the_literature(tmp_path: Path) -> None:
     assert "numbers at k = 5 are not comparable" in md
     at25 = {n: {**m, "samples_per_prompt": 25} for n, m in _runs().items()}
     assert "not comparable" not in markdown_summary(at25) and "k = 25" in markdown_summary(at25)
+
+
+def test_features_section_shows_specificity_and_gate(tmp_path: Path) -> None:
+    feats = copy.deepcopy(FEATURES)
+    feats["features"][0].update(clean_open=0.0312, output_effect=0.2468)
+    feats["gate"] = {
+        "calibration": "joint",
+        "rate": 0.05,
+        "test_false_open": 0.0476,
+        "test_windows": 450,
+        "window_words": 30,
+        "test_false_open_quantile_gates": 0.8123,
+        "detector_test_false_open": 0.051,
+    }
+    html = write_report(_runs(), tmp_path / "r.html", features=feats).read_text()
+    section = html.split('<section id="features">')[1].split("</section>")[0]
+    for text in ("clean open", "output effect", "0.031", "0.247", "450", "30 words", "0.812", "0.051"):
+        assert text in section, text
+    plain = write_report(_runs(), tmp_path / "p.html", features=FEATURES).read_text()
+    section = plain.split('<section id="features">')[1].split("</section>")[0]
+    assert "clean open" not in section and "gate:" not in section

@@ -6,11 +6,14 @@ from typing import Annotated, Literal
 
 import typer
 
+from saedetox.cli.fields import with_options
 from saedetox.cli.options import DataDirOpt, DeviceOpt, DtypeOpt, HookOpt, ModelOpt, load_lm
 from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC, RANKINGS
+from saedetox.discover.options import GateOptions
 from saedetox.errors import SaedetoxError
 
 
+@with_options
 def discover_cmd(
     out: Annotated[str, typer.Option("--out", help="Where to write features.json.")] = "features.json",
     model: ModelOpt = "reference",
@@ -40,6 +43,7 @@ def discover_cmd(
     chat: Annotated[
         bool, typer.Option("--chat", help="Wrap each text in the tokenizer's chat template (chat / instruct models).")
     ] = False,
+    gate: GateOptions = GateOptions(),
     data_dir: DataDirOpt = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
@@ -75,8 +79,16 @@ def discover_cmd(
     note(f"loading SAE {sae}")
     s = load_sae(sae, lm)
     check_fit(lm, s, hook)
-    obj = discover(lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook, chat=chat)
+    obj = discover(
+        lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook, chat=chat, gate=gate, data_dir=data_dir
+    )
     write_features(obj, out)
     auc = obj["set_test_auroc"]
     shown = "n/a" if auc is None else f"{auc:.3f}"
     typer.echo(f"selected {obj['selected']} (set AUROC on the test split {shown}); wrote {out}")
+    if obj.get("gate"):
+        g = obj["gate"]
+        typer.echo(
+            f"gate ({g['calibration']}): opens on {g['test_false_open']:.1%} of {g['test_windows']} held-out clean "
+            f"windows of {g['window_words']} words"
+        )

@@ -21,21 +21,27 @@ model, SAE, hook, method, data and split sizes (``splits``); per selected latent
 ``select_auroc``, ``test_auroc``, top-activating tokens (test split) with short contexts and the
 Neuronpedia URL when the SAE's metadata names one; for the set, the logistic ``detector``
 (:mod:`saedetox.discover.detector`, fitted on rank), its ``set_test_auroc`` and the plain sum's
-``set_test_auroc_sum``.
+``set_test_auroc_sum``. The gate settings (:class:`~saedetox.discover.options.GateOptions`,
+:mod:`saedetox.discover.choose`) add the specificity and output-effect filters (select data), the
+joint gate calibration on clean windows, and the per-position next-token detector.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
 from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
-from saedetox.discover.attribution import gradients, latent_scores
+from saedetox.discover.attribution import gradients, latent_scores, toxic_token_ids
+from saedetox.discover.choose import Windows, choose, reference_windows, set_gate
 from saedetox.discover.detector import detector_logit, fit_detector
 from saedetox.discover.features import Features
+from saedetox.discover.options import GateOptions
+from saedetox.discover.output_effect import fit_token_detector, token_acts
 from saedetox.discover.rank_stats import METHODS, TextStats, auroc_per_latent, rank_scores, text_stats
 from saedetox.discover.sets import DiscoverySets, check_sets, reference_sets
 from saedetox.errors import SaedetoxError
@@ -62,6 +68,28 @@ def _labels(tox: TextStats, cln: TextStats, cols: list[int]) -> tuple[np.ndarray
     return x, np.r_[np.ones(len(tox.max_act)), np.zeros(len(cln.max_act))]
 
 
+def _detector(
+    lm: LoadedModel,
+    sae: LoadedSAE,
+    hook: str,
+    data: DiscoverySets,
+    selected: list[int],
+    tox: TextStats,
+    cln: TextStats,
+    targets: list[int],
+    gate: GateOptions,
+    batch_size: int,
+) -> dict | None:
+    """The set detector, fitted on the rank split: per-text maxima (``text``) or per position (``next-token``)."""
+    if not selected:
+        return None
+    if gate.detector_target == "text":
+        return fit_detector(selected, *_labels(tox, cln, selected))
+    texts = list(data.toxic[:ATTRIBUTION_TEXTS]) + list(data.clean[:ATTRIBUTION_TEXTS])
+    acts, ids = token_acts(lm, sae, texts, selected, hook, batch_size)
+    return fit_token_detector(selected, acts, ids, targets)
+
+
 def discover(
     lm: LoadedModel,
     sae: LoadedSAE | str,
@@ -75,13 +103,19 @@ def discover(
     batch_size: int = 32,
     gate_quantile: float = 0.95,
     chat: bool = False,
+    gate: GateOptions | None = None,
+    windows: Windows | None = None,
+    data_dir: str | None = None,
 ) -> Features:
     """Rank latents on ``data``'s rank split, select up to ``k`` on its select split, report on its test split.
 
     ``sae`` is a loaded SAE or a name (loaded for ``lm``). ``data`` (:func:`discovery_sets`)
     defaults to the reference world's ParaDetox split; ``max_pairs`` caps it (rank ``n``, select
     and test ``n // 2`` texts per side). ``chat`` wraps every text in the tokenizer's chat template
-    (:mod:`saedetox.model.chat`), as a chat model is prompted. Returns :class:`Features`: the features.json object.
+    (:mod:`saedetox.model.chat`), as a chat model is prompted. ``gate`` (:class:`GateOptions`)
+    adds the specificity and output-effect filters, the joint gate calibration and the token
+    detector; ``windows`` are the clean windows they read (default: the reference corpus' in
+    ``data_dir``, read only when a setting needs them). Returns :class:`Features`: the features.json object.
     """
     if method not in METHODS:
         raise SaedetoxError(f"Unknown discovery method '{method}': use one of {', '.join(METHODS)}.")
@@ -98,6 +132,9 @@ def discover(
     if method == "paired" and not data.paired:
         raise SaedetoxError("Method 'paired' needs toxic/neutral pairs (ParaDetox style).")
     t0 = time.time()
+    gate = gate if gate is not None else GateOptions()
+    if windows is None and gate.needs_windows:
+        windows = reference_windows(gate.window_words, data_dir)
     hook = hook or sae.hook_name
     n_attr = min(len(data.toxic), ATTRIBUTION_TEXTS) + min(len(data.clean), ATTRIBUTION_TEXTS)
     sides = (data.toxic, data.clean, data.select_toxic, data.select_clean, data.test_toxic, data.test_clean)
@@ -126,12 +163,19 @@ def discover(
         sel_auc = dict(
             zip(pool, map(float, auroc_per_latent(s_tox.max_act[:, pool], s_cln.max_act[:, pool])), strict=True)
         )
-        selected = [idx for idx in pool if sel_auc[idx] >= min_auroc][:k]
+        # gate thresholds for conditional/token steering: the latent's per-text maximum on clean (rank) text at
+        # ``gate_quantile``, so a gate opens on few clean texts but on toxic ones
+        own = {idx: float(np.quantile(cln.max_act[:, idx], gate_quantile)) for idx in pool}
+        targets = (
+            grads.toxic_tokens
+            if method == "attribution"
+            else toxic_token_ids(lm, data.toxic[:ATTRIBUTION_TEXTS], data.clean[:ATTRIBUTION_TEXTS])
+        )
+        choice = choose(lm, sae, hook, pool, sel_auc, own, k, min_auroc, gate, data.select_toxic, targets, windows)
+        selected = choice.selected
         t_tox, t_cln = stats(data.test_toxic, "test", track=selected), stats(data.test_clean, "test")
     test_auc = auroc_per_latent(t_tox.max_act[:, selected], t_cln.max_act[:, selected]) if selected else []
-    # gate thresholds for conditional/token steering: the latent's per-text maximum on clean (rank) text at
-    # ``gate_quantile``, so a gate opens on few clean texts but on toxic ones
-    gates = [float(np.quantile(cln.max_act[:, idx], gate_quantile)) for idx in selected]
+    gates = [own[idx] for idx in selected]
     all_scores = {
         m: rank_scores(m, tox, cln, data.paired)
         for m in METHODS
@@ -153,14 +197,19 @@ def discover(
                 "test_auroc": float(test_auc[j]),
                 "top_tokens": top,
                 "neuronpedia": sae.neuronpedia_url(idx),
+                "output_effect": choice.output_effect.get(idx),
+                **({"clean_open": choice.clean_open[idx]} if idx in choice.clean_open else {}),
             }
         )
-    detector = fit_detector(selected, *_labels(tox, cln, selected)) if selected else None
+    detector = _detector(lm, sae, hook, data, selected, tox, cln, targets, gate, batch_size)
+    gates, detector, gate_record = set_gate(lm, sae, hook, choice, gates, detector, gate, windows)
     set_auc = set_sum = None
     if selected:
         test_x, test_y = _labels(t_tox, t_cln, selected)
         set_sum = float(roc_auc_score(test_y, test_x.sum(1)))
-        set_auc = float(roc_auc_score(test_y, detector_logit(detector, test_x))) if detector else set_sum
+        set_auc = set_sum
+        if detector and detector.get("pooling", "max") == "max":
+            set_auc = float(roc_auc_score(test_y, detector_logit(detector, test_x)))
     obj = {
         "model": lm.name,
         "sae": sae.source,
@@ -174,6 +223,8 @@ def discover(
         "selected": selected,
         "thresholds": gates,
         "gate_quantile": gate_quantile,
+        **({"gate": gate_record} if gate_record is not None else {}),
+        **({"gate_options": asdict(gate)} if gate != GateOptions() else {}),
         "set_test_auroc": set_auc,
         "set_test_auroc_sum": set_sum,
         "detector": detector,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saedetox.errors import SaedetoxError
@@ -52,8 +53,8 @@ class EvalConfig:
     )
     data_parallel: int = _opt(
         1,
-        "vLLM engines side by side (vLLM data parallelism, one per GPU), each generating a fixed shard of the "
-        "prompts; --backend vllm only.",
+        "vLLM engines through vLLM's data parallelism (one per GPU); each prompt keeps its seed, so the tokens "
+        "are one engine's; --backend vllm only.",
     )
     data_parallel_backend: str = _opt(
         "mp",
@@ -63,6 +64,11 @@ class EvalConfig:
     vllm_memory: float | None = _opt(
         None,
         "Share of the GPU's memory vLLM may reserve (on a CPU: of host memory); default 0.9 on a GPU, 0.25 on a CPU.",
+    )
+    gate_features: str | None = _opt(
+        None,
+        "A features.json whose gate is measured on this run: its AUROC for a toxic continuation and its "
+        "clean false-open rate (metrics.json 'gate').",
     )
     chat: bool = _opt(
         False,
@@ -130,6 +136,8 @@ class EvalConfig:
             _number(self, "vllm_memory", lambda v: 0 < v <= 1, "in (0, 1]")
         if not isinstance(self.chat, bool):
             raise SaedetoxError(f"chat must be true or false, got {self.chat!r}.")
+        if self.gate_features is not None and not Path(str(self.gate_features)).expanduser().is_file():
+            raise SaedetoxError(f"gate_features: {self.gate_features} is not a features.json file.")
         if not self.judges:
             raise SaedetoxError("No judges given: name at least one (e.g. profanity, probe).")
         known = available_judges()

@@ -34,6 +34,7 @@ from saedetox.eval.config import EvalConfig
 from saedetox.eval.metrics.capability import CapabilityScores, run_capability
 from saedetox.eval.metrics.diversity import diversity
 from saedetox.eval.metrics.fluency import clean_perplexity, conditional_perplexity, drop_from_scores
+from saedetox.eval.metrics.gate import gate_quality
 from saedetox.eval.metrics.judge_agreement import judge_agreement
 from saedetox.eval.metrics.paired import per_prompt_block
 from saedetox.eval.metrics.toxicity import toxicity_summary
@@ -207,6 +208,17 @@ class _Job:
     t0: float
 
 
+def _gate(job: _Job, conts: list[list[str]], scores: dict[str, Any]) -> dict[str, Any]:
+    """The gate of ``cfg.gate_features`` on each prompt + continuation, labelled by the first judge."""
+    cfg, judge = job.cfg, job.cfg.judges[0]
+    note("measuring the gate")
+    texts = [p.text + c for p, row in zip(job.prompts, conts, strict=True) for c in row]
+    toxic = (scores[judge] >= cfg.threshold).ravel().tolist()
+    assert cfg.gate_features is not None
+    out = gate_quality(job.lm, cfg.gate_features, texts, toxic, job.data_dir)
+    return {**out, "features": str(cfg.gate_features), "judge": judge}
+
+
 def _measure(job: _Job, config: dict[str, Any], conts: list[list[str]], steering: dict[str, Any] | None) -> RunResult:
     """Score the continuations, measure fluency and capability; write and return ``RUN/metrics.json``."""
     lm, ref_lm, run, cfg, method, prompts = job.lm, job.ref_lm, job.run, job.cfg, job.method, job.prompts
@@ -224,6 +236,7 @@ def _measure(job: _Job, config: dict[str, Any], conts: list[list[str]], steering
         j: toxicity_summary(s, prompt_toxicity=ptox, threshold=cfg.threshold, n_boot=cfg.n_boot, seed=cfg.seed)
         for j, s in scores.items()
     }
+    gate = _gate(job, conts, scores) if cfg.gate_features else None
     fluency: dict[str, Any] = {
         "ppl_conditional": ppl["ppl"],
         "ppl_ci": ppl.get("ppl_ci"),
@@ -253,6 +266,7 @@ def _measure(job: _Job, config: dict[str, Any], conts: list[list[str]], steering
         else {},
         "per_prompt": per_prompt_block(prompts, scores, cfg.threshold, ppl["log_ppl"]),
         **({"steering": steering} if steering is not None else {}),
+        **({"gate": gate} if gate is not None else {}),
         "generation_seconds": round(gen_seconds, 2),
         "wall_seconds": round(time.time() - t0, 2),
         "fingerprint": fp.to_dict(),

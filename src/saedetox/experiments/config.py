@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
+from saedetox.discover.options import GateOptions
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.methods.registry import MethodInfo, get_method, method_names
@@ -22,7 +23,9 @@ from saedetox.steering.spec import MODES, POOLINGS, parse_tier
 
 
 @dataclass
-class DiscoveryCfg:
+class DiscoveryCfg(GateOptions):
+    """A sweep's ``discovery:`` keys: the ranking and selection, and :class:`GateOptions`' filters and gate."""
+
     method: str = "attribution"
     k: int = DEFAULT_K
     min_auroc: float = DEFAULT_MIN_AUROC

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from saedetox.discover.features import feature_thresholds, parse_features, read_features, write_features
+from saedetox.discover.options import GateOptions
 from saedetox.discover.select import discover
 from saedetox.discover.sets import discovery_sets
 from saedetox.errors import SaedetoxError, StaleRunError
@@ -35,7 +36,7 @@ def resolve_features(
         return [], None
     path = out / "features.json"
     sae = load_sae(cfg.sae, lm)
-    key = {"model": model_identity(lm), "sae": sae_identity(sae), "hook": cfg.hook, **asdict(cfg.discovery)}
+    key = {"model": model_identity(lm), "sae": sae_identity(sae), "hook": cfg.hook, **discovery_key(cfg.discovery)}
     chat = bool(cfg.evaluation.chat)  # discovery sees the texts as the sweep's prompts are seen
     key.update({"chat": True} if chat else {})
     if path.exists():
@@ -66,6 +67,17 @@ def resolve_detector(cfg: SweepConfig, out: Path) -> dict[str, Any] | None:
     return default_detector(path) if cfg.discovery is not None and path.exists() else None
 
 
+def discovery_key(d: DiscoveryCfg) -> dict[str, Any]:
+    """The discovery settings a cached features.json was made with; gate settings only where not the default
+    (so a cache made before they existed still matches)."""
+    plain = {f.name: getattr(GateOptions(), f.name) for f in fields(GateOptions)}
+    return {k: v for k, v in asdict(d).items() if k not in plain or v != plain[k]}
+
+
+def gate_options(d: DiscoveryCfg) -> GateOptions:
+    return GateOptions(**{f.name: getattr(d, f.name) for f in fields(GateOptions)})
+
+
 def run_discovery(
     d: DiscoveryCfg, lm: LoadedModel, sae_name: str, hook: str | None, data_dir: str | None, chat: bool = False
 ) -> dict[str, Any]:
@@ -73,5 +85,15 @@ def run_discovery(
     sae = load_sae(sae_name, lm)
     sets = discovery_sets(data_dir=data_dir)
     return discover(
-        lm, sae, sets, method=d.method, k=d.k, min_auroc=d.min_auroc, hook=hook, max_pairs=d.max_pairs, chat=chat
+        lm,
+        sae,
+        sets,
+        method=d.method,
+        k=d.k,
+        min_auroc=d.min_auroc,
+        hook=hook,
+        max_pairs=d.max_pairs,
+        chat=chat,
+        gate=gate_options(d),
+        data_dir=data_dir,
     )

@@ -30,6 +30,33 @@ def _auroc_keys(features: dict[str, Any]) -> tuple[str, str, str]:
     return "heldout_auroc", "set_heldout_auroc", "held-out AUROC"
 
 
+EXTRA_HEADS = {
+    "clean_open": ["clean open", "(select windows)"],
+    "output_effect": ["output effect", "(toxic-token drop)"],
+}
+
+
+def gate_line(gate: dict[str, Any]) -> list[Seg]:
+    """The gate's calibration and its false-open rate on held-out clean windows (features.json ``gate``)."""
+    if num(gate.get("test_false_open")) is None:
+        return []
+    how = (
+        f"thresholds calibrated jointly to a clean false-open rate of {fmt(gate.get('rate'))}"
+        if gate.get("calibration") == "joint"
+        else "per-latent thresholds at the clean sentences' quantile"
+    )
+    out: list[Seg] = [
+        BR,
+        f"gate: {how}; the set opens on {fmt(gate['test_false_open'])} of {fmt_text(gate.get('test_windows'))} "
+        f"held-out clean windows of {fmt_text(gate.get('window_words'))} words",
+    ]
+    if gate.get("calibration") == "joint" and num(gate.get("test_false_open_quantile_gates")) is not None:
+        out.append(f" (per-latent quantile thresholds: {fmt(gate['test_false_open_quantile_gates'])})")
+    if num(gate.get("detector_test_false_open")) is not None:
+        out.append(f"; the detector's p ≥ 0.5 on {fmt(gate['detector_test_false_open'])}")
+    return out
+
+
 def section_features(features: dict[str, Any], limit: int = 40) -> Section:
     key, set_key, label = _auroc_keys(features)
     meta: list[Seg] = []
@@ -53,8 +80,10 @@ def section_features(features: dict[str, Any], limit: int = 40) -> Section:
             BR,
             f"texts toxic/clean per split: {sizes} (latents ranked on rank, filtered on select, reported on test)",
         ]
+    line2 += gate_line(section(features, "gate"))
     s = Section("features", "Top toxicity features", [card(meta, line2, cls="meta")])
     feats = [f for f in _list(features.get("features")) if isinstance(f, dict)]
+    extra = [k for k in ("clean_open", "output_effect") if any(num(f.get(k)) is not None for f in feats)]
     rows = []
     for f in feats[:limit]:
         scores: list[Seg] = []
@@ -76,6 +105,7 @@ def section_features(features: dict[str, Any], limit: int = 40) -> Section:
                     cell(segments=scores or [DASH]),
                     fmt(f.get("select_auroc")),
                     fmt(f.get(key)),
+                    *(fmt(f.get(k)) for k in extra),
                     cell(segments=toks or [DASH], wrap=True),
                     cell(segments=[link("open", url)]) if ok else DASH,
                 ]
@@ -87,6 +117,7 @@ def section_features(features: dict[str, Any], limit: int = 40) -> Section:
             "scores",
             ["select AUROC", "(chose it)"],
             label,
+            *(EXTRA_HEADS[k] for k in extra),
             "top tokens (activation — context)",
             "Neuronpedia",
         ]

@@ -273,6 +273,9 @@ def default_gates(
     return 0.0, feature_thresholds(str(features) if features is not None else None)
 
 
+DETECTOR_NOTES = ("target", "intercept_fit")  # features.json detector keys that describe its fit
+
+
 def default_detector(features: str | Path | dict[str, Any] | None) -> dict[str, Any] | None:
     """The adaptive-mode detector discovery stored in features.json (``detector``), if any."""
     if isinstance(features, (str, Path)):
@@ -288,6 +291,8 @@ def default_detector(features: str | Path | dict[str, Any] | None) -> dict[str, 
         return None
     det = dict(det)
     order = det.pop("latents", None)  # discovery records the latents it was fitted on
+    for note in DETECTOR_NOTES:  # what discovery records about the fit; steering reads none of it
+        det.pop(note, None)
     selected = features.get("selected") if isinstance(features, dict) else None
     if isinstance(order, list) and isinstance(selected, list) and order != selected:
         if sorted(order) != sorted(selected) or len(set(order)) != len(order):
