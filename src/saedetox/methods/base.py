@@ -25,3 +25,5 @@ class Method:
     #: where push calibration starts: α per intervention that needs it (None: the closed form). Not part
     #: of the run's settings (the calibrated α is): a sweep starts a curve's next level from the last one's α
     calibration_start: list[float] | None = None
+    #: judges whose labels the method learnt from (``evaluate`` warns when one of them also scores the run)
+    judges: tuple[str, ...] = ()

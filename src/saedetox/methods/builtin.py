@@ -1,4 +1,4 @@
-"""The built-in methods, registered by name: none, sae, and the baselines prompt, meandiff, aura, surgery.
+"""The built-in methods, registered by name: none, sae, and the baselines prompt, meandiff, aura, surgery, rectification.
 
 Each builder imports its method's module when it runs, so the registry (and ``saedetox --help``)
 stays light; :mod:`saedetox.methods.registry` describes the declarations.
@@ -161,3 +161,28 @@ def _surgery(
     from saedetox.methods.surgery import surgery_method
 
     return surgery_method(lm, _data(data, data_dir), tier, strength)  # probes the final layer: no hook
+
+
+@register_method(
+    "rectification",
+    summary="Systematic Rectification: cap token probabilities by a value model's dead-end estimate",
+    strength=True,
+    numeric_tiers=False,
+    steering=False,
+)
+def _rectification(
+    lm: LoadedModel,
+    spec: SteeringSpec | None = None,
+    tier: str | float | None = "medium",
+    strength: float | None = None,
+    data_dir: str | None = None,
+    train_judge: str | None = None,
+    **_: Any,
+) -> Method:
+    from saedetox.methods.rectification import rectification_method
+    from saedetox.methods.value_training import ValueTrainConfig
+
+    if spec is not None:
+        raise SaedetoxError("Method 'rectification' takes no steering spec: it acts on the sampling distribution.")
+    train = ValueTrainConfig(judge=train_judge) if train_judge else None
+    return rectification_method(lm, tier, strength, train=train, data_dir=data_dir)
