@@ -84,7 +84,7 @@ def test_training_labels_come_from_the_declared_judge(gpt2, monkeypatch):
     trajs = labelled_trajectories(gpt2, PROMPTS, cfg)
     assert asked == ["detoxify"]
     assert len(spy.seen) == len(PROMPTS) * 3
-    # per prompt i the spy scores samples 3i..3i+2: sample 0 is toxic (0.9), so each prompt keeps a toxic and a clean one
+    # prompt i: samples 3i..3i+2, the first toxic (0.9): each prompt keeps one toxic and one clean
     assert [t.reward for t in trajs] == [-1.0, 0.0] * len(PROMPTS)
 
 

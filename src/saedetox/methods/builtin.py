@@ -1,4 +1,4 @@
-"""The built-in methods, registered by name: none, sae, and the baselines prompt, meandiff, aura, surgery, rectification.
+"""The built-in methods by name: none, sae, and the baselines prompt, meandiff, aura, surgery, rectification.
 
 Each builder imports its method's module when it runs, so the registry (and ``saedetox --help``)
 stays light; :mod:`saedetox.methods.registry` describes the declarations.

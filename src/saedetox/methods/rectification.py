@@ -71,8 +71,9 @@ def lm_digest(lm: LoadedModel) -> str:
 
 def cache_key(lm: LoadedModel, cfg: ValueTrainConfig, prompts: list[str]) -> str:
     """The cache key of a value model: recipe, LM, training settings and prompts."""
-    parts = [RECIPE, lm_digest(lm), json.dumps(asdict(cfg), sort_keys=True), hashlib.sha256("\n".join(prompts).encode())]
-    return hashlib.sha256("|".join(p if isinstance(p, str) else p.hexdigest() for p in parts).encode()).hexdigest()[:20]
+    texts = hashlib.sha256("\n".join(prompts).encode()).hexdigest()
+    parts = [RECIPE, lm_digest(lm), json.dumps(asdict(cfg), sort_keys=True), texts]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
 def trained_value_model(

@@ -126,7 +126,7 @@ class ValueProcessor:
 
     @torch.inference_mode()
     def q_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``Q_D(s, ·)`` ``[rows, V]`` after the last column of ``input_ids``; reuses the cache when one token was added."""
+        """``Q_D(s, ·)`` ``[rows, V]`` after the last column of ``input_ids``; cached when one token was added."""
         dev = next(self.vm.parameters()).device
         ids, mask = input_ids.to(dev), attention_mask.to(dev)
         if self._cache is not None and ids.shape[1] == self._length + 1 and self._rows == ids.shape[0]:
