@@ -125,6 +125,7 @@ def rectification_method(
 
     details = {
         "tier": tier_name,
+        "strength": eps,  # ε: a run's level along the curve when no named tier is given
         "rectification": {
             "epsilon": eps,
             "rounds": rounds,
