@@ -43,6 +43,7 @@ def test_vllm_processor_equals_the_hf_decode_loop(tmp_path):
         model=str(reference_model_dir()),
         dtype="float32",
         max_model_len=256,
+        gpu_memory_utilization=0.1,
         seed=0,
         logits_processors=[RectificationLogitsProcessor],
     )
