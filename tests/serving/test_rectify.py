@@ -7,6 +7,8 @@ import torch
 
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed here (make test runs this in .venv-vllm)")
 
+from vllm.exceptions import VLLMValidationError  # noqa: E402
+
 from saedetox.eval.sampler.sampling import sample  # noqa: E402
 from saedetox.methods.rectification import rectification_method, zero_value_model  # noqa: E402
 from saedetox.methods.value_model import save_value_model  # noqa: E402
@@ -59,5 +61,5 @@ def test_vllm_processor_equals_the_hf_decode_loop(tmp_path):
     got = [g[: g.index(eos)] if eos in g else g for g in got]
     assert got[: len(PROMPTS)] == rectified  # the same rule, the same tokens, mixed in one batch with plain requests
     assert got[len(PROMPTS) :] == plain
-    with pytest.raises(ValueError):
+    with pytest.raises(VLLMValidationError, match="value_model"):  # vLLM's form of the processor's ValueError
         llm.generate(prompts[:1], vllm.SamplingParams(max_tokens=2, extra_args={EXTRA_KEY: {"epsilon": 0.1}}))
