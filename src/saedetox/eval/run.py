@@ -142,6 +142,12 @@ def evaluate(
         for m in (lm, ref_lm or lm):
             check_chat(m.tokenizer, m.name)
     method = as_method(lm, method)
+    shared = [j for j in method.judges if j in cfg.judges]
+    if shared:
+        warn(
+            f"Method '{method.name}' learnt from the labels of judge {', '.join(shared)}, which also scores this run: "
+            "its toxicity under that judge is not independent of its training."
+        )
     run = Path(run)
     prompts, clean, base = prepare(cfg, run, data_dir, overwrite)
     fp = run_fingerprint(base, lm, method, ref_lm, run_config)  # push targets, not the calibrated strengths

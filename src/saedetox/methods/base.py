@@ -28,3 +28,5 @@ class Method:
     #: the method written into the weights while active (a weight edit, or its hooks folded into weights):
     #: how a backend that loads weights from a folder (vLLM) runs it. None: no weight form
     weights: Callable[[], AbstractContextManager[Any]] | None = None
+    #: judges whose labels the method learnt from (``evaluate`` warns when one of them also scores the run)
+    judges: tuple[str, ...] = ()

@@ -1,5 +1,5 @@
 """The built-in methods, registered by name: none, sae, sae-targeted, sae-gated-meandiff, and the baselines
-prompt, meandiff, aura, surgery.
+prompt, meandiff, aura, surgery, rectification.
 
 Each builder imports its method's module when it runs, so the registry (and ``saedetox --help``)
 stays light; :mod:`saedetox.methods.registry` describes the declarations.
@@ -216,3 +216,28 @@ def _sae_gated_meandiff(
     if spec is None:
         raise SaedetoxError("Method 'sae-gated-meandiff' needs a steering spec (an SAE and its latents).")
     return gated_meandiff_method(lm, spec, _data(data, data_dir))
+
+
+@register_method(
+    "rectification",
+    summary="Systematic Rectification: cap token probabilities by a value model's dead-end estimate",
+    strength=True,
+    numeric_tiers=False,
+    steering=False,
+)
+def _rectification(
+    lm: LoadedModel,
+    spec: SteeringSpec | None = None,
+    tier: str | float | None = "medium",
+    strength: float | None = None,
+    data_dir: str | None = None,
+    train_judge: str | None = None,
+    **_: Any,
+) -> Method:
+    from saedetox.methods.rectification import rectification_method
+    from saedetox.methods.value_training import ValueTrainConfig
+
+    if spec is not None:
+        raise SaedetoxError("Method 'rectification' takes no steering spec: it acts on the sampling distribution.")
+    train = ValueTrainConfig(judge=train_judge) if train_judge else None
+    return rectification_method(lm, tier, strength, train=train, data_dir=data_dir)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 Need = Literal["contrast", "spec"]
 #: every option a builder may be given (each builder takes the ones it uses and ignores the rest)
-OPTIONS = ("hook", "tier", "strength", "data", "data_dir", "prefix", "mode", "push", "pooling")
+OPTIONS = ("hook", "tier", "strength", "data", "data_dir", "prefix", "mode", "push", "pooling", "train_judge")
 #: the method of a run with no steering, and of a run given steering options (an SAE and its latents)
 UNSTEERED, STEERED = "none", "sae"
 

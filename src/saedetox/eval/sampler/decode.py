@@ -22,6 +22,11 @@
   a plan for each new shape, and here every step has a new key length and every batch a new
   prompt width (on an H100 that planning cost more than the whole decode; BENCHMARKS.md).
 
+* **Logits processors.** Processors attached to the model (:mod:`saedetox.model.logits`, a
+  decoding-time method's) get the temperature-scaled scores and the sequences so far each step;
+  the sampler then draws from what they return on the same noise. With none attached the loop
+  is unchanged.
+
 ``DecodeSettings(use_cache=False)`` runs the same loop without a cache (the whole sequence every step): the
 reference the cached loop is tested against.
 """
@@ -39,6 +44,7 @@ from saedetox.eval.sampler.kvcache import forward_params, new_cache, repeat_rows
 from saedetox.eval.sampler.noise import NoiseStream
 from saedetox.eval.sampler.nucleus import nucleus_sample_exponential
 from saedetox.model.guard import FiniteFlag, check_scores
+from saedetox.model.logits import logits_processors
 from saedetox.model.sites import repeat_batch_state
 
 #: attention backends of the decode loop on CUDA: all but cuDNN, which builds a plan for every new shape (a new
@@ -121,13 +127,16 @@ def lean_generate(
             feed = _Uncached(model, input_ids, mask0, n_repeat, padded, extra)
         logits = feed.first()
         finite = FiniteFlag() if dev.type == "cuda" else None  # on the device: one sync per batch, not per step
+        processed = _Processed(model, input_ids, mask0, n_repeat, out_tok)
         for t in range(max_new_tokens):
             scores = logits if temperature == 1.0 or noise is None else logits / temperature
+            if processed.active:  # processors see and return the scores sampled from (temperature applied)
+                logits = scores = processed(t, scores)
             if finite is None:
                 check_scores(scores, t)  # one clear line instead of NaN tokens
             else:
                 finite.update(scores)
-            tok = _sample(logits, t, noise, top_p, temperature)
+            tok = _sample(logits, t, noise, top_p, 1.0 if processed.active else temperature)
             if eos_token_id is not None:
                 tok = tok.masked_fill_(done, pad_token_id)
                 done |= tok == eos_token_id
@@ -138,6 +147,24 @@ def lean_generate(
     if finite is not None:
         finite.check()
     return out_tok
+
+
+class _Processed:
+    """The logits processors attached to the model (:mod:`saedetox.model.logits`), fed the sequences so far."""
+
+    def __init__(self, model: Any, ids: torch.Tensor, mask0: torch.Tensor, n_repeat: int, out: torch.Tensor) -> None:
+        self.procs = logits_processors(model)
+        self.active = bool(self.procs)
+        if self.active:
+            self.ids, self.mask = ids.repeat_interleave(n_repeat, dim=0), mask0.repeat_interleave(n_repeat, dim=0)
+            self.out = out
+
+    def __call__(self, t: int, scores: torch.Tensor) -> torch.Tensor:
+        ids = torch.cat([self.ids, self.out[:, :t]], dim=1)
+        mask = torch.cat([self.mask, torch.ones_like(self.out[:, :t])], dim=1)
+        for proc in self.procs:
+            scores = proc(t, ids, mask, scores)
+        return scores
 
 
 class _Cached:
