@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from saedetox.data.attacks import attack_names, get_attack
 from saedetox.errors import SaedetoxError
 
 if TYPE_CHECKING:  # the command line reads this config's fields at start-up: it imports nothing heavy
@@ -44,6 +45,11 @@ class EvalConfig:
         False,
         "Wrap each prompt in the tokenizer's chat template (a user turn, then the assistant's): "
         "for chat / instruction-tuned models.",
+    )
+    attack: str | None = _opt(
+        None,
+        "Adversarial context around each prompt, after any method prefix (docs/attacks.md).",
+        choices=attack_names,
     )
 
     def __post_init__(self) -> None:
@@ -88,6 +94,8 @@ class EvalConfig:
         _number(self, "threshold", lambda v: 0 <= v <= 1, "in [0, 1] (judges score in [0, 1])")
         if not isinstance(self.chat, bool):
             raise SaedetoxError(f"chat must be true or false, got {self.chat!r}.")
+        if self.attack is not None:
+            get_attack(self.attack)
         if not self.judges:
             raise SaedetoxError("No judges given: name at least one (e.g. profanity, probe).")
         known = available_judges()

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from saedetox.data.attacks import attack_contexts
 from saedetox.data.corpus import heldout_texts
 from saedetox.data.location import resolve_data_dir
 from saedetox.data.readers import Prompt
@@ -35,7 +36,7 @@ from saedetox.eval.metrics.capability import CapabilityScores, run_capability
 from saedetox.eval.metrics.diversity import diversity
 from saedetox.eval.metrics.fluency import clean_perplexity, conditional_perplexity
 from saedetox.eval.metrics.judge_agreement import judge_agreement
-from saedetox.eval.metrics.paired import per_prompt_block
+from saedetox.eval.metrics.paired import per_prompt_block, prompt_uids
 from saedetox.eval.metrics.toxicity import toxicity_summary
 from saedetox.eval.result import RunResult
 from saedetox.eval.runs.fingerprint import Fingerprint, protocol_settings, run_fingerprint
@@ -89,17 +90,32 @@ def versions() -> dict[str, str]:
 # --------------------------------------------------------------------------- generation (resumable)
 
 
+def attacked_contexts(cfg: EvalConfig, prompts: list[Prompt], data_dir: str | None = None) -> list[str]:
+    """What the model continues for each prompt before any method prefix: the prompt, or its attacked context."""
+    texts = [p.text for p in prompts]
+    return texts if cfg.attack is None else attack_contexts(cfg.attack, texts, prompt_uids(prompts), data_dir)
+
+
 def generate_all(
-    lm: LoadedModel, prompts: list[Prompt], method: Method, sampling: SamplingConfig, run: Path
+    lm: LoadedModel,
+    prompts: list[Prompt],
+    method: Method,
+    sampling: SamplingConfig,
+    run: Path,
+    contexts: list[str] | None = None,
 ) -> list[list[str]]:
     """Continuations per prompt, with ``method`` active; rows already in ``RUN/generations.jsonl`` are kept.
+
+    ``contexts`` (default: the prompts) are what follows the method's prefix; an attacked run's
+    context differs from its prompt and is recorded in each row as ``attacked_prompt``.
 
     A batch that was partly written when the run stopped is sampled again as a whole (its seed
     reproduces it only as a whole) and only its missing rows are appended.
     """
     log = GenerationLog(run / GENERATIONS)
     log.check([p.text for p in prompts], sampling.n_samples)
-    texts = [method.prefix + p.text for p in prompts]
+    contexts = contexts if contexts is not None else [p.text for p in prompts]
+    texts = [method.prefix + c for c in contexts]
     batches = batch_members(prompt_lengths(lm, texts, sampling.chat), sampling)
     done = log.done_batches(batches)
     todo = len(batches) - len(done)
@@ -116,6 +132,7 @@ def generate_all(
                             "batch": b,
                             "prompt": prompts[i].text,
                             "prompt_toxicity": prompts[i].toxicity,
+                            **({"attacked_prompt": contexts[i]} if contexts[i] != prompts[i].text else {}),
                             "continuations": [c.text for c in conts],
                         }
                     )
@@ -139,7 +156,7 @@ def prepare(
     check_output_dir(run)
     prompts = load_prompts(cfg, data_dir)
     clean = clean_texts(cfg, data_dir)
-    base = protocol_settings(cfg, prompts, clean)
+    base = protocol_settings(cfg, prompts, clean, data_dir)
     precheck(run, base, overwrite)
     return prompts, clean, base
 
@@ -190,7 +207,7 @@ def evaluate(
             calibrate_method(lm, method, cfg, prompts, data_dir, run / "push_calibration.json")  # push levels
             config = _run_config(run, cfg, method, lm, prompts, run_name, run_config)
             atomic_write_json(run / CONFIG, {"fingerprint": fp.to_dict(), **config})
-            conts = generate_all(lm, prompts, method, cfg.sampling, run)
+            conts = generate_all(lm, prompts, method, cfg.sampling, run, attacked_contexts(cfg, prompts, data_dir))
         except SaedetoxError:
             discard_if_empty(run, created)
             raise
@@ -219,6 +236,7 @@ def _run_config(
         "sampling": asdict(cfg.sampling),
         "judges": list(cfg.judges),
         "prefix": method.prefix,
+        **({"attack": cfg.attack} if cfg.attack is not None else {}),
     }
 
 
@@ -253,7 +271,8 @@ def _measure(job: _Job, config: dict[str, Any], conts: list[list[str]]) -> RunRe
     }
     ref = ref_lm or lm
     note("measuring perplexity")
-    contexts = chat_texts(ref.tokenizer, [p.text for p in prompts], cfg.chat)  # as the continuations followed them
+    # as the continuations followed them (an attacked run's context includes the attack)
+    contexts = chat_texts(ref.tokenizer, attacked_contexts(cfg, prompts, data_dir), cfg.chat)
     ppl = conditional_perplexity(ref, contexts, conts, batch_size=cfg.ppl_batch_size, prepend_bos=sampling.prepend_bos)
     fluency: dict[str, Any] = {
         "ppl_conditional": ppl["ppl"],
