@@ -17,7 +17,10 @@ training step reads: not the LM corpus, not discovery or the baselines' contrast
 not the probe judge's training data (Jigsaw ``test_10k``); it is only one of the probe judge's
 held-out *test* sets. Toxic sentences are tweets every annotator called offensive, neutral ones
 tweets every annotator called neither; each is cleaned (HTML entities, retweet markers,
-@mentions, URLs, emoji codes removed) and kept when it holds 6 to 30 words of plain ASCII.
+@mentions, URLs, emoji codes removed) and kept when it holds 6 to 30 words of plain ASCII and
+is not also a sentence of a training source (ParaDetox, its "cannot rewrite" set, the Jigsaw
+sentences), compared by :func:`sentence_key`: one tweet of the Davidson set is also a Jigsaw
+sentence.
 ``docs/attacks.md`` gives sizes and licences.
 """
 
@@ -36,9 +39,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from saedetox.data.location import data_file
+from saedetox.data.readers import read_lines
 from saedetox.errors import SaedetoxError
 
 DAVIDSON = "davidson_hate_offensive/labeled_data.csv"
+#: the training sources a sentence must not come from (LM, discovery, contrast data, the probe judge)
+TRAINING_LINES = (
+    "jigsaw_detox_sentences/test_10k_toxic.txt",
+    "jigsaw_detox_sentences/test_10k_normal.txt",
+    "jigsaw_detox_sentences/dev_toxic.txt",
+    "jigsaw_detox_sentences/dev_normal.txt",
+    "paradetox/paradetox_cannot_rewrite.tsv",
+    "paradetox/paradetox.tsv",
+)
 FEWSHOT_K = 4
 DIALOGUE_ROUNDS = 2
 MIN_WORDS, MAX_WORDS = 6, 30
@@ -60,7 +73,7 @@ class AttackPool:
 
 
 _ENTITY = re.compile(r"&#\d+;?")
-_DROP = re.compile(r"(?i)\bRT\b|@\w+:?|https?://\S+|#")
+_DROP = re.compile(r"(?i)\bRT\b|@\w+:?|\bhttps?:\S*|#")
 _EDGE = re.compile(r"^[\s\"'!:.,;|-]+|[\s\"'|:-]+$")
 _SPACES = re.compile(r"\s+")
 
@@ -74,6 +87,20 @@ def clean_tweet(text: str) -> str:
     return _EDGE.sub("", text).strip()
 
 
+_KEY = re.compile(r"[^a-z0-9]")
+
+
+def sentence_key(text: str) -> str:
+    """A sentence compared across sources: lower case, letters and digits only (tokenisation and markup drop out)."""
+    return _KEY.sub("", text.lower())
+
+
+def _training_keys(data_dir: str | os.PathLike[str] | None) -> set[str]:
+    """Every line, and every tab-separated field of a line, of the training sources."""
+    lines = [t for rel in TRAINING_LINES for t in read_lines(data_file(rel, data_dir))]
+    return {sentence_key(f) for t in lines for f in (t, *t.split("\t"))}
+
+
 def _usable(text: str) -> bool:
     return text.isascii() and MIN_WORDS <= len(text.split()) <= MAX_WORDS and '"' not in text
 
@@ -82,11 +109,11 @@ def attack_pool(data_dir: str | os.PathLike[str] | None = None) -> AttackPool:
     """The attack sentences from the Davidson tweets in the data directory (read once per file version)."""
     path = data_file(DAVIDSON, data_dir).resolve()
     st = path.stat()
-    return _pool(path, st.st_mtime_ns, st.st_size)
+    return _pool(path, st.st_mtime_ns, st.st_size, str(data_dir) if data_dir is not None else None)
 
 
 @functools.lru_cache(maxsize=4)
-def _pool(path: Path, mtime_ns: int, size: int) -> AttackPool:
+def _pool(path: Path, mtime_ns: int, size: int, data_dir: str | None) -> AttackPool:
     try:
         reader = csv.DictReader(path.read_text(encoding="utf-8").splitlines(keepends=True))
         rows = list(reader)
@@ -96,13 +123,14 @@ def _pool(path: Path, mtime_ns: int, size: int) -> AttackPool:
     if not need <= set(reader.fieldnames or []):
         raise SaedetoxError(f"{path} needs columns {', '.join(sorted(need))}.")
     toxic, neutral = set(), set()
+    seen = _training_keys(data_dir)
     for r in rows:
         try:
             count, off, neither, cls = (int(r[k]) for k in ("count", "offensive_language", "neither", "class"))
         except (TypeError, ValueError):
             raise SaedetoxError(f"{path} holds a row with a non-numeric vote count.") from None
         text = clean_tweet(r["tweet"] or "")
-        if not _usable(text):
+        if not _usable(text) or sentence_key(text) in seen:
             continue
         if cls == 1 and off == count:
             toxic.add(text)

@@ -28,7 +28,7 @@ from saedetox.experiments.compatibility import check_features_against
 from saedetox.experiments.config import SweepConfig, load_config, parse_config
 from saedetox.experiments.features import resolve_detector, resolve_features
 from saedetox.experiments.plan import PlannedRun, plan, run_spec
-from saedetox.experiments.robustness import precheck_attacked, run_attacked, write_robustness
+from saedetox.experiments.robustness import precheck_attacked, run_attacked, select_levels, write_robustness
 from saedetox.experiments.splitting import run_splitting
 from saedetox.experiments.validate import check_sweep, run_eval_config
 from saedetox.experiments.workers import groups_of, run_all, worker_count
@@ -142,8 +142,9 @@ def run_sweep(
                     runs, fn, worker_count(cfg.workers, lm.device, len(groups_of(runs))), torch.get_num_threads()
                 )
 
-            attacked = run_attacked(cfg, planned, out, run_in, run_many)
-            write_robustness(cfg, out, results, attacked)
+            rb, selection = select_levels(cfg.robustness, planned, results)  # from the clean runs only
+            attacked = run_attacked(cfg, rb, planned, out, run_in, run_many)
+            write_robustness(cfg, rb, selection, out, results, attacked)
     return results
 
 

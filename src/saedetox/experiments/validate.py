@@ -74,9 +74,15 @@ def _check_robustness(cfg: SweepConfig, runs: list, judges: tuple[str, ...]) -> 
     if cfg.evaluation.attack is not None:
         raise SaedetoxError("A sweep with a robustness section runs its clean runs clean: drop evaluation.attack.")
     family = {r.name: get_method(r.method).family for r in runs}
+    family.update({r.curve: get_method(r.method).family for r in runs if r.curve is not None})
     unknown = [r for r in rb.runs if r not in family]
     if unknown:
-        raise SaedetoxError(f"robustness.runs names no run of this sweep: {', '.join(unknown)}.")
+        raise SaedetoxError(f"robustness.runs names no run or curve of this sweep: {', '.join(unknown)}.")
+    curves = [r for r in rb.runs if r not in {p.name for p in runs}]
+    if curves and rb.ppl_ratio is None:
+        raise SaedetoxError(f"robustness.runs names curve(s) {', '.join(curves)}: set robustness.ppl_ratio.")
+    if curves and not any(r.method == "none" for r in runs):
+        raise SaedetoxError("robustness.runs names curves, whose levels are chosen by PPL ratio to a `none` run.")
     for key, want in (("primary", "sae"), ("baseline", "baseline")):
         if family[getattr(rb, key)] != want:
             raise SaedetoxError(f"robustness.{key} must be a {want} run, got {getattr(rb, key)!r}.")

@@ -1,9 +1,11 @@
 """The robustness comparison: how much each method's toxicity rises under an attack, paired by prompt.
 
 A sweep's ``robustness:`` section (:class:`RobustnessConfig`, fixed before the attacked runs)
-names the attacks, the runs compared (every method at the setting the clean comparison fixed),
-and the pre-registered pair: ``primary`` (the best SAE-based run) and ``baseline`` (the best
-baseline run). For a run r and attack a, per prompt i:
+names the attacks, the runs compared (every method at the setting the clean comparison fixed:
+a run, or a strength curve, which stands for its level whose clean PPL ratio to the unsteered
+run is closest to ``ppl_ratio``, chosen from the clean runs before any attacked run starts), and
+the pre-registered pair: ``primary`` (the best SAE-based method) and ``baseline`` (the best
+baseline). For a run r and attack a, per prompt i:
 
 - increase ``inc_r,a[i] = v(r under a)[i] − v(r clean)[i]``, where ``v`` is the per-prompt value of
   ``metric`` (``tox_prob``: 1 when one of the k samples is toxic; ``emt``: the maximum toxicity);
@@ -46,6 +48,7 @@ class RobustnessConfig:
     primary: str = ""
     baseline: str = ""
     judge: str | None = None
+    ppl_ratio: float | None = None  # a curve in runs stands for its level at this clean PPL ratio to none
     metric: str = "tox_prob"
     goal: float = 0.3
     n_boot: int = 1000
@@ -67,6 +70,9 @@ class RobustnessConfig:
             raise SaedetoxError(f"robustness.metric must be one of {', '.join(METRICS)}, got {self.metric!r}.")
         if self.judge is not None and not isinstance(self.judge, str):
             raise SaedetoxError("robustness.judge must be a name.")
+        r = self.ppl_ratio
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or r < 1):
+            raise SaedetoxError(f"robustness.ppl_ratio must be a number ≥ 1, got {r!r}.")
         g = self.goal
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g <= 1:
             raise SaedetoxError(f"robustness.goal must be a fraction in [0, 1], got {g!r}.")
@@ -91,6 +97,13 @@ def increase(
     pa = align(ref, PerPrompt.from_metrics(attacked, f"{name} (attacked)"))
     v = pc.values(metric, judge)
     return v, pa.values(metric, judge) - v
+
+
+def ppl_ratio(origin: Mapping[str, Any], run: Mapping[str, Any]) -> float | None:
+    """The paired clean PPL ratio ``exp(mean over prompts of log_ppl(run) − log_ppl(origin))`` (None: no pair)."""
+    ref = PerPrompt.from_metrics(origin, "origin")
+    d = align(ref, PerPrompt.from_metrics(run, "run")).log_ppl - ref.log_ppl
+    return math.exp(float(np.nanmean(d))) if np.isfinite(d).any() else None
 
 
 def _paired(inc_a: np.ndarray, inc_b: np.ndarray, cfg: RobustnessConfig) -> dict[str, Any]:
@@ -132,16 +145,15 @@ def robustness(
         raise SaedetoxError(f"The robustness comparison lacks run(s): {', '.join(missing)}.")
     family = {r: family_of(clean[r]) for r in cfg.runs}
     out: dict[str, Any] = {"judge": judge, "metric": cfg.metric, "goal": cfg.goal, "n_boot": cfg.n_boot}
-    out.update(primary=cfg.primary, baseline=cfg.baseline, families=family, attacks={})
+    out.update(primary=cfg.primary, baseline=cfg.baseline, origin=cfg.runs[0], families=family, attacks={})
     ref = PerPrompt.from_metrics(clean[cfg.runs[0]], cfg.runs[0])
     for a in cfg.attacks:
         inc, rows = {}, {}
         for r in cfg.runs:
             v, inc[r] = increase(ref, clean[r], attacked[a][r], cfg.metric, judge, r)
             d, ci, p, n = paired_difference(v + inc[r], v, n_boot=cfg.n_boot, seed=cfg.seed)
-            lr = align(ref, PerPrompt.from_metrics(clean[r], r)).log_ppl - ref.log_ppl
             rows[r] = {
-                "clean_ppl_ratio": _nn(math.exp(float(np.nanmean(lr)))) if np.isfinite(lr).any() else None,
+                "clean_ppl_ratio": ppl_ratio(clean[cfg.runs[0]], clean[r]),
                 "clean": _nn(float(np.nanmean(v))),
                 "attacked": _nn(float(np.nanmean(v + inc[r]))),
                 "increase": _nn(d),
@@ -190,11 +202,12 @@ def robustness_markdown(res: Mapping[str, Any]) -> str:
         lines += [
             f"### {a}: {verdict}",
             "",
-            f"{res['primary']} +{_f(h['increase_a'])} vs {res['baseline']} +{_f(h['increase_b'])}: difference "
+            f"increase {res['primary']} {_f(h['increase_a'], sign=True)} vs {res['baseline']} "
+            f"{_f(h['increase_b'], sign=True)}: difference "
             f"{_f(h['diff'], sign=True)} {_ci(h['ci'])}, p {_f(h['p'])}, relative reduction "
             f"{_f(h['relative_reduction'], 2)} {_ci(h['relative_ci'], 2)} over {h['n']} prompts.",
             "",
-            "| run | family | clean PPL ratio | clean | attacked | increase | 95% CI |",
+            f"| run | family | clean PPL ratio to {res['origin']} | clean | attacked | increase | 95% CI |",
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r, row in block["runs"].items():
