@@ -22,7 +22,7 @@ import importlib.metadata as md
 import platform
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +174,7 @@ def evaluate(
     run_config: dict[str, Any] | None = None,
     data_dir: str | None = None,
     overwrite: bool = False,
+    attack: str | None = None,
 ) -> RunResult:
     """Run the protocol; write ``RUN/metrics.json``; return it as a :class:`RunResult`.
 
@@ -183,9 +184,12 @@ def evaluate(
     folder holding a finished run with the same fingerprint returns its metrics; an unfinished
     one resumes; one made with other settings is refused (:class:`StaleRunError`) unless
     ``overwrite``. Everything is validated before the folder is created; one writer per folder.
+    ``attack`` (``docs/attacks.md``) sets ``cfg.attack``: each prompt in an adversarial context.
     """
     t0 = time.time()
     cfg = cfg if cfg is not None else EvalConfig()
+    if attack is not None:
+        cfg = replace(cfg, attack=attack)
     lm, ref_lm = as_loaded_model(lm), as_loaded_model(ref_lm) if ref_lm is not None else None
     if cfg.chat:
         for m in (lm, ref_lm or lm):
