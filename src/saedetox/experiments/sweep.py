@@ -23,6 +23,7 @@ from saedetox.discover.features import read_features
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import evaluate, prepare, versions
 from saedetox.eval.runs.fingerprint import texts_digest
+from saedetox.eval.runs.push_calibration import calibrate_method
 from saedetox.eval.sampler.noise import reuse_noise
 from saedetox.experiments.compatibility import check_features_against
 from saedetox.experiments.config import SweepConfig, load_config, parse_config
@@ -93,6 +94,9 @@ def run_sweep(
             method = methods[r.name]
             previous = last.get(r.curve, {}) if r.curve else {}
             method.calibration_start = warm_start(method, previous.get("config", {}).get("push_calibration"))
+            clean_levels = out / "runs" / r.name / "push_calibration.json"
+            if run_ev.attack and clean_levels.exists():  # the clean run's push levels, set before the fingerprint
+                calibrate_method(lm, method, run_ev, [], cfg.data_dir, clean_levels)  # whichever process resumes
             result = evaluate(
                 lm,
                 folder,
