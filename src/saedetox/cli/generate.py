@@ -10,6 +10,7 @@ import typer
 
 from saedetox.cli.fields import Choices, with_options
 from saedetox.cli.options import (
+    DataDirOpt,
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
@@ -18,6 +19,7 @@ from saedetox.cli.options import (
     check_method_features,
     load_lm,
 )
+from saedetox.data.attacks import attack_names
 from saedetox.errors import SaedetoxError
 from saedetox.eval.sampler.backends import backend_names
 
@@ -47,6 +49,12 @@ def generate_cmd(
         typer.Option("--backend", help="hf (saedetox's sampler) or vllm (vLLM with the steering in its workers)."),
         Choices(backend_names),
     ] = "hf",
+    attack: Annotated[
+        str | None,
+        typer.Option("--attack", help="Adversarial context around each prompt (docs/attacks.md)."),
+        Choices(attack_names),
+    ] = None,
+    data_dir: DataDirOpt = None,
     out: Annotated[str | None, typer.Option("--out", help="Write samples as JSONL here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
     dtype: DtypeOpt = "auto",
@@ -56,7 +64,12 @@ def generate_cmd(
 
     Example: saedetox generate -p "You are such a" --sae reference --features features.json --tier high
     """
-    from saedetox.data.readers import read_prompt_texts  # deferred: see saedetox.cli.app
+    from saedetox.data.attacks import attack_contexts  # deferred: see saedetox.cli.app
+    from saedetox.data.readers import (
+        Prompt,
+        read_prompt_texts,  # deferred: see saedetox.cli.app
+    )
+    from saedetox.eval.metrics.paired import prompt_uids
     from saedetox.eval.sampler.backends import check_available
     from saedetox.eval.sampler.sampling import SamplingConfig, sample
     from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, exists, folder_lock
@@ -71,6 +84,9 @@ def generate_cmd(
         raise SaedetoxError("Give at least one --prompt or a --prompts file.")
     if any(not t.strip() for t in texts):
         raise SaedetoxError("Empty prompt: every prompt must contain some text.")
+    contexts = (
+        texts if attack is None else attack_contexts(attack, texts, prompt_uids([Prompt(t) for t in texts]), data_dir)
+    )
     spec = build_spec(steering, required=False)
     cfg = SamplingConfig(
         n_samples=n_samples,
@@ -100,9 +116,14 @@ def generate_cmd(
         check_method_features(steerer, steering)
     with folder_lock(out, "generate") if out else nullcontext():
         note(f"generating {n_samples} sample(s) for {len(texts)} prompt(s)")
-        results = sample(lm, texts, cfg, steerer, backend=backend)
+        results = sample(lm, contexts, cfg, steerer, backend=backend)
         rows = [
-            {"prompt": texts[i], "sample": s.sample_index, "continuation": s.text}
+            {
+                "prompt": texts[i],
+                **({"attack": attack, "attacked_prompt": contexts[i]} if attack else {}),
+                "sample": s.sample_index,
+                "continuation": s.text,
+            }
             for i, group in enumerate(results)
             for s in group
         ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from saedetox.data.attacks import attack_names, get_attack
 from saedetox.errors import SaedetoxError
 from saedetox.eval.sampler.backends import HF, SAMPLERS, VLLM, backend_names, check_backend
 
@@ -75,6 +76,11 @@ class EvalConfig:
         "Wrap each prompt in the tokenizer's chat template (a user turn, then the assistant's): "
         "for chat / instruction-tuned models.",
     )
+    attack: str | None = _opt(
+        None,
+        "Adversarial context around each prompt, after any method prefix (docs/attacks.md).",
+        choices=attack_names,
+    )
 
     def __post_init__(self) -> None:
         self.judges = _names(self.judges)
@@ -138,6 +144,8 @@ class EvalConfig:
             raise SaedetoxError(f"chat must be true or false, got {self.chat!r}.")
         if self.gate_features is not None and not Path(str(self.gate_features)).expanduser().is_file():
             raise SaedetoxError(f"gate_features: {self.gate_features} is not a features.json file.")
+        if self.attack is not None:
+            get_attack(self.attack)
         if not self.judges:
             raise SaedetoxError("No judges given: name at least one (e.g. profanity, probe).")
         known = available_judges()

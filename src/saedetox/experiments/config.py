@@ -19,6 +19,7 @@ from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
 from saedetox.methods.registry import MethodInfo, get_method, method_names
 from saedetox.report.curves import ComparisonConfig
+from saedetox.report.robustness import RobustnessConfig
 from saedetox.steering.spec import MODES, POOLINGS, parse_tier
 
 
@@ -65,6 +66,7 @@ class SweepConfig:
     runs: list[RunGroup] = field(default_factory=list)
     splitting: SplittingCfg | None = None
     comparison: ComparisonConfig | None = None  # the pre-registered comparison the report states
+    robustness: RobustnessConfig | None = None  # runs again under attacks, compared paired by prompt
     dtype: str = "auto"
     device: str = "auto"
     data_dir: str | None = None
@@ -143,6 +145,8 @@ def parse_config(raw: dict[str, Any]) -> SweepConfig:
             raw[key] = _build(cls, raw[key], key)
     if raw.get("comparison") is not None:  # the pre-registered comparison (report.curves.ComparisonConfig)
         raw["comparison"] = _build(ComparisonConfig, raw["comparison"], "comparison")
+    if raw.get("robustness") is not None:  # the pre-registered robustness question (report.robustness)
+        raw["robustness"] = _build(RobustnessConfig, raw["robustness"], "robustness")
     groups = raw.get("runs") or []
     if not isinstance(groups, list) or not groups:
         raise SaedetoxError("The sweep config needs a non-empty 'runs' list.")

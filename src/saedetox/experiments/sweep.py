@@ -20,14 +20,17 @@ import torch
 import yaml
 
 from saedetox.discover.features import read_features
+from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import evaluate, prepare, versions
 from saedetox.eval.runs.fingerprint import texts_digest
+from saedetox.eval.runs.push_calibration import calibrate_method
 from saedetox.eval.sampler.backends import HF
 from saedetox.eval.sampler.noise import reuse_noise
 from saedetox.experiments.compatibility import check_features_against
 from saedetox.experiments.config import SweepConfig, load_config, parse_config
 from saedetox.experiments.features import resolve_detector, resolve_features
 from saedetox.experiments.plan import PlannedRun, plan, run_spec
+from saedetox.experiments.robustness import precheck_attacked, run_attacked, select_levels, write_robustness
 from saedetox.experiments.splitting import run_splitting
 from saedetox.experiments.validate import check_sweep, run_eval_config
 from saedetox.experiments.workers import groups_of, run_all, worker_count
@@ -63,6 +66,7 @@ def run_sweep(
     for r in planned:  # a stale run is refused now, not after an hour of the runs before it
         run_cfg = run_eval_config(ev, r.capability)
         prepare(run_cfg, out / "runs" / r.name, cfg.data_dir, overwrite)
+    precheck_attacked(cfg, planned, out, overwrite)
     ensure_unlocked(out, "sweep")
     lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     ref = load_model(ev.ref_model, dtype=cfg.dtype, device=cfg.device) if ev.ref_model else None
@@ -83,15 +87,21 @@ def run_sweep(
         position = {r.name: i for i, r in enumerate(planned)}
         last: dict[str, dict[str, Any]] = {}  # curve -> its last result in this process (push calibration start)
 
-        def run_one(r: PlannedRun) -> dict[str, Any]:
-            note(f"[{position[r.name] + 1}/{len(planned)}] {r.name}")
+        def run_in(r: PlannedRun, run_ev: EvalConfig, folder: Path) -> dict[str, Any]:
+            note(
+                f"[{position[r.name] + 1}/{len(planned)}] {r.name}"
+                + (f" under {run_ev.attack}" if run_ev.attack else "")
+            )
             method = methods[r.name]
             previous = last.get(r.curve, {}) if r.curve else {}
             method.calibration_start = warm_start(method, previous.get("config", {}).get("push_calibration"))
+            clean_levels = out / "runs" / r.name / "push_calibration.json"
+            if run_ev.attack and clean_levels.exists():  # the clean run's push levels, set before the fingerprint
+                calibrate_method(lm, method, run_ev, [], cfg.data_dir, clean_levels)  # whichever process resumes
             result = evaluate(
                 lm,
-                out / "runs" / r.name,
-                run_eval_config(ev, r.capability),
+                folder,
+                run_ev,
                 method,
                 run_name=r.name,
                 ref_lm=ref,
@@ -103,9 +113,12 @@ def run_sweep(
                 data_dir=cfg.data_dir,
                 overwrite=overwrite,
             )
-            if r.curve:
+            if r.curve and not run_ev.attack:
                 last[r.curve] = result
             return result
+
+        def run_one(r: PlannedRun) -> dict[str, Any]:
+            return run_in(r, run_eval_config(ev, r.capability), out / "runs" / r.name)
 
         # the first run here (its sampling noise is then every worker's), the rest
         # in `workers` processes when asked (experiments/workers.py): the same tokens either way
@@ -128,6 +141,16 @@ def run_sweep(
         atomic_write_json(out / "metrics.json", results)
         atomic_write_json(out / "manifest.json", manifest)
         write_outputs(out, results, manifest, splitting, cfg.comparison)
+        if cfg.robustness is not None:  # the named runs again under each attack, after every clean run
+
+            def run_many(runs: list[PlannedRun], fn: Any) -> dict[str, dict[str, Any]]:
+                return run_all(
+                    runs, fn, worker_count(cfg.workers, lm.device, len(groups_of(runs))), torch.get_num_threads()
+                )
+
+            rb, selection = select_levels(cfg.robustness, planned, results)  # from the clean runs only
+            attacked = run_attacked(cfg, rb, planned, out, run_in, run_many)
+            write_robustness(cfg, rb, selection, out, results, attacked)
     return results
 
 

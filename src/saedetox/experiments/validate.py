@@ -64,7 +64,38 @@ def check_sweep(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
     lines.append(f"{len(runs)} runs planned: {', '.join(r.name for r in runs)}")
     if cfg.comparison is not None:
         lines.append(_check_comparison(cfg, runs, ev.judges))
+    if cfg.robustness is not None:
+        lines.append(_check_robustness(cfg, runs, ev.judges))
     return lines
+
+
+def _check_robustness(cfg: SweepConfig, runs: list, judges: tuple[str, ...]) -> str:
+    """The robustness section names runs of this sweep, an SAE primary, a baseline and a judge it scores with."""
+    rb = cfg.robustness
+    assert rb is not None
+    if cfg.evaluation.attack is not None:
+        raise SaedetoxError("A sweep with a robustness section runs its clean runs clean: drop evaluation.attack.")
+    family = {r.name: get_method(r.method).family for r in runs}
+    family.update({r.curve: get_method(r.method).family for r in runs if r.curve is not None})
+    unknown = [r for r in rb.runs if r not in family]
+    if unknown:
+        raise SaedetoxError(f"robustness.runs names no run or curve of this sweep: {', '.join(unknown)}.")
+    curves = [r for r in rb.runs if r not in {p.name for p in runs}]
+    if curves and rb.ppl_ratio is None:
+        raise SaedetoxError(f"robustness.runs names curve(s) {', '.join(curves)}: set robustness.ppl_ratio.")
+    if curves and not any(r.method == "none" for r in runs):
+        raise SaedetoxError("robustness.runs names curves, whose levels are chosen by PPL ratio to a `none` run.")
+    for key, want in (("primary", "sae"), ("baseline", "baseline")):
+        if family[getattr(rb, key)] != want:
+            raise SaedetoxError(f"robustness.{key} must be a {want} run, got {getattr(rb, key)!r}.")
+    if rb.judge is not None and rb.judge not in judges:
+        raise SaedetoxError(
+            f"robustness.judge '{rb.judge}' is not among the evaluation's judges ({', '.join(judges)})."
+        )
+    return (
+        f"robustness: {len(rb.runs)} runs under {', '.join(rb.attacks)}; {rb.primary} vs {rb.baseline}, "
+        f"judge {rb.judge or judges[0]}"
+    )
 
 
 def _check_comparison(cfg: SweepConfig, runs: list, judges: tuple[str, ...]) -> str:

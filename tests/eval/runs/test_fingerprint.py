@@ -177,3 +177,19 @@ def test_identities_follow_content_not_location(tmp_path, lm):
     assert sae_identity(load_sae(str(write_sae(tmp_path / "s3", lm.d_model, seed=3)))) != sae_identity(
         load_sae(str(s1))
     )
+
+
+def test_an_attack_and_its_pool_enter_the_fingerprint():
+    from saedetox.data.attacks import attack_identity
+
+    prompts = load_prompts(cfg(n_prompts=3))
+    clean = protocol_settings(cfg(n_prompts=3), prompts, [])
+    assert "attack" not in clean.settings and "attack.pool" not in clean.settings  # clean runs keep theirs
+    seen = {clean.generation}
+    for name in ("fewshot", "override", "dialogue"):
+        fp = protocol_settings(cfg(n_prompts=3, attack=name), prompts, [])
+        assert fp.settings["attack"] == name and fp.settings["attack.pool"] == attack_identity(name)
+        seen.add(fp.generation)  # the continuations depend on it: never reused across attacks
+    assert len(seen) == 4
+    with pytest.raises(SaedetoxError, match="Unknown attack"):
+        cfg(attack="nope").validate()

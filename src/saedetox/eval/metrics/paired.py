@@ -322,8 +322,17 @@ def compare_runs(
 
 
 def _check_same_protocol(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]) -> None:
-    """Refuse runs whose model saw other texts (chat template), that another backend generated, or whose PPL
-    another model scored."""
+    """Refuse runs whose model saw other texts (chat template, an attack), that another backend generated, or
+    whose PPL another model scored."""
+    attacks = [(m.get("config") or {}).get("attack") for m in (a, b)]
+    if attacks[0] != attacks[1]:
+        shown = [
+            f"{n!r} under attack {x!r}" if x else f"{n!r} without attack" for n, x in zip(names, attacks, strict=True)
+        ]
+        raise SaedetoxError(
+            f"Run {shown[0]} and run {shown[1]} saw other contexts, so their difference is not the methods'. "
+            "Compare runs made under the same attack; a sweep's robustness section pairs attacked with clean runs."
+        )
     chat = [bool(((m.get("config") or {}).get("sampling") or {}).get("chat")) for m in (a, b)]
     if chat[0] != chat[1]:
         plain, wrapped = (names[0], names[1]) if chat[1] else (names[1], names[0])

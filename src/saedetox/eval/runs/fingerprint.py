@@ -22,6 +22,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from saedetox.data.attacks import attack_identity
 from saedetox.data.readers import Prompt
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.metrics.capability import TASKS_DIR
@@ -49,6 +50,7 @@ GENERATION = (
     "do_sample",
     "use_cache",
     "chat",
+    "attack",
     "method",
     "config",
 )
@@ -96,8 +98,11 @@ def texts_digest(texts: list[str]) -> str:
     return hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
 
 
-def protocol_settings(cfg: EvalConfig, prompts: list[Prompt], clean: list[str]) -> Fingerprint:
-    """The settings known without a model: the protocol, the prompts and clean texts (by content), the judges."""
+def protocol_settings(
+    cfg: EvalConfig, prompts: list[Prompt], clean: list[str], data_dir: str | None = None
+) -> Fingerprint:
+    """The settings known without a model: the protocol, the prompts and clean texts (by content), the judges,
+    and the attack (its name and the hash of its definition and sentence pool; absent for a clean run)."""
     s: dict[str, Any] = {"protocol": PROTOCOL_VERSION}
     labels: dict[str, str] = {}
     s["prompts"] = digest([asdict(p) for p in prompts])
@@ -108,6 +113,10 @@ def protocol_settings(cfg: EvalConfig, prompts: list[Prompt], clean: list[str]) 
         del sampling["chat"]  # runs without chat keep the fingerprint they had before chat prompts existed
     s["samples"] = sampling.pop("n_samples")
     s.update(sampling)
+    if cfg.attack is not None:
+        s["attack"] = cfg.attack
+        s["attack.pool"] = attack_identity(cfg.attack, data_dir)
+        labels["attack"] = cfg.attack
     s["judges"] = list(cfg.judges)
     for j in cfg.judges:
         s[f"judge.{j}"] = judge_identity(j)

@@ -41,6 +41,7 @@ def generate_all(
     sampling: SamplingConfig,
     run: Path,
     vllm: VLLMOptions | None = None,
+    contexts: list[str] | None = None,
 ) -> tuple[list[list[str]], dict[str, Any] | None]:
     """Continuations per prompt, with ``method`` active, and the steering statistics of all batches.
 
@@ -49,13 +50,16 @@ def generate_all(
     method's statistics are stored with each batch's rows
     (:data:`~saedetox.eval.runs.generation_log.PUSH_TOTALS`) and summed over every batch in batch order;
     on ``vllm`` they are measured on every stored continuation. Either way a resumed run records the
-    statistics of one that never stopped.
+    statistics of one that never stopped. ``contexts`` (default: the prompts) are what follows the
+    method's prefix; an attacked run's context differs from its prompt and is recorded in each row as
+    ``attacked_prompt``.
     """
     log = GenerationLog(run / GENERATIONS)
     log.check([p.text for p in prompts], sampling.n_samples)
-    texts = [method.prefix + p.text for p in prompts]
+    contexts = contexts if contexts is not None else [p.text for p in prompts]
+    texts = [method.prefix + c for c in contexts]
     batches = batch_members(prompt_lengths(lm, texts, sampling.chat), sampling)
-    job = GenerationJob(lm, prompts, texts, method, sampling, batches, log, vllm or VLLMOptions())
+    job = GenerationJob(lm, prompts, texts, method, sampling, batches, log, vllm or VLLMOptions(), contexts)
     done = log.done_batches(batches)
     todo = [b for b in range(len(batches)) if b not in done]
     steerer = method.steerer if method.stats is not None else None

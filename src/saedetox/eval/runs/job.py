@@ -25,6 +25,7 @@ class GenerationJob:
     batches: list[list[int]]
     log: GenerationLog
     vllm: VLLMOptions = VLLMOptions()
+    contexts: list[str] | None = None  # what follows the prefix, when not the prompt itself (an attack)
 
     def row(self, i: int, b: int, conts: list[str], ids: list[list[int]] | None = None) -> dict[str, Any]:
         row = {
@@ -32,6 +33,11 @@ class GenerationJob:
             "batch": b,
             "prompt": self.prompts[i].text,
             "prompt_toxicity": self.prompts[i].toxicity,
+            **self._attacked(i),
             "continuations": conts,
         }
         return row if ids is None else {**row, "continuation_ids": ids}
+
+    def _attacked(self, i: int) -> dict[str, str]:
+        ctx = self.contexts[i] if self.contexts is not None else self.prompts[i].text
+        return {"attacked_prompt": ctx} if ctx != self.prompts[i].text else {}
