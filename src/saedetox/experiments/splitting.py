@@ -94,7 +94,8 @@ def conclusion(rows: list[dict[str, Any]]) -> str:
     if all(r.get("ppl") and r.get("ppl_none") for r in rows):
         costs = ", ".join(f"{r['ppl'] / r['ppl_none'] - 1:+.0%}" for r in rows)
         text += f" Conditional-perplexity change by width: {costs}."
-    halves = [(r["tox_prob_ci"][1] - r["tox_prob_ci"][0]) / 2 for r in rows if r.get("tox_prob_ci")]
+    cis = [r.get("tox_prob_ci") for r in rows]
+    halves = [(ci[1] - ci[0]) / 2 for ci in cis if ci and None not in ci]  # a degenerate sample has no BCa interval
     if halves:
         text += f" One run per width; toxicity-probability 95% CIs are about ±{float(np.mean(halves)):.2f}."
     return text
