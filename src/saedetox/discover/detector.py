@@ -27,19 +27,30 @@ A = TypeVar("A", torch.Tensor, np.ndarray)
 POOLINGS = ("max", "token")
 
 
-def fit_detector(latents: Sequence[int], x: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
-    """Logistic regression on per-text maxima ``x[n, len(latents)]`` (labels ``y``: 1 toxic); None if one class."""
+def fit_detector(
+    latents: Sequence[int],
+    x: np.ndarray,
+    y: np.ndarray,
+    pooling: str = "max",
+    class_weight: str | None = None,
+    **notes: Any,
+) -> dict[str, Any] | None:
+    """Logistic regression on features ``x[n, len(latents)]`` (labels ``y``: 1 toxic); None if one class.
+
+    Default: per-text maxima (``pooling`` max); ``notes`` are stored with the detector (e.g. its target).
+    """
     if len(np.unique(y)) < 2 or x.shape[1] == 0:
         return None
     scale = x.std(0) + 1e-6
-    clf = LogisticRegression(max_iter=2000).fit(x / scale, y)
+    clf = LogisticRegression(max_iter=2000, class_weight=class_weight).fit(x / scale, y)
     return {
         "kind": "latents",
         "latents": [int(i) for i in latents],
         "coef": [float(c) for c in clf.coef_[0]],
         "intercept": float(clf.intercept_[0]),
         "scale": [float(s) for s in scale],
-        "pooling": "max",
+        "pooling": pooling,
+        **notes,
     }
 
 

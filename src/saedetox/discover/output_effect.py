@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
 
+from saedetox.discover.detector import fit_detector
 from saedetox.model.capture import iter_activations
 from saedetox.model.load import LoadedModel
 from saedetox.model.sites import edit_at, read_at
@@ -142,16 +142,4 @@ def fit_token_detector(
     labels = next_token_labels(ids, targets)
     x = np.concatenate([a[:-1] for a in acts if len(a) > 1] or [np.zeros((0, len(latents)))])
     y = np.concatenate([lab for a, lab in zip(acts, labels, strict=True) if len(a) > 1] or [np.zeros(0, bool)])
-    if len(np.unique(y)) < 2 or x.shape[1] == 0:
-        return None
-    scale = x.std(0) + 1e-6
-    clf = LogisticRegression(max_iter=2000, class_weight="balanced").fit(x / scale, y)
-    return {
-        "kind": "latents",
-        "latents": [int(i) for i in latents],
-        "coef": [float(c) for c in clf.coef_[0]],
-        "intercept": float(clf.intercept_[0]),
-        "scale": [float(s) for s in scale],
-        "pooling": "token",
-        "target": "next-token",
-    }
+    return fit_detector(latents, x, y, pooling="token", class_weight="balanced", target="next-token")
