@@ -230,7 +230,8 @@ def test_a_push_curve_starts_each_calibration_from_the_previous_level(tmp_path, 
 
 
 def _same(a, b, where: str = "") -> None:
-    """Equal metrics, wall-clock times aside; floats to 1e-7 (kept conditional-PPL scores: last-bit differences)."""
+    """Equal metrics, wall-clock times aside; floats to 1e-6 (conditional-PPL scores computed in float32 in another
+    process differ in their last bits, and BCa bounds are interpolated quantiles of them)."""
     if isinstance(a, dict):
         keys = {k for k in a if "seconds" not in k}
         assert keys == {k for k in b if "seconds" not in k}, where
@@ -241,7 +242,7 @@ def _same(a, b, where: str = "") -> None:
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _same(x, y, f"{where}[{i}]")
     elif isinstance(a, float) and isinstance(b, float):
-        assert b == pytest.approx(a, rel=1e-7, nan_ok=True), where
+        assert b == pytest.approx(a, rel=1e-6, nan_ok=True), where
     else:
         assert a == b, where
 

@@ -15,6 +15,9 @@ import numpy as np
 from scipy import stats as sps
 from scipy.special import ndtr, ndtri
 
+#: resample statistics this close (relative) to the estimate count as ties in BCa's bias correction
+TIE_RTOL = 1e-9
+
 
 def resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     """``[n_boot, n]`` prompt indices drawn with replacement: the draws ``scipy.stats.bootstrap`` makes.
@@ -39,7 +42,8 @@ def bca_interval(est: float, boot: np.ndarray, jack: np.ndarray, alpha: float = 
     """BCa interval (Efron & Tibshirani 14.3, 15.4) from the estimate, its bootstrap and jackknife values.
 
     ``boot``: the statistic on each bootstrap resample; ``jack``: on each leave-one-prompt-out sample.
-    The bias correction ``z0 = Φ⁻¹(share of resamples below the estimate, ties counted half)``, the
+    The bias correction ``z0 = Φ⁻¹(share of resamples below the estimate, ties counted half)``, a tie being
+    within :data:`TIE_RTOL` of the estimate (so values that differ only in their last bits give one interval), the
     acceleration ``a = Σ U³ / (6 (Σ U²)^{3/2})`` with ``U_i = (n − 1)(mean(jack) − jack_i)``, and the
     interval is the linear-interpolated quantiles of ``boot`` at ``Φ(z0 + (z0 + z)/(1 − a(z0 + z)))``
     for ``z = Φ⁻¹(α/2)`` and ``Φ⁻¹(1 − α/2)``: ``scipy.stats.bootstrap(method="BCa")``'s formula. Undefined
@@ -50,7 +54,8 @@ def bca_interval(est: float, boot: np.ndarray, jack: np.ndarray, alpha: float = 
     boot = boot[np.isfinite(boot)]
     if not math.isfinite(est) or not boot.size:
         return math.nan, math.nan
-    z0 = float(ndtri(((boot < est).sum() + (boot <= est).sum()) / (2 * boot.size)))
+    tie = np.abs(boot - est) <= TIE_RTOL * abs(est)  # a resample that is the sample reordered: last bits only
+    z0 = float(ndtri(((boot < est) & ~tie).sum() / boot.size + 0.5 * tie.sum() / boot.size))
     jack = np.asarray(jack, dtype=np.float64)
     jack = jack[np.isfinite(jack)]
     n = jack.size
@@ -77,11 +82,10 @@ def bootstrap_ci(
     """BCa bootstrap CI of ``stat``, resampling prompts (rows of ``per_prompt_values``) with replacement.
 
     Rows may be vectors (e.g. ``[sum, count]`` for a ratio statistic); ``stat`` maps the
-    resampled array to a number. Computed by ``scipy.stats.bootstrap`` (``method="BCa"``,
-    ``rng = np.random.default_rng(seed)``), so deterministic given ``seed``. Where scipy's interval
-    is undefined (a resample or jackknife sample where ``stat`` is NaN, a degenerate distribution)
-    :func:`bca_interval` computes it over the defined values; a single prompt gives a zero-width
-    interval.
+    resampled array to a number. The resamples are ``scipy.stats.bootstrap``'s (``method="BCa"``,
+    ``rng = np.random.default_rng(seed)``), so deterministic given ``seed``; the interval is
+    :func:`bca_interval` over them and the jackknife (scipy's formula, with near-ties to the estimate
+    counted as ties, and undefined resamples left out); a single prompt gives a zero-width interval.
     """
     values = np.asarray(per_prompt_values, dtype=np.float64)
     n = values.shape[0] if values.ndim else 0
@@ -110,9 +114,6 @@ def bootstrap_ci(
             confidence_level=1 - alpha,
             rng=np.random.default_rng(seed),
         )
-    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if math.isfinite(lo) and math.isfinite(hi):
-        return lo, hi
     with np.errstate(invalid="ignore", divide="ignore"):
         est = float(stat(values))
         jack = np.array([stat(np.delete(values, i, axis=0)) for i in range(n)], dtype=np.float64)

@@ -120,7 +120,7 @@ def vllm_form(method: Method) -> tuple[Steerer | None, Callable[[], AbstractCont
         return None, None
     raise SaedetoxError(
         f"Method '{method.name}' runs on the hf backend only: its hooks are neither steering levels nor a weight "
-        "edit vLLM can load. Use --backend hf for it."
+        "edit vLLM can load. Evaluate it with the hf backend."
     )
 
 
