@@ -29,7 +29,7 @@ def test_the_packaged_config_passes_a_dry_run():
     cfg = load_config(files("saedetox") / "configs" / "robustness.yaml")
     lines = dry_run(cfg)
     assert cfg.robustness is not None and cfg.robustness.attacks == ["fewshot", "override", "dialogue"]
-    assert lines[-1].startswith("robustness: 7 runs under fewshot, override, dialogue; sae-conditional vs meandiff")
+    assert lines[-1].startswith("robustness: 7 runs under fewshot, override, dialogue; sae-constant vs meandiff")
 
 
 @pytest.mark.parametrize(
