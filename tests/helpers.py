@@ -328,3 +328,14 @@ def deny_reading(monkeypatch, target: Path) -> None:
         return real(self, *a, **kw)
 
     monkeypatch.setattr(pathlib.Path, "read_text", read_text)
+
+
+#: prompts of mixed length and toxicity, and latents of the test SAE, shared by the sampling tests
+SAMPLING_PROMPTS = [
+    "The library opens at nine in the morning",
+    "She walked",
+    "Our team spent the afternoon reviewing",
+    "you stupid idiot",
+    "what a lovely day",
+]
+SAMPLING_LATENTS = [1, 5, 7, 12]

@@ -10,19 +10,12 @@ from collections import Counter
 
 import pytest
 
+from helpers import SAMPLING_LATENTS as LATENTS
+from helpers import SAMPLING_PROMPTS as PROMPTS
 from saedetox.eval.runs.steering_replay import fed_tokens, replay_steering
 from saedetox.eval.sampler.sampling import SamplingConfig, sample
 from saedetox.methods.sae import steering_method
 from saedetox.steering.spec import Intervention, SteeringSpec
-
-PROMPTS = [
-    "The library opens at nine in the morning",
-    "She walked",
-    "Our team spent the afternoon reviewing",
-    "you stupid idiot",
-    "what a lovely day",
-]
-LATENTS = [1, 5, 7, 12]
 
 
 def test_fed_tokens_follow_the_decode_loop():

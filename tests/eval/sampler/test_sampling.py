@@ -7,6 +7,8 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from helpers import SAMPLING_LATENTS as LATENTS
+from helpers import SAMPLING_PROMPTS as PROMPTS
 from saedetox.errors import SaedetoxError
 from saedetox.eval.sampler.decode import DecodeSettings, lean_generate
 from saedetox.eval.sampler.noise import NoiseStream
@@ -14,15 +16,6 @@ from saedetox.eval.sampler.sampling import SAMPLER, SamplingConfig, batch_member
 from saedetox.model.tokens import tokenize_batch
 from saedetox.steering.spec import Intervention, SteeringSpec
 from saedetox.steering.steerer import Steerer
-
-PROMPTS = [
-    "The library opens at nine in the morning",
-    "She walked",
-    "Our team spent the afternoon reviewing",
-    "you stupid idiot",
-    "what a lovely day",
-]
-LATENTS = [1, 5, 7, 12]
 
 
 def tokens(groups):

@@ -83,7 +83,6 @@ async def _generate(
     engine: Any = AsyncLLM.from_engine_args(AsyncEngineArgs(**settings))
     params = vllm_params(job.sampling)
     eos = job.lm.tokenizer.eos_token_id
-    tok = job.lm.tokenizer
 
     async def sample(i: int, j: int) -> list[int]:
         seed = prompt_seed(job.sampling.seed, i) + j  # as SteeredLLM.sample: one request per sample
@@ -101,14 +100,7 @@ async def _generate(
         for chunk in chunks(todo, job.batches, job.sampling.n_samples):
             members = [i for b in chunk for i in job.batches[b]]
             rows = dict(zip(members, await asyncio.gather(*(one(i) for i in members)), strict=True))
-            for b in chunk:
-                job.log.append(
-                    [
-                        job.row(i, b, [tok.decode(r, skip_special_tokens=True) for r in rows[i]], rows[i])
-                        for i in job.batches[b]
-                    ]
-                )
-                advance()
+            job.append_chunk(chunk, rows, advance)
     finally:
         engine.shutdown()
         engine = None  # finalised now, while the modules its finaliser needs are still loaded

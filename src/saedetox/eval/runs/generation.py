@@ -143,17 +143,9 @@ def write_chunk(job: GenerationJob, engine: Any, ids: list[list[int]], chunk: li
     """Generate the batches of ``chunk`` in one vLLM call and append their rows, batch by batch."""
     from saedetox.eval.sampler.vllm import sample_rows
 
-    tok = job.lm.tokenizer
     members = [i for b in chunk for i in job.batches[b]]
-    got = sample_rows(engine, [ids[i] for i in members], members, job.sampling, tok.eos_token_id)
-    rows = dict(zip(members, got, strict=True))
-    for b in chunk:
-        out = []
-        for i in job.batches[b]:
-            conts = [tok.decode(r, skip_special_tokens=True) for r in rows[i]]
-            out.append(job.row(i, b, conts, rows[i]))
-        job.log.append(out)
-        advance()
+    got = sample_rows(engine, [ids[i] for i in members], members, job.sampling, job.lm.tokenizer.eos_token_id)
+    job.append_chunk(chunk, dict(zip(members, got, strict=True)), advance)
 
 
 GENERATORS: dict[str, Callable[[GenerationJob, list[int], Callable[[], None]], None]] = {

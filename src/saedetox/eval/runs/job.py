@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,17 @@ class GenerationJob:
             "continuations": conts,
         }
         return row if ids is None else {**row, "continuation_ids": ids}
+
+    def append_chunk(self, chunk: list[int], rows: dict[int, list[list[int]]], advance: Callable[[], None]) -> None:
+        """Append the rows of the batches in ``chunk`` (token ids per prompt, decoded here), batch by batch."""
+        tok = self.lm.tokenizer
+        for b in chunk:
+            out = [
+                self.row(i, b, [tok.decode(r, skip_special_tokens=True) for r in rows[i]], rows[i])
+                for i in self.batches[b]
+            ]
+            self.log.append(out)
+            advance()
 
     def _attacked(self, i: int) -> dict[str, str]:
         ctx = self.contexts[i] if self.contexts is not None else self.prompts[i].text
