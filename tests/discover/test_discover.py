@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import random
 
@@ -178,8 +179,9 @@ def test_discover_errors(gpt2, sae):
     empty = DiscoverySets(TOXIC, CLEAN, TOXIC[:1], CLEAN[:1], [], CLEAN[2:])
     with pytest.raises(SaedetoxError, match="test split has no toxic"):
         discover(gpt2, sae, empty)
-    with pytest.raises(SaedetoxError, match="k must"):
-        discover(gpt2, sae, unpaired, k=0)
+    for bad in (0, "x", []):
+        with pytest.raises(SaedetoxError, match="k"):
+            discover(gpt2, sae, unpaired, k=bad)
 
 
 def test_topk_sae_discovery(tmp_path, gpt2, paired):
@@ -195,12 +197,38 @@ def test_topk_sae_discovery(tmp_path, gpt2, paired):
         assert f["test_auroc"] == pytest.approx(roc_auc_score(y, np.r_[t_pos[:, i], t_neg[:, i]]), abs=1e-9)
 
 
+def test_k_chosen_on_the_select_split_and_blind_to_the_test_split(gpt2, sae, paired):
+    sets, rank_x, _ = paired
+    obj = discover(gpt2, sae, sets, method="auroc", k=[1, 2, 4], min_auroc=0.6)
+    c = obj["k_choice"]
+    assert c["grid"] == [1, 2, 4] and obj["k"] == c["chosen"] and len(obj["selected"]) <= c["chosen"]
+    # independently: the full k = 4 selection, a detector per prefix refitted on rank, scored on select
+    full = discover(gpt2, sae, sets, method="auroc", k=4, min_auroc=0.6)["selected"]
+    assert obj["selected"] == full[: c["chosen"]]
+    sel_x = np.r_[maxima(gpt2, sae, sets.select_toxic), maxima(gpt2, sae, sets.select_clean)]
+    r_y = np.r_[np.ones(len(sets.toxic)), np.zeros(len(sets.clean))]
+    s_y = np.r_[np.ones(len(sets.select_toxic)), np.zeros(len(sets.select_clean))]
+    expect = {}
+    for k in (1, 2, 4):
+        cols = full[:k]
+        scale = rank_x[:, cols].std(0) + 1e-6
+        clf = LogisticRegression(max_iter=2000).fit(rank_x[:, cols] / scale, r_y)
+        expect[k] = roc_auc_score(s_y, clf.decision_function(sel_x[:, cols] / scale))
+        assert c["select_auroc"][str(k)] == pytest.approx(expect[k], abs=2e-3)
+    assert c["chosen"] == min(k for k in expect if expect[k] >= max(expect.values()) - 1e-9)
+    # another test split (its toxic and clean sides swapped): the same choice, another test AUROC
+    other = dataclasses.replace(sets, test_toxic=sets.test_clean[::-1], test_clean=sets.test_toxic[::-1])
+    again = discover(gpt2, sae, other, method="auroc", k=[1, 2, 4], min_auroc=0.6)
+    assert again["k_choice"] == c and again["selected"] == obj["selected"]
+    assert again["set_test_auroc"] != obj["set_test_auroc"]
+
+
 def test_one_default_k_everywhere():
     """The CLI, the API and the sweep config agree on k (20: the demo's better setting)."""
     assert DEFAULT_K == 20
     assert inspect.signature(discover).parameters["k"].default == DEFAULT_K
     assert DiscoveryCfg().k == DEFAULT_K
-    assert inspect.signature(discover_cmd).parameters["k"].default == DEFAULT_K
+    assert inspect.signature(discover_cmd).parameters["k"].default == str(DEFAULT_K)
 
 
 def test_discover_reports_progress_over_every_text(gpt2, sae, paired, monkeypatch):

@@ -9,6 +9,7 @@ import typer
 from saedetox.cli.fields import with_options
 from saedetox.cli.options import DataDirOpt, DeviceOpt, DtypeOpt, HookOpt, ModelOpt, load_lm
 from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC, RANKINGS
+from saedetox.discover.kgrid import AUTO_K_GRID, parse_k
 from saedetox.discover.options import GateOptions
 from saedetox.errors import SaedetoxError
 
@@ -21,7 +22,14 @@ def discover_cmd(
     method: Annotated[
         Literal[RANKINGS], typer.Option("--method", help="How latents are ranked.")  # type: ignore[valid-type]
     ] = "attribution",
-    k: Annotated[int, typer.Option("--k", help="How many latents to select.")] = DEFAULT_K,
+    k: Annotated[
+        str,
+        typer.Option(
+            "--k",
+            help="How many latents to select: a number, or a comma-separated grid or 'auto' "
+            f"({','.join(map(str, AUTO_K_GRID))}) from which the select split chooses.",
+        ),
+    ] = str(DEFAULT_K),
     min_auroc: Annotated[
         float, typer.Option("--min-auroc", help="Minimum AUROC per latent on the select split.")
     ] = DEFAULT_MIN_AUROC,
@@ -64,8 +72,7 @@ def discover_cmd(
 
     if method not in METHODS:
         raise SaedetoxError(f"Unknown discovery method '{method}': use one of {', '.join(METHODS)}.")
-    if k < 1:
-        raise SaedetoxError(f"--k must be at least 1, got {k}.")
+    k_value = parse_k(k)
     if not 0 <= min_auroc <= 1:
         raise SaedetoxError(f"--min-auroc must be in [0, 1], got {min_auroc}.")
     if max_pairs is not None and max_pairs < 2:
@@ -80,12 +87,16 @@ def discover_cmd(
     s = load_sae(sae, lm)
     check_fit(lm, s, hook)
     obj = discover(
-        lm, s, sets, method=method, k=k, min_auroc=min_auroc, hook=hook, chat=chat, gate=gate, data_dir=data_dir
+        lm, s, sets, method=method, k=k_value, min_auroc=min_auroc, hook=hook, chat=chat, gate=gate, data_dir=data_dir
     )
     write_features(obj, out)
     auc = obj["set_test_auroc"]
     shown = "n/a" if auc is None else f"{auc:.3f}"
     typer.echo(f"selected {obj['selected']} (set AUROC on the test split {shown}); wrote {out}")
+    if obj.get("k_choice"):
+        c = obj["k_choice"]
+        aucs = ", ".join(f"k={g}: {c['select_auroc'][str(g)]:.3f}" for g in c["grid"])
+        typer.echo(f"k = {c['chosen']} chosen on the select split (set detector AUROC {aucs})")
     if obj.get("gate"):
         g = obj["gate"]
         typer.echo(

@@ -16,7 +16,8 @@ share of tokens where it fires (BOS and padding excluded). Ranking methods:
 
 Three disjoint splits (:mod:`saedetox.discover.sets`): the scores are computed on ``rank``; of the
 top candidates, the first ``k`` whose AUROC on ``select`` is at least ``min_auroc`` are selected;
-every AUROC reported is measured on ``test``, which chose nothing. ``features.json`` records the
+with a grid of ``k`` values the select split also chooses ``k`` (:mod:`saedetox.discover.kgrid`,
+recorded as ``k_choice``); every AUROC reported is measured on ``test``, which chose nothing. ``features.json`` records the
 model, SAE, hook, method, data and split sizes (``splits``); per selected latent its scores,
 ``select_auroc``, ``test_auroc``, top-activating tokens (test split) with short contexts and the
 Neuronpedia URL when the SAE's metadata names one; for the set, the logistic ``detector``
@@ -29,6 +30,7 @@ joint gate calibration on clean windows, and the per-position next-token detecto
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -40,6 +42,7 @@ from saedetox.discover.attribution import gradients, latent_scores, toxic_token_
 from saedetox.discover.choose import Windows, choose, reference_windows, set_gate
 from saedetox.discover.detector import detector_logit, fit_detector
 from saedetox.discover.features import Features
+from saedetox.discover.kgrid import KChoice, choose_k, k_grid
 from saedetox.discover.options import GateOptions
 from saedetox.discover.output_effect import fit_token_detector, token_acts
 from saedetox.discover.rank_stats import METHODS, TextStats, auroc_per_latent, rank_scores, text_stats
@@ -90,13 +93,20 @@ def _detector(
     return fit_token_detector(selected, acts, ids, targets)
 
 
+def _choose_k(
+    grid: Sequence[int], selected: list[int], tox: TextStats, cln: TextStats, s_tox: TextStats, s_cln: TextStats
+) -> KChoice:
+    """The grid's best k: detectors fitted on the rank split, scored on the select split."""
+    return choose_k(grid, *_labels(tox, cln, selected), *_labels(s_tox, s_cln, selected))
+
+
 def discover(
     lm: LoadedModel,
     sae: LoadedSAE | str,
     data: DiscoverySets | None = None,
     *,
     method: str = "attribution",
-    k: int = DEFAULT_K,
+    k: int | Sequence[int] | str = DEFAULT_K,
     min_auroc: float = DEFAULT_MIN_AUROC,
     hook: str | None = None,
     max_pairs: int | None = None,
@@ -109,6 +119,9 @@ def discover(
 ) -> Features:
     """Rank latents on ``data``'s rank split, select up to ``k`` on its select split, report on its test split.
 
+    ``k``: a number, or a grid (a list, ``"auto"``) from which the select split chooses
+    (:mod:`saedetox.discover.kgrid`).
+
     ``sae`` is a loaded SAE or a name (loaded for ``lm``). ``data`` (:func:`discovery_sets`)
     defaults to the reference world's ParaDetox split; ``max_pairs`` caps it (rank ``n``, select
     and test ``n // 2`` texts per side). ``chat`` wraps every text in the tokenizer's chat template
@@ -119,8 +132,8 @@ def discover(
     """
     if method not in METHODS:
         raise SaedetoxError(f"Unknown discovery method '{method}': use one of {', '.join(METHODS)}.")
-    if k < 1:
-        raise SaedetoxError("k must be at least 1.")
+    grid = k_grid(k)
+    k = max(grid)
     lm = as_loaded_model(lm)
     if isinstance(sae, str):
         sae = load_sae(sae, lm)
@@ -172,6 +185,10 @@ def discover(
             else toxic_token_ids(lm, data.toxic[:ATTRIBUTION_TEXTS], data.clean[:ATTRIBUTION_TEXTS])
         )
         choice = choose(lm, sae, hook, pool, sel_auc, own, k, min_auroc, gate, data.select_toxic, targets, windows)
+        k_choice = None
+        if len(grid) > 1 and choice.selected:
+            k_choice = _choose_k(grid, choice.selected, tox, cln, s_tox, s_cln)
+            choice.selected = choice.selected[: k_choice.k]
         selected = choice.selected
         t_tox, t_cln = stats(data.test_toxic, "test", track=selected), stats(data.test_clean, "test")
     test_auc = auroc_per_latent(t_tox.max_act[:, selected], t_cln.max_act[:, selected]) if selected else []
@@ -216,7 +233,8 @@ def discover(
         "hook": hook,
         "d_sae": sae.d_sae,
         "method": method,
-        "k": k,
+        "k": k if k_choice is None else k_choice.k,
+        **({"k_choice": k_choice.record()} if k_choice is not None else {}),
         "min_auroc": min_auroc,
         "data": data.description,
         "splits": data.sizes(),

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from saedetox.discover import DEFAULT_K, DEFAULT_MIN_AUROC
+from saedetox.discover.kgrid import parse_k
 from saedetox.discover.options import GateOptions
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
@@ -28,7 +29,7 @@ class DiscoveryCfg(GateOptions):
     """A sweep's ``discovery:`` keys: the ranking and selection, and :class:`GateOptions`' filters and gate."""
 
     method: str = "attribution"
-    k: int = DEFAULT_K
+    k: int | list[int] | str = DEFAULT_K  # a number, a grid the select split chooses from, or auto
     min_auroc: float = DEFAULT_MIN_AUROC
     max_pairs: int | None = None
 
@@ -112,8 +113,11 @@ def _check_sections(cfg: SweepConfig) -> None:
             )
     d = cfg.discovery
     if d is not None:
-        if isinstance(d.k, bool) or not isinstance(d.k, int) or d.k < 1:
-            raise SaedetoxError(f"discovery.k must be a whole number ≥ 1, got {d.k!r}.")
+        try:
+            k = parse_k(d.k)
+        except SaedetoxError as e:
+            raise SaedetoxError(f"discovery.{e}") from None
+        d.k = list(k) if isinstance(k, tuple) else k  # a grid as the list of its values, so caches compare
         if isinstance(d.min_auroc, bool) or not isinstance(d.min_auroc, (int, float)) or not 0 <= d.min_auroc <= 1:
             raise SaedetoxError(f"discovery.min_auroc must be in [0, 1], got {d.min_auroc!r}.")
         if d.max_pairs is not None and (

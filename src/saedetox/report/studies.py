@@ -57,6 +57,19 @@ def gate_line(gate: dict[str, Any]) -> list[Seg]:
     return out
 
 
+def k_choice_line(features: dict[str, Any]) -> list[Seg]:
+    """How many latents, and, when the select split chose k from a grid, each k's select-split AUROC."""
+    choice = section(features, "k_choice")
+    if not choice:
+        return [f"k = {fmt_text(features['k'])} latents"] if "k" in features else []
+    aucs = section(choice, "select_auroc")
+    shown = ", ".join(f"k = {g}: {fmt(aucs.get(str(g)))}" for g in _list(choice.get("grid")))
+    return [
+        f"k = {fmt_text(choice.get('chosen'))} chosen on the select split from the grid "
+        f"(set detector fitted on rank, select-split AUROC {shown}; ties go to the smaller k)"
+    ]
+
+
 def section_features(features: dict[str, Any], limit: int = 40) -> Section:
     key, set_key, label = _auroc_keys(features)
     meta: list[Seg] = []
@@ -65,6 +78,8 @@ def section_features(features: dict[str, Any], limit: int = 40) -> Section:
             meta += [" · " if meta else "", f"{k}: ", code(fmt_text(features.get(k)))]
     sel = ", ".join(map(str, _list(features.get("selected")))) or DASH
     line2: list[Seg] = ["selected latents: ", code(sel)]
+    kline = k_choice_line(features)
+    line2 += [BR, *kline] if kline else []
     if num(features.get(set_key)) is not None:
         line2.append(f" · {label} of the selected set: {fmt(features[set_key])} (logistic detector")
         if num(features.get(f"{set_key}_sum")) is not None:
