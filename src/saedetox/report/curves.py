@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from saedetox.errors import SaedetoxError
-from saedetox.eval.metrics.bootstrap import bca_interval, resample_indices
+from saedetox.eval.metrics.bootstrap import bca_interval, bca_pvalue, resample_indices
 from saedetox.eval.metrics.paired import PerPrompt, align
 from saedetox.eval.result import RunResult
 from saedetox.methods.registry import find_method
@@ -202,17 +202,18 @@ def first_crossing(x: np.ndarray, y: np.ndarray, target: float) -> np.ndarray:
 
 
 def summary(dist: np.ndarray, n_boot: int, alpha: float = 0.05) -> dict[str, Any]:
-    """Estimate (row 0), BCa CI over the defined resamples, their share, and a bootstrap p-value.
+    """Estimate (row 0), BCa CI over the defined resamples, their share, and the BCa p-value.
 
     ``dist`` has the rows of :func:`resampled`: the estimate, ``n_boot`` resamples, then the jackknife
-    rows. The CI is :func:`~saedetox.eval.metrics.bootstrap.bca_interval`. p is two-sided for "the
-    value is 0": ``min(1, 2 · min(1 + #(≤ 0), 1 + #(≥ 0)) / (1 + B))`` over the B defined resamples.
+    rows. The CI is :func:`~saedetox.eval.metrics.bootstrap.bca_interval`; p (two-sided, "the value is 0")
+    is :func:`~saedetox.eval.metrics.bootstrap.bca_pvalue`, the interval's test inversion, so the
+    ``1 − alpha`` CI excludes 0 exactly when ``p < alpha``.
     """
     dist = np.asarray(dist, dtype=np.float64)
     est, boot, jack = float(dist[0]), dist[1 : 1 + n_boot], dist[1 + n_boot :]
     ok = boot[np.isfinite(boot)]
     lo, hi = bca_interval(est, ok, jack, alpha)
-    p = min(1.0, 2 * min(1 + int((ok <= 0).sum()), 1 + int((ok >= 0).sum())) / (1 + ok.size)) if ok.size else math.nan
+    p = bca_pvalue(est, ok, jack)
     return {
         "est": est if math.isfinite(est) else None,
         "ci": [lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None],

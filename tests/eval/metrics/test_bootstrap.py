@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from saedetox.eval.metrics.bootstrap import bca_interval, bootstrap_ci, percentile_ci, resample_indices
+from saedetox.eval.metrics.bootstrap import bca_interval, bca_pvalue, bootstrap_ci, percentile_ci, resample_indices
 
 
 def _scipy_bca(x, n_boot, seed, alpha=0.05):
@@ -69,3 +69,52 @@ def test_bootstrap_ci_is_scipys_bca():
 
     lo, hi = bootstrap_ci(rows, ratio, n_boot=300)
     assert 2.0 <= lo <= 11 / 4 <= hi <= 3.0  # scipy gives NaN here; the hand BCa over the defined values does not
+
+
+def _paired_case(seed: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """A paired mean difference on random data (its effect drawn too, so some cases sit near the 5% boundary)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(15, 80))
+    a = rng.lognormal(0.0, 1.0, n)
+    b = a * np.exp(rng.normal(0.0, 0.3, n)) + rng.normal(rng.normal(0.0, 0.25), 0.6, n)
+    d = a - b
+    boot = d[resample_indices(n, 400, seed)].mean(axis=1)
+    return float(d.mean()), boot, (d.sum() - d) / (n - 1)
+
+
+def test_bca_p_is_the_test_inversion_of_the_bca_interval():
+    """CI excludes 0 ⇔ p < alpha, on random paired data, at several levels; and the bound at alpha = p sits on 0."""
+    near = 0
+    for seed in range(300):
+        est, boot, jack = _paired_case(seed)
+        p = bca_pvalue(est, boot, jack)
+        for alpha in (0.05, 0.01, 0.2):
+            lo, hi = bca_interval(est, boot, jack, alpha)
+            assert (lo > 0 or hi < 0) == (p < alpha), (seed, alpha, p, lo, hi)
+        near += 0.02 < p < 0.1
+        if 1e-6 < p < 1:  # at alpha = p one bound is 0 (the inversion solved for it)
+            lo, hi = bca_interval(est, boot, jack, p)
+            assert min(abs(lo), abs(hi)) < 1e-9 * max(1.0, abs(est))
+    assert near >= 10  # the boundary was exercised, not only clear cases
+
+
+def test_bca_p_with_no_correction_is_twice_the_smaller_share_by_hand():
+    """z0 = a = 0 (resamples symmetric about the estimate, a symmetric jackknife): BCa is the percentile interval,
+    and p is 2·min(share ≤ 0, share ≥ 0), the share counted on np.quantile's positions (i − 1)/(B − 1)."""
+    # 201 resamples: the estimate 1.0 in the middle, 100 values either side, mirror images; 0 is one of them
+    rng = np.random.default_rng(5)
+    half = np.sort(rng.uniform(0.01, 2.0, 100))
+    half[np.argmin(np.abs(half - 1.0))] = 1.0  # so 1.0 − 1.0 = 0 is a resample below the estimate
+    boot = np.r_[1.0 - half, 1.0, 1.0 + half]
+    jack = np.array([0.9, 1.0, 1.1])
+    n_le, n_ge, b = int((boot <= 0).sum()), int((boot >= 0).sum()), boot.size
+    assert n_le >= 1 and (boot == 0).sum() == 1
+    want = 2 * min(n_le - 1, n_ge - 1) / (b - 1)  # the zero is the n_le-th smallest value
+    assert bca_pvalue(1.0, boot, jack) == pytest.approx(want, abs=1e-12)
+    assert bca_interval(1.0, boot, jack) == pytest.approx(percentile_ci(boot), abs=1e-12)
+    # and against the share without interpolation: within one resample of 2·min(share ≤ 0, share ≥ 0)
+    assert abs(bca_pvalue(1.0, boot, jack) - 2 * min(n_le, n_ge) / b) <= 2 / (b - 1)
+    # every resample on one side of 0: no α keeps 0 in the interval, p = 0; the estimate at 0 exactly: p = 1
+    assert bca_pvalue(1.0, boot + 5, jack + 5) == 0.0
+    assert bca_pvalue(0.0, boot - 1.0, jack - 1.0) == pytest.approx(1.0)
+    assert math.isnan(bca_pvalue(math.nan, boot, jack))

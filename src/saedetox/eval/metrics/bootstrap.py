@@ -38,6 +38,28 @@ def percentile_ci(dist: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _bca_parameters(est: float, boot: np.ndarray, jack: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+    """(defined resamples, z0, a) of :func:`bca_interval`; None when nothing is defined. ``z0 = a = 0`` (the
+    percentile interval) where the correction is undefined (every resample on one side, or all equal)."""
+    boot = np.asarray(boot, dtype=np.float64)
+    boot = boot[np.isfinite(boot)]
+    if not math.isfinite(est) or not boot.size:
+        return None
+    tie = np.abs(boot - est) <= TIE_RTOL * abs(est)  # a resample that is the sample reordered: last bits only
+    z0 = float(ndtri(((boot < est) & ~tie).sum() / boot.size + 0.5 * tie.sum() / boot.size))
+    jack = np.asarray(jack, dtype=np.float64)
+    jack = jack[np.isfinite(jack)]
+    n = jack.size
+    a = 0.0
+    if n > 1:
+        u = (n - 1) * (jack.mean() - jack)
+        den = (u**2).sum() / n**2
+        a = float((u**3).sum() / n**3 / (6 * den**1.5)) if den > 0 else 0.0
+    if not math.isfinite(z0) or not math.isfinite(a) or boot.min() == boot.max():
+        return boot, 0.0, 0.0
+    return boot, z0, a
+
+
 def bca_interval(est: float, boot: np.ndarray, jack: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
     """BCa interval (Efron & Tibshirani 14.3, 15.4) from the estimate, its bootstrap and jackknife values.
 
@@ -50,26 +72,76 @@ def bca_interval(est: float, boot: np.ndarray, jack: np.ndarray, alpha: float = 
     (NaN) resamples and jackknife values are left out; where the correction is undefined (every resample
     on one side of the estimate, or all equal) the percentile interval is returned.
     """
-    boot = np.asarray(boot, dtype=np.float64)
-    boot = boot[np.isfinite(boot)]
-    if not math.isfinite(est) or not boot.size:
+    got = _bca_parameters(est, boot, jack)
+    if got is None:
         return math.nan, math.nan
-    tie = np.abs(boot - est) <= TIE_RTOL * abs(est)  # a resample that is the sample reordered: last bits only
-    z0 = float(ndtri(((boot < est) & ~tie).sum() / boot.size + 0.5 * tie.sum() / boot.size))
-    jack = np.asarray(jack, dtype=np.float64)
-    jack = jack[np.isfinite(jack)]
-    n = jack.size
-    a = 0.0
-    if n > 1:
-        u = (n - 1) * (jack.mean() - jack)
-        den = (u**2).sum() / n**2
-        a = float((u**3).sum() / n**3 / (6 * den**1.5)) if den > 0 else 0.0
+    boot, z0, a = got
     z = float(ndtri(alpha / 2))
     levels = [ndtr(z0 + (z0 + zz) / (1 - a * (z0 + zz))) for zz in (z, -z)]
-    if not all(math.isfinite(v) for v in levels) or boot.min() == boot.max():
+    if not all(math.isfinite(v) for v in levels):
         return percentile_ci(boot, alpha)
     lo, hi = np.quantile(boot, levels)
     return float(lo), float(hi)
+
+
+def _crossing(sorted_boot: np.ndarray, upper: bool) -> float:
+    """The level where ``np.quantile(boot, level)`` (linear interpolation) leaves ``≤ 0`` (``upper`` False:
+    the largest level whose quantile is ≤ 0) or reaches ``≥ 0`` (``upper``: the smallest level whose quantile
+    is ≥ 0); −inf / +inf when no level qualifies."""
+    x, m = sorted_boot, sorted_boot.size
+    if m == 1:
+        return (0.0 if x[0] >= 0 else math.inf) if upper else (1.0 if x[0] <= 0 else -math.inf)
+    if not upper:
+        if x[0] > 0:
+            return -math.inf
+        j = int(np.searchsorted(x, 0.0, side="right")) - 1  # last index with x ≤ 0
+        if j == m - 1:
+            return 1.0
+        h = j + (0.0 - x[j]) / (x[j + 1] - x[j])
+    else:
+        if x[-1] < 0:
+            return math.inf
+        j = int(np.searchsorted(x, 0.0, side="left"))  # first index with x ≥ 0
+        if j == 0:
+            return 0.0
+        h = (j - 1) + (0.0 - x[j - 1]) / (x[j] - x[j - 1])
+    return float(h / (m - 1))
+
+
+def _side_alpha(level: float, z0: float, a: float, upper: bool) -> float:
+    """The α at which the BCa bound (lower, or ``upper``) sits at quantile ``level``: the inverse of the level map."""
+    if level in (-math.inf, math.inf):  # no level reaches 0 on this side (every α excludes) or every level does
+        return 0.0 if (level == -math.inf) != upper else 1.0
+    w = float(ndtri(level)) - z0  # level = Φ(z0 + w), w = (z0 + z)/(1 − a(z0 + z))
+    sign = -1.0 if upper else 1.0  # the upper bound uses −z
+    if math.isinf(w):
+        zz = (1.0 / a if a else w) - z0
+    elif 1 + a * w <= 0:  # beyond the levels the transformation reaches
+        return 0.0 if w * sign < 0 else 1.0
+    else:
+        zz = w / (1 + a * w) - z0
+    return float(min(1.0, 2 * ndtr(sign * zz)))
+
+
+def bca_pvalue(est: float, boot: np.ndarray, jack: np.ndarray) -> float:
+    """Two-sided p for "the statistic is 0": the smallest α at which :func:`bca_interval` excludes 0.
+
+    The test inversion of the BCa interval: each bound's level ``Φ(z0 + (z0 + z)/(1 − a(z0 + z)))`` is
+    solved for the α whose bound is exactly 0 (the quantile function inverted with the same linear
+    interpolation), and ``p`` is the smaller of the two sides' α. So ``bca_interval(..., alpha)`` excludes 0
+    exactly when ``p < alpha``, for every α where the level map is increasing (``1 − a(z0 + z) > 0``; |a| is
+    small in practice). With ``z0 = a = 0`` it is twice the smaller share of resamples on one side of 0, the
+    share counted as ``np.quantile`` does (``(i − 1)/(B − 1)`` at the i-th smallest value, interpolated). NaN
+    when nothing is defined; 0 when no resample lies on 0's side of the interval.
+    """
+    got = _bca_parameters(est, boot, jack)
+    if got is None:
+        return math.nan
+    boot, z0, a = got
+    x = np.sort(boot)
+    lower = _side_alpha(_crossing(x, upper=False), z0, a, upper=False)
+    upper = _side_alpha(_crossing(x, upper=True), z0, a, upper=True)
+    return float(min(lower, upper, 1.0))
 
 
 def bootstrap_ci(
