@@ -356,3 +356,21 @@ def test_features_section_shows_specificity_and_gate(tmp_path: Path) -> None:
     plain = write_report(_runs(), tmp_path / "p.html", features=FEATURES).read_text()
     section = plain.split('<section id="features">')[1].split("</section>")[0]
     assert "clean open" not in section and "gate:" not in section
+
+
+def test_features_section_states_k_and_the_select_split_choice(tmp_path: Path) -> None:
+    feats = copy.deepcopy(FEATURES)
+    feats["k"] = 40
+    feats["k_choice"] = {
+        "chosen": 40,
+        "grid": [5, 10, 20, 40],
+        "select_auroc": {"5": 0.74005, "10": 0.79328, "20": 0.84949, "40": 0.96267},
+        "n_latents": {"5": 5, "10": 10, "20": 20, "40": 37},
+    }
+    html = write_report(_runs(), tmp_path / "r.html", features=feats).read_text()
+    section = html.split('<section id="features">')[1].split("</section>")[0]
+    assert "k = 40 chosen on the select split" in section
+    for k, auc in feats["k_choice"]["select_auroc"].items():
+        assert f"k = {k}: {auc:.3f}" in section
+    plain = write_report(_runs(), tmp_path / "p.html", features={**FEATURES, "k": 20}).read_text()
+    assert "k = 20 latents" in plain and "chosen on the select split" not in plain

@@ -6,7 +6,7 @@ data: AUROC ≥ ``min_auroc`` (select texts), the clean false-open rate at the l
 threshold (the select part of the clean windows, :mod:`saedetox.data.windows`) ≤
 ``max_clean_open``, and the output effect (:mod:`saedetox.discover.output_effect`, select toxic
 texts) ≥ ``min_output_effect``. :func:`set_gate` then sets the thresholds: per latent at the
-clean sentences' quantile (as before), or jointly to ``gate_rate`` on the select windows
+clean sentences' quantile (``gate_rate`` 0), or jointly to ``gate_rate`` on the select windows
 (:func:`saedetox.discover.gate.joint_thresholds`), and reports the set's false-open rate on the
 ``test`` windows, which chose nothing.
 """
@@ -122,14 +122,14 @@ def set_gate(
     opts: GateOptions,
     windows: Windows | None,
 ) -> tuple[list[float], dict[str, Any] | None, dict[str, Any] | None]:
-    """(thresholds, detector, gate record): jointly calibrated when ``opts.gate_rate`` is set (module docstring)."""
+    """(thresholds, detector, gate record): jointly calibrated when ``opts.gate_rate`` > 0 (module docstring)."""
     sel = choice.selected
     if windows is None or not sel or not windows.select:
         return quantile_thresholds, detector, None
     sel_acts = [np.stack([choice.window_acts[i][w] for i in sel], 1) for w in range(len(windows.select))]
     sel_max = window_maxima(sel_acts, len(sel))
     thresholds, record = quantile_thresholds, {"calibration": "per-latent clean-sentence quantile"}
-    if opts.gate_rate is not None:
+    if opts.joint_gate:
         thresholds, q = joint_thresholds(sel_max, opts.gate_rate)
         record = {
             "calibration": "joint",

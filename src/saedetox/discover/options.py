@@ -1,8 +1,11 @@
 """Discovery's specificity, output-effect and gate settings: ``saedetox discover`` options, ``discovery:`` keys.
 
-Each default keeps discovery as it was: no filter, per-latent gate thresholds at the clean
-sentences' ``gate_quantile``, the text detector. Every choice these settings make is made on the
-select split (or the ``select`` part of the clean windows, :mod:`saedetox.data.windows`).
+Defaults: no filter, the text detector, and a joint gate (:data:`DEFAULT_GATE_RATE`): the selected
+set's thresholds and the detector calibrated together so that the set opens on at most 5% of clean
+windows. ``gate_rate = 0`` turns the joint gate off (per-latent thresholds at the clean sentences'
+``gate_quantile``, which open on most clean windows when many latents are selected). Every choice these
+settings make is made on the select split (or the ``select`` part of the clean windows,
+:mod:`saedetox.data.windows`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from saedetox.discover.output_effect import DEFAULT_PUSH
 from saedetox.errors import SaedetoxError
 
 DETECTOR_TARGETS = ("text", "next-token")
+DEFAULT_GATE_RATE = 0.05  # the set opens on at most 5% of clean windows (select part)
 DEFAULT_WINDOW_WORDS = 30  # RealToxicityPrompts challenging:dev prompts average 12 words; + 20 new tokens
 
 
@@ -32,8 +36,10 @@ class GateOptions:
         None, "Keep only latents whose negative push lowers the toxic-token probability by at least this share."
     )
     output_push: float = _opt(DEFAULT_PUSH, "Output-effect push, as a fraction of the median residual norm.")
-    gate_rate: float | None = _opt(
-        None, "Calibrate the gate and detector jointly: the set opens on at most this share of clean windows."
+    gate_rate: float = _opt(
+        DEFAULT_GATE_RATE,
+        "Calibrate the gate and detector jointly: the set opens on at most this share of clean windows "
+        "(select part of the reference corpus' windows); 0 turns it off (per-latent thresholds).",
     )
     window_words: int = _opt(DEFAULT_WINDOW_WORDS, "Clean window length in words (prompt + continuation).")
     detector_target: str = _opt(
@@ -43,6 +49,8 @@ class GateOptions:
     )
 
     def __post_init__(self) -> None:
+        if self.gate_rate is None:  # null in a config file: the same as 0, the joint gate off
+            self.gate_rate = 0.0
         for name in ("max_clean_open", "gate_rate"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1):
@@ -64,4 +72,13 @@ class GateOptions:
     @property
     def needs_windows(self) -> bool:
         """Whether clean windows are read (a specificity filter or a joint gate)."""
-        return self.max_clean_open is not None or self.gate_rate is not None
+        return self.max_clean_open is not None or self.joint_gate
+
+    @property
+    def joint_gate(self) -> bool:
+        """Whether the gate is calibrated jointly (``gate_rate`` > 0)."""
+        return bool(self.gate_rate)
+
+
+#: the settings under which discovery sets per-latent thresholds and reads no clean window
+UNGATED = GateOptions(gate_rate=0.0)

@@ -147,7 +147,14 @@ def discover(
     t0 = time.time()
     gate = gate if gate is not None else GateOptions()
     if windows is None and gate.needs_windows:
-        windows = reference_windows(gate.window_words, data_dir)
+        try:
+            windows = reference_windows(gate.window_words, data_dir)
+        except SaedetoxError as e:
+            raise SaedetoxError(
+                f"The joint gate (gate_rate {gate.gate_rate:g}) and the clean-open filter read clean text windows "
+                f"from the reference corpus, which cannot be read ({e}) Point data_dir at it, or set gate_rate to 0 "
+                "for per-latent thresholds."
+            ) from None
     hook = hook or sae.hook_name
     n_attr = min(len(data.toxic), ATTRIBUTION_TEXTS) + min(len(data.clean), ATTRIBUTION_TEXTS)
     sides = (data.toxic, data.clean, data.select_toxic, data.select_clean, data.test_toxic, data.test_clean)
@@ -242,7 +249,7 @@ def discover(
         "thresholds": gates,
         "gate_quantile": gate_quantile,
         **({"gate": gate_record} if gate_record is not None else {}),
-        **({"gate_options": asdict(gate)} if gate != GateOptions() else {}),
+        "gate_options": asdict(gate),
         "set_test_auroc": set_auc,
         "set_test_auroc_sum": set_sum,
         "detector": detector,

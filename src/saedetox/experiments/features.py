@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from saedetox.discover.features import feature_thresholds, parse_features, read_features, write_features
-from saedetox.discover.options import GateOptions
+from saedetox.discover.options import UNGATED, GateOptions
 from saedetox.discover.select import discover
 from saedetox.discover.sets import discovery_sets
 from saedetox.errors import SaedetoxError, StaleRunError
@@ -68,9 +68,10 @@ def resolve_detector(cfg: SweepConfig, out: Path) -> dict[str, Any] | None:
 
 
 def discovery_key(d: DiscoveryCfg) -> dict[str, Any]:
-    """The discovery settings a cached features.json was made with; gate settings only where not the default
-    (so a cache made before they existed still matches)."""
-    plain = {f.name: getattr(GateOptions(), f.name) for f in fields(GateOptions)}
+    """The discovery settings a cached features.json was made with; gate settings only where they differ from
+    :data:`~saedetox.discover.options.UNGATED` (discovery before the gate settings existed), so a cache made
+    then still matches the settings that reproduce it, and one made without a joint gate does not match it."""
+    plain = {f.name: getattr(UNGATED, f.name) for f in fields(GateOptions)}
     return {k: v for k, v in asdict(d).items() if k not in plain or v != plain[k]}
 
 

@@ -15,6 +15,7 @@ from saedetox.eval.result import RunResult
 from saedetox.report.analysis import Analysis
 from saedetox.report.answer import section_answer, section_curves, section_push
 from saedetox.report.format import DASH, fmt_text, k_label
+from saedetox.report.gate import section_gate
 from saedetox.report.sections import (
     section_agreement,
     section_capability,
@@ -55,6 +56,7 @@ def render_html(
         section_paired(analysis, kl),
         section_capability(runs, baseline),
         section_agreement(runs),
+        section_gate(runs),
     ]
     if features:
         sections.append(section_features(features))

@@ -25,6 +25,7 @@ from saedetox.report.format import (
     k_label,
     k_note,
 )
+from saedetox.report.gate import gate_markdown
 from saedetox.report.load import as_results
 from saedetox.report.view import Seg
 
@@ -118,6 +119,7 @@ def markdown_summary(
         ] + [fmt_ppl(capability_ppl(r).get(t)) for t in ppl_tasks]
         rows.append(cells)
     out += ["", f"### All runs ({kl} samples per prompt)", ""] + _table(head, rows) + [""]
+    out += gate_markdown(runs)
     notes = []
     if judges:
         notes.append(
