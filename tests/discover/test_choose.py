@@ -9,7 +9,7 @@ import torch
 from helpers import CLEAN_TEXTS, TOXIC_TEXTS
 from saedetox.discover import choose as ch
 from saedetox.discover.detector import detector_probability
-from saedetox.discover.options import GateOptions
+from saedetox.discover.options import UNGATED, GateOptions
 from saedetox.discover.output_effect import fit_token_detector, next_token_labels, output_effects
 from saedetox.errors import SaedetoxError
 
@@ -59,7 +59,13 @@ def test_options_refuse_bad_values():
     for bad in ({"gate_rate": 1.5}, {"max_clean_open": -0.1}, {"window_words": 0}, {"detector_target": "x"}):
         with pytest.raises(SaedetoxError):
             GateOptions(**bad)
-    assert not GateOptions().needs_windows and GateOptions(gate_rate=0.05).needs_windows
+    assert GateOptions().gate_rate == 0.05 and GateOptions().needs_windows and GateOptions().joint_gate
+    assert GateOptions(gate_rate=None) == GateOptions(gate_rate=0) == UNGATED  # null in a config: off
+    assert (
+        not UNGATED.needs_windows
+        and not UNGATED.joint_gate
+        and GateOptions(gate_rate=0, max_clean_open=0.1).needs_windows
+    )
 
 
 def test_output_effect_against_a_second_computation(gpt2):
@@ -139,8 +145,28 @@ def test_discovery_records_the_gate_and_token_detector(gpt2, sae_dir):
     if f["detector"] is not None:
         assert f["detector"]["pooling"] == "token" and "intercept_fit" in f["detector"]
     assert f["gate_options"]["gate_rate"] == 0.1
-    plain = discover(gpt2, sae, data, method="auroc", k=5, min_auroc=0.0)
-    assert "gate" not in plain and "gate_options" not in plain
+    plain = discover(gpt2, sae, data, method="auroc", k=5, min_auroc=0.0, gate=UNGATED)
+    assert "gate" not in plain and plain["gate_options"]["gate_rate"] == 0
+    # the default: the joint gate at 0.05 on the windows given
+    default = discover(gpt2, sae, data, method="auroc", k=5, min_auroc=0.0, windows=windows)
+    assert default["gate"]["calibration"] == "joint" and default["gate"]["rate"] == 0.05
+    assert default["gate"]["select_false_open"] <= 0.05 and default["gate_options"]["gate_rate"] == 0.05
+
+
+def test_a_joint_gate_without_clean_windows_is_one_clear_error(gpt2, sae_dir, tmp_path):
+    """A data folder without the reference corpus (a user's own data): one line naming both ways out."""
+    from saedetox.discover.select import discover
+    from saedetox.discover.sets import DiscoverySets
+    from saedetox.sae.load import load_sae
+
+    sae = load_sae(str(sae_dir), model_uses_layernorm=gpt2.uses_layernorm)
+    data = DiscoverySets(TOXIC_TEXTS * 3, CLEAN_TEXTS * 3, TOXIC_TEXTS, CLEAN_TEXTS, TOXIC_TEXTS, CLEAN_TEXTS)
+    (tmp_path / "mine.txt").write_text("my own texts")
+    with pytest.raises(SaedetoxError, match="gate_rate to 0") as e:
+        discover(gpt2, sae, data, method="auroc", k=2, min_auroc=0.0, data_dir=str(tmp_path))
+    assert "\n" not in str(e.value) and "data_dir" in str(e.value)
+    off = discover(gpt2, sae, data, method="auroc", k=2, min_auroc=0.0, data_dir=str(tmp_path), gate=UNGATED)
+    assert off["selected"] and "gate" not in off
 
 
 def test_a_token_detector_from_features_json_steers(gpt2, sae_dir):

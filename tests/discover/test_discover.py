@@ -18,6 +18,7 @@ from saedetox.cli.discover import discover_cmd
 from saedetox.data.calibration import CALIBRATION_TEXTS
 from saedetox.discover import DEFAULT_K
 from saedetox.discover.detector import detector_logit, detector_probability
+from saedetox.discover.options import UNGATED
 from saedetox.discover.rank_stats import METHODS, auroc_per_latent, text_stats
 from saedetox.discover.select import discover
 from saedetox.discover.sets import DiscoverySets
@@ -129,8 +130,9 @@ def test_reported_aurocs_come_from_the_untouched_test_split(gpt2, sae, paired, m
     scale = r_x.std(0) + 1e-6
     clf = LogisticRegression(max_iter=2000).fit(r_x / scale, r_y)
     assert np.allclose(det["scale"], scale, rtol=1e-4)
+    fitted = {**det, "intercept": det.get("intercept_fit", det["intercept"])}  # before the joint gate's shift
     np.testing.assert_allclose(
-        detector_probability(det, r_x[:, None]), clf.predict_proba(r_x / scale)[:, 1:], atol=2e-3
+        detector_probability(fitted, r_x[:, None]), clf.predict_proba(r_x / scale)[:, 1:], atol=2e-3
     )
     t_x = test_x[:, sel]
     assert obj["set_test_auroc"] == pytest.approx(roc_auc_score(y, detector_logit(det, t_x)), abs=1e-9)
@@ -199,11 +201,11 @@ def test_topk_sae_discovery(tmp_path, gpt2, paired):
 
 def test_k_chosen_on_the_select_split_and_blind_to_the_test_split(gpt2, sae, paired):
     sets, rank_x, _ = paired
-    obj = discover(gpt2, sae, sets, method="auroc", k=[1, 2, 4], min_auroc=0.6)
+    obj = discover(gpt2, sae, sets, method="auroc", k=[1, 2, 4], min_auroc=0.6, gate=UNGATED)
     c = obj["k_choice"]
     assert c["grid"] == [1, 2, 4] and obj["k"] == c["chosen"] and len(obj["selected"]) <= c["chosen"]
     # independently: the full k = 4 selection, a detector per prefix refitted on rank, scored on select
-    full = discover(gpt2, sae, sets, method="auroc", k=4, min_auroc=0.6)["selected"]
+    full = discover(gpt2, sae, sets, method="auroc", k=4, min_auroc=0.6, gate=UNGATED)["selected"]
     assert obj["selected"] == full[: c["chosen"]]
     sel_x = np.r_[maxima(gpt2, sae, sets.select_toxic), maxima(gpt2, sae, sets.select_clean)]
     r_y = np.r_[np.ones(len(sets.toxic)), np.zeros(len(sets.clean))]
@@ -218,7 +220,7 @@ def test_k_chosen_on_the_select_split_and_blind_to_the_test_split(gpt2, sae, pai
     assert c["chosen"] == min(k for k in expect if expect[k] >= max(expect.values()) - 1e-9)
     # another test split (its toxic and clean sides swapped): the same choice, another test AUROC
     other = dataclasses.replace(sets, test_toxic=sets.test_clean[::-1], test_clean=sets.test_toxic[::-1])
-    again = discover(gpt2, sae, other, method="auroc", k=[1, 2, 4], min_auroc=0.6)
+    again = discover(gpt2, sae, other, method="auroc", k=[1, 2, 4], min_auroc=0.6, gate=UNGATED)
     assert again["k_choice"] == c and again["selected"] == obj["selected"]
     assert again["set_test_auroc"] != obj["set_test_auroc"]
 

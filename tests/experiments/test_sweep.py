@@ -390,12 +390,29 @@ def test_discovery_section_takes_the_gate_settings():
     cfg = parse_config({"discovery": {"k": 5, "gate_rate": 0.05, "max_clean_open": 0.04}, "runs": runs})
     assert gate_options(cfg.discovery).gate_rate == 0.05
     key = discovery_key(cfg.discovery)
-    assert key["gate_rate"] == 0.05 and "detector_target" not in key  # defaults left out: old caches still match
-    assert set(discovery_key(parse_config({"discovery": {}, "runs": runs}).discovery)) == {
-        "method",
-        "k",
-        "min_auroc",
-        "max_pairs",
-    }
+    assert key["gate_rate"] == 0.05 and "detector_target" not in key  # settings as before left out: caches match
+    # the default is the joint gate at 0.05: in the key, so a cache made with per-latent thresholds is stale
+    assert discovery_key(parse_config({"discovery": {}, "runs": runs}).discovery)["gate_rate"] == 0.05
+    for off in (0, None):  # per-latent thresholds: the key of discovery before the gate settings existed
+        assert set(discovery_key(parse_config({"discovery": {"gate_rate": off}, "runs": runs}).discovery)) == {
+            "method",
+            "k",
+            "min_auroc",
+            "max_pairs",
+        }
     with pytest.raises(SaedetoxError):
         parse_config({"discovery": {"gate_rate": 2}, "runs": runs})
+
+
+def test_discovery_k_takes_a_grid_or_auto():
+    from saedetox.experiments.config import parse_config
+    from saedetox.experiments.features import discovery_key
+
+    runs = [{"method": "none"}]
+    assert parse_config({"discovery": {"k": [20, 5, 10]}, "runs": runs}).discovery.k == [5, 10, 20]
+    auto = parse_config({"discovery": {"k": "auto"}, "runs": runs}).discovery
+    assert auto.k == [5, 10, 20, 40] and discovery_key(auto)["k"] == [5, 10, 20, 40]  # JSON-equal in a cache
+    assert parse_config({"discovery": {"k": 20}, "runs": runs}).discovery.k == 20
+    for bad in (0, [], "many", [5, 0]):
+        with pytest.raises(SaedetoxError, match="discovery.k"):
+            parse_config({"discovery": {"k": bad}, "runs": runs})

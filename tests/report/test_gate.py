@@ -65,7 +65,9 @@ def test_html_gate_rows_equal_metrics_json(tmp_path: Path):
     sec = re.search(r'<section id="gate">(.*?)</section>', page, re.S).group(1)
     for name in ("none", "sae-adaptive-p0.2"):
         tr = re.search(rf"<tr[^>]*>\s*<td[^>]*>{re.escape(name)}</td>(.*?)</tr>", sec, re.S).group(1)
-        cells = [html_lib.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
+        cells = [
+            html_lib.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)
+        ]
         assert cells == _expected(runs[name]["gate"]), name
     assert "aura" not in sec and "unsteered continuation" in sec
 

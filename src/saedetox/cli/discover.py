@@ -72,7 +72,10 @@ def discover_cmd(
 
     if method not in METHODS:
         raise SaedetoxError(f"Unknown discovery method '{method}': use one of {', '.join(METHODS)}.")
-    k_value = parse_k(k)
+    try:
+        k_value = parse_k(k)
+    except SaedetoxError as e:
+        raise SaedetoxError(f"--{e}") from None
     if not 0 <= min_auroc <= 1:
         raise SaedetoxError(f"--min-auroc must be in [0, 1], got {min_auroc}.")
     if max_pairs is not None and max_pairs < 2:

@@ -17,8 +17,9 @@ share of tokens where it fires (BOS and padding excluded). Ranking methods:
 Three disjoint splits (:mod:`saedetox.discover.sets`): the scores are computed on ``rank``; of the
 top candidates, the first ``k`` whose AUROC on ``select`` is at least ``min_auroc`` are selected;
 with a grid of ``k`` values the select split also chooses ``k`` (:mod:`saedetox.discover.kgrid`,
-recorded as ``k_choice``); every AUROC reported is measured on ``test``, which chose nothing. ``features.json`` records the
-model, SAE, hook, method, data and split sizes (``splits``); per selected latent its scores,
+recorded as ``k_choice``); every AUROC reported is measured on ``test``, which chose nothing.
+``features.json`` records the model, SAE, hook, method, data and split sizes (``splits``); per
+selected latent its scores,
 ``select_auroc``, ``test_auroc``, top-activating tokens (test split) with short contexts and the
 Neuronpedia URL when the SAE's metadata names one; for the set, the logistic ``detector``
 (:mod:`saedetox.discover.detector`, fitted on rank), its ``set_test_auroc`` and the plain sum's
@@ -149,11 +150,12 @@ def discover(
     if windows is None and gate.needs_windows:
         try:
             windows = reference_windows(gate.window_words, data_dir)
-        except SaedetoxError as e:
+        except (SaedetoxError, OSError) as e:
+            why = f"{e.filename} is missing" if isinstance(e, OSError) and e.filename else str(e).rstrip(".")
             raise SaedetoxError(
                 f"The joint gate (gate_rate {gate.gate_rate:g}) and the clean-open filter read clean text windows "
-                f"from the reference corpus, which cannot be read ({e}) Point data_dir at it, or set gate_rate to 0 "
-                "for per-latent thresholds."
+                f"from the reference corpus, which cannot be read ({why}). Point data_dir at it, or set gate_rate "
+                "to 0 for per-latent thresholds."
             ) from None
     hook = hook or sae.hook_name
     n_attr = min(len(data.toxic), ATTRIBUTION_TEXTS) + min(len(data.clean), ATTRIBUTION_TEXTS)

@@ -19,8 +19,9 @@ METHOD_NOTE = (
     "PPL ratio r is interpolated linearly at the curve's first crossing of r, never extrapolated (n/a when the "
     "curve stops short of r). A point method (no strength) counts at r when its own PPL ratio is ≤ r. The best "
     "baseline is re-chosen inside every bootstrap resample (conservative). PPL ratio: exp of the mean over prompts "
-    "of log PPL(run) − log PPL(none). CIs: BCa, paired bootstrap over prompts; p (bootstrap): twice the smaller share "
-    "of resampled differences on either side of 0, with +1 corrections (smallest possible: 2 / (resamples + 1))."
+    "of log PPL(run) − log PPL(none). CIs: BCa, paired bootstrap over prompts; p (bootstrap): the BCa interval's test "
+    "inversion, the smallest level at which the BCa interval excludes 0, so a 95% CI excludes 0 exactly when "
+    "p < 0.05 (0 when no resample lies on the other side of 0)."
 )
 
 

@@ -204,7 +204,7 @@ def robustness_markdown(res: Mapping[str, Any]) -> str:
             "",
             f"increase {res['primary']} {_f(h['increase_a'], sign=True)} vs {res['baseline']} "
             f"{_f(h['increase_b'], sign=True)}: difference "
-            f"{_f(h['diff'], sign=True)} {_ci(h['ci'])}, p {_f(h['p'])}, relative reduction "
+            f"{_f(h['diff'], sign=True)} {_ci(h['ci'])}, sign-flip p {_f(h['p'])}, relative reduction "
             f"{_f(h['relative_reduction'], 2)} {_ci(h['relative_ci'], 2)} over {h['n']} prompts.",
             "",
             f"| run | family | clean PPL ratio to {res['origin']} | clean | attacked | increase | 95% CI |",
@@ -216,7 +216,10 @@ def robustness_markdown(res: Mapping[str, Any]) -> str:
                 f"{_f(row['attacked'])} | {_f(row['increase'], sign=True)} | {_ci(row['ci'])} |"
             )
         if block["pairs"]:
-            lines += ["", "| SAE run − baseline | difference of increases | 95% CI | p | relative reduction |"]
+            lines += [
+                "",
+                "| SAE run − baseline | difference of increases | 95% CI | p (sign-flip) | relative reduction |",
+            ]
             lines.append("| --- | --- | --- | --- | --- |")
             for pr in block["pairs"]:
                 lines.append(
