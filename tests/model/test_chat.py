@@ -9,6 +9,7 @@ import torch
 
 import saedetox as sd
 from helpers import CLEAN_TEXTS, TOXIC_TEXTS, run_cli, tiny_gpt2, write_sae
+from saedetox.discover.options import UNGATED
 from saedetox.discover.sets import DiscoverySets
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
@@ -77,7 +78,8 @@ def test_discovery_feeds_the_rendering(chat_lm, tmp_path):
     texts = TOXIC_TEXTS + CLEAN_TEXTS
     sets = DiscoverySets(TOXIC_TEXTS, CLEAN_TEXTS, TOXIC_TEXTS[:3], CLEAN_TEXTS[:3], TOXIC_TEXTS[3:], CLEAN_TEXTS[3:])
     seen = Inputs(chat_lm)
-    feats = sd.discover(chat_lm, str(sae), sets, method="auroc", k=2, min_auroc=0.0, chat=True)
+    # per-latent thresholds: no clean windows (encoded as plain text) among the inputs checked here
+    feats = sd.discover(chat_lm, str(sae), sets, method="auroc", k=2, min_auroc=0.0, chat=True, gate=UNGATED)
     seen.handle.remove()
     want = {tuple(rendered_ids(chat_lm, t)) for t in texts}
     assert {tuple(r) for r in seen.rows} == want
