@@ -10,7 +10,7 @@ import sys
 import types
 from typing import Any
 
-DEFAULT_K = 20  # latents selected; the reference demo found k = 20 better than 10 (test-split set AUROC)
+DEFAULT_K = 20  # latents selected (compared with 10 on the test split once); k: auto chooses on select (kgrid)
 DEFAULT_MIN_AUROC = 0.6  # per latent, on the select split
 #: the ranking scores (:mod:`saedetox.discover.rank_stats`), named here so the command line lists them at once
 RANKINGS: tuple[str, ...] = ("auroc", "paired", "meandiff", "freqratio", "paper-max", "paper-freq", "attribution")
