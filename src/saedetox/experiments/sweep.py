@@ -51,7 +51,11 @@ from saedetox.sae.load import load_sae
 
 
 def run_sweep(
-    cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] | None = None, overwrite: bool | None = None
+    cfg: SweepConfig,
+    out: str | Path,
+    config_source: dict[str, Any] | None = None,
+    overwrite: bool | None = None,
+    reuse_discovery: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) every planned run; write metrics.json, manifest.json and the report.
 
@@ -59,6 +63,8 @@ def run_sweep(
     model-independent settings are checked before a model is loaded or a folder created. One
     writer per sweep folder; each run's folder is locked and fingerprinted by ``evaluate``.
     ``overwrite`` (default: the config's ``overwrite``) replaces runs made with other settings.
+    ``reuse_discovery``: another sweep's folder whose discovery is copied when made under the same
+    key (``experiments.features.resolve_features``).
     """
     t0 = time.time()
     out = Path(out)
@@ -76,7 +82,7 @@ def run_sweep(
     ref = load_model(ev.ref_model, dtype=cfg.dtype, device=cfg.device) if ev.ref_model else None
     with folder_lock(out, "sweep"), reuse_noise():  # every run samples the same batches: draw their noise once
         out.mkdir(parents=True, exist_ok=True)
-        features, gates = resolve_features(cfg, lm, out, overwrite)
+        features, gates = resolve_features(cfg, lm, out, overwrite, reuse_discovery)
         detector = resolve_detector(cfg, out)  # for adaptive SAE runs
         contrast, extra = None, {}
         if any(_contrast(r) for r in planned):
