@@ -56,8 +56,8 @@ def test_a_sweep_runs_its_secondary_question_and_refined_level_and_reports_them(
 
     def refined(curves, target, planned, clean):  # the interpolation is tested by hand in test_conditions.py;
         asked.append((list(curves), target, sorted(clean)))  # a tiny random LM's PPL barely moves with push,
-        level = next(r for r in planned if r.curve == "sae-constant")  # so the level here is fixed
-        return [replace(level, name="sae-constant-p0.5", push=0.5, level=0.5)]
+        levels = {c: next(r for r in planned if r.curve == c) for c in ("sae-constant", "meandiff")}  # so the
+        return [replace(r, name=f"{c}-p0.5", push=0.5, level=0.5) for c, r in levels.items()]  # levels are fixed
 
     monkeypatch.setattr(sweep_mod, "refined_levels", refined)
     lm = tiny_gpt2()
@@ -68,16 +68,18 @@ def test_a_sweep_runs_its_secondary_question_and_refined_level_and_reports_them(
         "model": str(tmp_path / "m"),
         "sae": str(sae),
         "features": [1, 2, 3],
+        "discovery": {"max_pairs": 40},  # the latents are given; this caps meandiff's contrast pairs
         "evaluation": {"n_prompts": 6, "samples": 1, "max_new_tokens": 4, "batch_size": 6, "clean_texts": 0},
         "runs": [
             {"method": "none"},
             {"method": "prompt"},
             {"method": "sae", "modes": ["constant"], "push": [0.01, 8.0]},
+            {"method": "meandiff", "push": [0.1]},  # a method learnt from contrast data, refined too
         ],
         "secondary": SECTION | {"ppl_ratio": 1.1, "n_boot": 100},
         "robustness": {
             "attacks": ["override"],
-            "runs": ["none", "sae-constant", "prompt"],
+            "runs": ["none", "sae-constant", "prompt", "meandiff"],
             "primary": "sae-constant",
             "baseline": "prompt",
             "ppl_ratio": 1.1,
@@ -90,7 +92,14 @@ def test_a_sweep_runs_its_secondary_question_and_refined_level_and_reports_them(
     rb = json.loads((out / "robustness.json").read_text())
     ratios = rb["selection"]["sae-constant"]["ratios"]
     # asked once, after the clean runs, for the curves the section names; its level was run clean and competes
-    assert asked == [(["sae-constant"], 1.1, ["none", "prompt", "sae-constant-p0.01", "sae-constant-p8"])]
+    assert asked == [
+        (
+            ["sae-constant", "meandiff"],
+            1.1,
+            ["meandiff-p0.1", "none", "prompt", "sae-constant-p0.01", "sae-constant-p8"],
+        )
+    ]
+    assert json.loads((out / "runs" / "meandiff-p0.5" / "metrics.json").read_text())["config"]["push"] == 0.5
     assert (
         set(ratios) == {"sae-constant-p0.01", "sae-constant-p8", "sae-constant-p0.5"} and "sae-constant-p0.5" in clean
     )

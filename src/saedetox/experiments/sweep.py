@@ -101,6 +101,7 @@ def run_sweep(
             note(
                 f"[{position[r.name] + 1}/{len(planned)}] {r.name}"
                 + (f" under {run_ev.attack}" if run_ev.attack else "")
+                + (f" on {run_ev.prompts}" if run_ev.prompts != ev.prompts else "")
             )
             method = methods[r.name]
             previous = last.get(r.curve, {}) if r.curve else {}
@@ -145,12 +146,12 @@ def run_sweep(
 
         rb = cfg.robustness
         if rb is not None and rb.refine and rb.ppl_ratio is not None:  # one more clean level per curve, by the ratio
-            extra = refined_levels([e for e in rb.runs if e not in position], rb.ppl_ratio, planned, results)
-            for r in extra:
+            refined = refined_levels([e for e in rb.runs if e not in position], rb.ppl_ratio, planned, results)
+            for r in refined:  # built before the workers fork, as every other run's method
                 methods[r.name] = _method(cfg, lm, r, features, gates, contrast, detector)
                 position[r.name] = len(position)
-            results.update(run_many(extra, run_one))
-            planned = planned + extra
+            results.update(run_many(refined, run_one))
+            planned = planned + refined
         results = {r.name: results[r.name] for r in planned}
         splitting = None
         if cfg.splitting and cfg.splitting.saes:
