@@ -85,3 +85,11 @@ def test_demo_config_runs_end_to_end_and_resumes(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")}
     run_sweep(cfg, out)
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")} == stamps
+
+
+def test_answer_json_keeps_the_secondary_question_apart(tmp_path):
+    sec = {"prompts": "mixed:test", "pairs": [{"a": "x", "b": "y", "diff": -0.1}]}
+    ans = write_answer({}, None, tmp_path / "answer.json", sec)
+    assert json.loads((tmp_path / "answer.json").read_text()) == ans
+    assert ans["secondary"]["pairs"] == sec["pairs"] and ans["secondary"]["label"].startswith("secondary question")
+    assert "secondary" not in write_answer({}, None, tmp_path / "plain.json")

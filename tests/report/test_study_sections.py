@@ -213,3 +213,16 @@ def test_the_html_and_markdown_secondary_numbers_are_the_json(tmp_path):
     want = [p["a_value"], p["b_value"], p["diff"], *p["ci"], p["p"], p["ppl_ratio"], *p["ppl_ratio_ci"]]
     assert _nums(" ".join(row.split("|")[2:])) == pytest.approx(want, abs=5e-4)  # after the names
     assert "k = 1 samples per prompt" in md
+
+
+def test_a_sweeps_studies_are_read_beside_its_metrics(tmp_path):
+    import json
+
+    from saedetox.report.load import load_studies
+
+    res = secondary(CLEAN, SC, "probe", CHOSEN, "none")
+    (tmp_path / "metrics.json").write_text(json.dumps(CLEAN))
+    (tmp_path / "secondary.json").write_text(json.dumps(res))
+    (tmp_path / "robustness.json").write_text("{not json")  # unreadable: left out
+    assert load_studies([tmp_path / "metrics.json"]) == {"secondary": json.loads(json.dumps(res))}
+    assert load_studies([tmp_path / "metrics.json", tmp_path / "metrics.json"]) == {}  # several sweeps: none
