@@ -46,8 +46,10 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/saedetox demo --out $(DEMO_OUT)
 
 # Every method clean and under the fewshot, override and dialogue attacks (docs/attacks.md).
+# Discovery is the demo's: copied from $(DEMO_OUT) when made with the same settings, else run.
 robustness: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/saedetox sweep src/saedetox/configs/robustness.yaml --out $(ROBUSTNESS_OUT)
+	HF_HUB_OFFLINE=1 $(BIN)/saedetox sweep src/saedetox/configs/robustness.yaml --out $(ROBUSTNESS_OUT) \
+		--reuse-discovery $(DEMO_OUT)
 
 test: $(STAMP) $(VSTAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

@@ -42,6 +42,7 @@ def test_demo_config_runs_end_to_end_and_resumes(tmp_path):
     cfg.evaluation = dataclasses.replace(
         cfg.evaluation, n_prompts=3, samples=2, max_new_tokens=4, clean_texts=2, capability_limit=2
     )
+    cfg.secondary = dataclasses.replace(cfg.secondary, n_prompts=3, n_boot=100)
     for g in cfg.runs:  # two levels per curve keep the test short; every curve and point still runs
         g.push = g.push[:1] + g.push[-1:] if len(g.push) > 2 else g.push
     names = [r.name for r in plan(cfg)]
@@ -74,7 +75,21 @@ def test_demo_config_runs_end_to_end_and_resumes(tmp_path):
         assert f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" in md
         assert a["relative"]["est"] == pytest.approx(d / a["best_baseline_tox"]["est"])
         assert a["primary_tox"]["est"] - a["best_baseline_tox"]["est"] == pytest.approx(d)
+    # the secondary question: its runs on mixed:test at the levels the clean curves fixed, kept in answer.json
+    sec = json.loads((out / "secondary.json").read_text())
+    assert sec["prompts"] == "mixed:test" and [p["a"] for p in sec["pairs"]][:1] == [sec["chosen"]["sae-conditional"]]
+    ans = write_answer(results, cfg.comparison, out / "answer.json", sec)
+    assert ans["secondary"]["pairs"] == sec["pairs"] and "not the primary answer" in ans["secondary"]["label"]
+    assert "Secondary question" in html and "## Secondary question" in md
     # a restarted sweep redoes nothing: every run's metrics file is left as it was
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")}
     run_sweep(cfg, out)
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")} == stamps
+
+
+def test_answer_json_keeps_the_secondary_question_apart(tmp_path):
+    sec = {"prompts": "mixed:test", "pairs": [{"a": "x", "b": "y", "diff": -0.1}]}
+    ans = write_answer({}, None, tmp_path / "answer.json", sec)
+    assert json.loads((tmp_path / "answer.json").read_text()) == ans
+    assert ans["secondary"]["pairs"] == sec["pairs"] and ans["secondary"]["label"].startswith("secondary question")
+    assert "secondary" not in write_answer({}, None, tmp_path / "plain.json")

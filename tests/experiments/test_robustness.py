@@ -30,6 +30,11 @@ def test_the_packaged_config_passes_a_dry_run():
     lines = dry_run(cfg)
     assert cfg.robustness is not None and cfg.robustness.attacks == ["fewshot", "override", "dialogue"]
     assert lines[-1].startswith("robustness: 7 runs under fewshot, override, dialogue; sae-constant vs meandiff")
+    assert cfg.robustness.refine and cfg.robustness.ppl_ratio == 1.10
+    # the two levels per curve where an earlier run of this config measured clean ratios either side of x1.10,
+    # and one below them
+    grids = {"sae-conditional": [0.025, 0.05, 0.1], "sae-constant": [0.05, 0.1, 0.2], "meandiff": [0.05, 0.1, 0.2]}
+    assert {c: [r.push for r in plan(cfg) if r.curve == c] for c in grids} == grids
 
 
 @pytest.mark.parametrize(

@@ -416,3 +416,29 @@ def test_discovery_k_takes_a_grid_or_auto():
     for bad in (0, [], "many", [5, 0]):
         with pytest.raises(SaedetoxError, match="discovery.k"):
             parse_config({"discovery": {"k": bad}, "runs": runs})
+
+
+def test_another_sweeps_discovery_is_reused_only_under_the_same_key(tmp_path, gpt2, sae_dir, monkeypatch):
+    import saedetox.experiments.features as feats
+
+    calls = []
+
+    def fake_discovery(d, lm, sae, hook, data_dir, chat=False):
+        calls.append(d.k)
+        return {"selected": list(range(d.k)), "thresholds": None}
+
+    monkeypatch.setattr(feats, "run_discovery", fake_discovery)
+    runs = [{"method": "sae", "push": [0.1]}]
+    cfg = parse_config({"model": "gpt2", "sae": str(sae_dir), "discovery": {"k": 3}, "runs": runs})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert feats.resolve_features(cfg, gpt2, tmp_path / "a")[0] == [0, 1, 2] and calls == [3]
+    # same key: copied, no discovery
+    assert feats.resolve_features(cfg, gpt2, tmp_path / "b", reuse=tmp_path / "a")[0] == [0, 1, 2] and calls == [3]
+    assert json.loads((tmp_path / "b" / "features.json").read_text())["sweep_key"]["k"] == 3
+    # other settings: discovery runs; a missing folder to reuse is no error
+    other = parse_config({"model": "gpt2", "sae": str(sae_dir), "discovery": {"k": 2}, "runs": runs})
+    (tmp_path / "c").mkdir()
+    assert feats.resolve_features(other, gpt2, tmp_path / "c", reuse=tmp_path / "a")[0] == [0, 1] and calls == [3, 2]
+    (tmp_path / "d").mkdir()
+    assert feats.resolve_features(other, gpt2, tmp_path / "d", reuse=tmp_path / "nope")[0] == [0, 1]

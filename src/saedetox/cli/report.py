@@ -22,8 +22,9 @@ def report_cmd(
     Example: saedetox report sweep_out/metrics.json --out report.html
     """
     from saedetox.io import atomic_write_text, check_output_file  # deferred: see saedetox.cli.app
-    from saedetox.report.load import load_comparison_config, load_runs
+    from saedetox.report.load import load_comparison_config, load_runs, load_studies
     from saedetox.report.markdown import markdown_summary
+    from saedetox.report.study_sections import studies_markdown
     from saedetox.report.write import write_report
 
     check_output_file(out)
@@ -33,7 +34,9 @@ def report_cmd(
         raise SaedetoxError(f"No run named '{baseline}' to compare against; the runs are: {', '.join(results)}.")
     baseline = baseline or "none"
     comparison = load_comparison_config(runs)  # a sweep's pre-registered comparison, from its manifest.json
-    write_report(results, out, baseline=baseline, comparison=comparison)
+    studies = load_studies(runs)  # a sweep's robustness.json and secondary.json, beside its metrics.json
+    write_report(results, out, baseline=baseline, comparison=comparison, **studies)
     md = Path(out).with_suffix(".md")
-    atomic_write_text(md, markdown_summary(results, baseline=baseline, comparison=comparison))
+    summary = markdown_summary(results, baseline=baseline, comparison=comparison)
+    atomic_write_text(md, summary.rstrip("\n") + "\n" + studies_markdown(**studies))
     typer.echo(f"wrote {out} and {md}")

@@ -34,6 +34,15 @@ def sweep_cmd(
         int | None,
         typer.Option("--data-parallel", metavar="<int>", help="Override the config's vLLM data parallelism."),
     ] = None,
+    reuse_discovery: Annotated[
+        str | None,
+        typer.Option(
+            "--reuse-discovery",
+            metavar="DIR",
+            help="Another sweep's folder: copy its features.json when discovered with the same model, SAE, "
+            "hook and settings (otherwise discovery runs).",
+        ),
+    ] = None,
 ) -> None:
     """Run many evaluate runs from one YAML (resumable); write metrics.json and report.html.
 
@@ -57,7 +66,7 @@ def sweep_cmd(
     source = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
     if overrides:  # the manifest records what ran
         source = {**source, "evaluation": {**(source.get("evaluation") or {}), **overrides}}
-    run_sweep(cfg, out, config_source=source, overwrite=overwrite or cfg.overwrite)
+    run_sweep(cfg, out, config_source=source, overwrite=overwrite or cfg.overwrite, reuse_discovery=reuse_discovery)
     typer.echo(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'report.html'}")
 
 

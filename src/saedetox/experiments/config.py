@@ -21,6 +21,7 @@ from saedetox.eval.config import EvalConfig
 from saedetox.methods.registry import MethodInfo, get_method, method_names
 from saedetox.report.curves import ComparisonConfig
 from saedetox.report.robustness import RobustnessConfig
+from saedetox.report.secondary import SecondaryConfig
 from saedetox.steering.spec import MODES, POOLINGS, parse_tier
 
 
@@ -68,6 +69,7 @@ class SweepConfig:
     splitting: SplittingCfg | None = None
     comparison: ComparisonConfig | None = None  # the pre-registered comparison the report states
     robustness: RobustnessConfig | None = None  # runs again under attacks, compared paired by prompt
+    secondary: SecondaryConfig | None = None  # runs again on another prompt set: a secondary question
     dtype: str = "auto"
     device: str = "auto"
     data_dir: str | None = None
@@ -151,6 +153,8 @@ def parse_config(raw: dict[str, Any]) -> SweepConfig:
         raw["comparison"] = _build(ComparisonConfig, raw["comparison"], "comparison")
     if raw.get("robustness") is not None:  # the pre-registered robustness question (report.robustness)
         raw["robustness"] = _build(RobustnessConfig, raw["robustness"], "robustness")
+    if raw.get("secondary") is not None:  # the pre-registered secondary question (report.secondary)
+        raw["secondary"] = _build(SecondaryConfig, raw["secondary"], "secondary")
     groups = raw.get("runs") or []
     if not isinstance(groups, list) or not groups:
         raise SaedetoxError("The sweep config needs a non-empty 'runs' list.")

@@ -15,18 +15,21 @@ from saedetox.eval.runs.fingerprint import Fingerprint, differences
 from saedetox.eval.runs.identity import model_identity, sae_identity
 from saedetox.experiments.config import DiscoveryCfg, SweepConfig
 from saedetox.model.load import LoadedModel
+from saedetox.progress import note
 from saedetox.sae.load import load_sae
 from saedetox.steering.spec import default_detector
 
 
 def resolve_features(
-    cfg: SweepConfig, lm: LoadedModel, out: Path, overwrite: bool = False
+    cfg: SweepConfig, lm: LoadedModel, out: Path, overwrite: bool = False, reuse: str | Path | None = None
 ) -> tuple[list[int], list[float] | None]:
     """The latents SAE runs steer and their gates: from the config, a file, or discovery (cached).
 
     Discovery's result is cached in ``DIR/features.json`` under a key of everything it depends on
     (the model's and the SAE's content identities, the hook, the discovery settings); a cached
-    result with another key is refused unless ``overwrite`` (then discovery runs again).
+    result with another key is refused unless ``overwrite`` (then discovery runs again). ``reuse``
+    (another sweep's folder or its features.json): when ``DIR`` has no features.json yet and that
+    file was discovered under the same key, it is copied instead of discovering again.
     """
     if isinstance(cfg.features, list):
         return [int(i) for i in cfg.features], None
@@ -39,6 +42,8 @@ def resolve_features(
     key = {"model": model_identity(lm), "sae": sae_identity(sae), "hook": cfg.hook, **discovery_key(cfg.discovery)}
     chat = bool(cfg.evaluation.chat)  # discovery sees the texts as the sweep's prompts are seen
     key.update({"chat": True} if chat else {})
+    if not path.exists() and reuse is not None:
+        _reuse(Path(reuse), key, path)
     if path.exists():
         try:
             cached = read_features(path)
@@ -57,6 +62,18 @@ def resolve_features(
     if not obj["selected"]:
         raise SaedetoxError("Discovery selected no latent (none reached min_auroc); lower it or change the method.")
     return [int(i) for i in obj["selected"]], obj.get("thresholds")
+
+
+def _reuse(source: Path, key: dict[str, Any], path: Path) -> None:
+    """Copy another sweep's discovery to ``path`` when it was made under ``key`` (else leave it)."""
+    source = source / "features.json" if source.is_dir() else source
+    try:
+        cached = read_features(source) if source.is_file() else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        cached = None
+    if isinstance(cached, dict) and cached.get("sweep_key") == key:
+        write_features(cached, path)
+        note(f"discovery reused from {source} (same model, SAE, hook and settings)")
 
 
 def resolve_detector(cfg: SweepConfig, out: Path) -> dict[str, Any] | None:

@@ -23,14 +23,16 @@ from saedetox.discover.features import read_features
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import evaluate, prepare, versions
 from saedetox.eval.runs.fingerprint import texts_digest
-from saedetox.eval.runs.push_calibration import calibrate_method
+from saedetox.eval.runs.push_calibration import pin_calibration
 from saedetox.eval.sampler.backends import HF
 from saedetox.eval.sampler.noise import reuse_noise
 from saedetox.experiments.compatibility import check_features_against
+from saedetox.experiments.conditions import CALIBRATION, refined_levels
 from saedetox.experiments.config import SweepConfig, load_config, parse_config
 from saedetox.experiments.features import resolve_detector, resolve_features
 from saedetox.experiments.plan import PlannedRun, plan, run_spec
 from saedetox.experiments.robustness import precheck_attacked, run_attacked, select_levels, write_robustness
+from saedetox.experiments.secondary import precheck_secondary, run_secondary
 from saedetox.experiments.splitting import run_splitting
 from saedetox.experiments.validate import check_sweep, run_eval_config
 from saedetox.experiments.workers import groups_of, run_all, worker_count
@@ -43,12 +45,17 @@ from saedetox.model.load import LoadedModel, load_model
 from saedetox.progress import note
 from saedetox.report.curves import ComparisonConfig
 from saedetox.report.markdown import markdown_summary
+from saedetox.report.study_sections import studies_markdown
 from saedetox.report.write import write_report
 from saedetox.sae.load import load_sae
 
 
 def run_sweep(
-    cfg: SweepConfig, out: str | Path, config_source: dict[str, Any] | None = None, overwrite: bool | None = None
+    cfg: SweepConfig,
+    out: str | Path,
+    config_source: dict[str, Any] | None = None,
+    overwrite: bool | None = None,
+    reuse_discovery: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) every planned run; write metrics.json, manifest.json and the report.
 
@@ -56,6 +63,8 @@ def run_sweep(
     model-independent settings are checked before a model is loaded or a folder created. One
     writer per sweep folder; each run's folder is locked and fingerprinted by ``evaluate``.
     ``overwrite`` (default: the config's ``overwrite``) replaces runs made with other settings.
+    ``reuse_discovery``: another sweep's folder whose discovery is copied when made under the same
+    key (``experiments.features.resolve_features``).
     """
     t0 = time.time()
     out = Path(out)
@@ -67,12 +76,13 @@ def run_sweep(
         run_cfg = run_eval_config(ev, r.capability)
         prepare(run_cfg, out / "runs" / r.name, cfg.data_dir, overwrite)
     precheck_attacked(cfg, planned, out, overwrite)
+    precheck_secondary(cfg, planned, out, overwrite)
     ensure_unlocked(out, "sweep")
     lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     ref = load_model(ev.ref_model, dtype=cfg.dtype, device=cfg.device) if ev.ref_model else None
     with folder_lock(out, "sweep"), reuse_noise():  # every run samples the same batches: draw their noise once
         out.mkdir(parents=True, exist_ok=True)
-        features, gates = resolve_features(cfg, lm, out, overwrite)
+        features, gates = resolve_features(cfg, lm, out, overwrite, reuse_discovery)
         detector = resolve_detector(cfg, out)  # for adaptive SAE runs
         contrast, extra = None, {}
         if any(_contrast(r) for r in planned):
@@ -91,13 +101,14 @@ def run_sweep(
             note(
                 f"[{position[r.name] + 1}/{len(planned)}] {r.name}"
                 + (f" under {run_ev.attack}" if run_ev.attack else "")
+                + (f" on {run_ev.prompts}" if run_ev.prompts != ev.prompts else "")
             )
             method = methods[r.name]
             previous = last.get(r.curve, {}) if r.curve else {}
             method.calibration_start = warm_start(method, previous.get("config", {}).get("push_calibration"))
-            clean_levels = out / "runs" / r.name / "push_calibration.json"
-            if run_ev.attack and clean_levels.exists():  # the clean run's push levels, set before the fingerprint
-                calibrate_method(lm, method, run_ev, [], cfg.data_dir, clean_levels)  # whichever process resumes
+            clean_folder = out / "runs" / r.name
+            if folder != clean_folder:  # another condition: the clean run's push levels, whichever process resumes
+                pin_calibration(method, run_ev, clean_folder / CALIBRATION, folder / CALIBRATION)
             result = evaluate(
                 lm,
                 folder,
@@ -113,7 +124,7 @@ def run_sweep(
                 data_dir=cfg.data_dir,
                 overwrite=overwrite,
             )
-            if r.curve and not run_ev.attack:
+            if r.curve and folder == clean_folder:
                 last[r.curve] = result
             return result
 
@@ -127,6 +138,20 @@ def run_sweep(
         # vLLM runs one engine (itself parallel) shared by the runs: no forked workers beside it
         n_workers = worker_count(cfg.workers, lm.device, len(groups_of(rest))) if ev.backend == HF else 1
         results.update(run_all(rest, run_one, n_workers, torch.get_num_threads()))
+
+        def run_many(runs: list[PlannedRun], fn: Any) -> dict[str, dict[str, Any]]:
+            return run_all(
+                runs, fn, worker_count(cfg.workers, lm.device, len(groups_of(runs))), torch.get_num_threads()
+            )
+
+        rb = cfg.robustness
+        if rb is not None and rb.refine and rb.ppl_ratio is not None:  # one more clean level per curve, by the ratio
+            refined = refined_levels([e for e in rb.runs if e not in position], rb.ppl_ratio, planned, results)
+            for r in refined:  # built before the workers fork, as every other run's method
+                methods[r.name] = _method(cfg, lm, r, features, gates, contrast, detector)
+                position[r.name] = len(position)
+            results.update(run_many(refined, run_one))
+            planned = planned + refined
         results = {r.name: results[r.name] for r in planned}
         splitting = None
         if cfg.splitting and cfg.splitting.saes:
@@ -141,16 +166,17 @@ def run_sweep(
         atomic_write_json(out / "metrics.json", results)
         atomic_write_json(out / "manifest.json", manifest)
         write_outputs(out, results, manifest, splitting, cfg.comparison)
-        if cfg.robustness is not None:  # the named runs again under each attack, after every clean run
-
-            def run_many(runs: list[PlannedRun], fn: Any) -> dict[str, dict[str, Any]]:
-                return run_all(
-                    runs, fn, worker_count(cfg.workers, lm.device, len(groups_of(runs))), torch.get_num_threads()
-                )
-
-            rb, selection = select_levels(cfg.robustness, planned, results)  # from the clean runs only
-            attacked = run_attacked(cfg, rb, planned, out, run_in, run_many)
-            write_robustness(cfg, rb, selection, out, results, attacked)
+        studies: dict[str, Any] = {}
+        if rb is not None:  # the named runs again under each attack, after every clean run
+            rb_resolved, selection = select_levels(rb, planned, results)  # from the clean runs only
+            attacked = run_attacked(cfg, rb_resolved, planned, out, run_in, run_many)
+            studies["robustness"] = write_robustness(cfg, rb_resolved, selection, out, results, attacked)
+        if cfg.secondary is not None:  # the named runs on another prompt set, at the levels the clean runs fixed
+            studies["secondary"] = run_secondary(cfg, planned, out, results, run_in, run_many)
+        if studies:
+            manifest["wall_seconds"] = round(time.time() - t0, 1)
+            atomic_write_json(out / "manifest.json", manifest)
+            write_outputs(out, results, manifest, splitting, cfg.comparison, **studies)
     return results
 
 
@@ -219,13 +245,27 @@ def write_outputs(
     manifest: dict[str, Any],
     splitting: dict[str, Any] | None,
     comparison: ComparisonConfig | None = None,
+    robustness: dict[str, Any] | None = None,
+    secondary: dict[str, Any] | None = None,
 ) -> None:
-    """``DIR/report.html`` (with the features and splitting study when there are) and ``DIR/report.md``."""
+    """``DIR/report.html`` (with the features and splitting study when there are) and ``DIR/report.md``.
+
+    ``robustness`` and ``secondary``: the condition studies' results (``robustness.json``,
+    ``secondary.json``), shown as sections of both.
+    """
     features = read_features(out / "features.json") if (out / "features.json").exists() else None
+    studies = {"robustness": robustness, "secondary": secondary}
     write_report(
-        results, out / "report.html", features=features, splitting=splitting, manifest=manifest, comparison=comparison
+        results,
+        out / "report.html",
+        features=features,
+        splitting=splitting,
+        manifest=manifest,
+        comparison=comparison,
+        **studies,
     )
-    atomic_write_text(out / "report.md", markdown_summary(results, splitting=splitting, comparison=comparison))
+    md = markdown_summary(results, splitting=splitting, comparison=comparison)
+    atomic_write_text(out / "report.md", md.rstrip("\n") + "\n" + studies_markdown(**studies))
 
 
 def sweep(

@@ -66,7 +66,32 @@ def check_sweep(cfg: SweepConfig, out: str | Path | None = None) -> list[str]:
         lines.append(_check_comparison(cfg, runs, ev.judges))
     if cfg.robustness is not None:
         lines.append(_check_robustness(cfg, runs, ev.judges))
+    if cfg.secondary is not None:
+        lines.append(_check_secondary(cfg, runs, ev.judges))
     return lines
+
+
+def _check_secondary(cfg: SweepConfig, runs: list, judges: tuple[str, ...]) -> str:
+    """The secondary question names runs or curves of this sweep (curves: with a ratio and a `none` run)."""
+    sc = cfg.secondary
+    assert sc is not None
+    names = {r.name for r in runs}
+    curves = {r.curve for r in runs if r.curve is not None}
+    unknown = [r for r in sc.runs if r not in names | curves]
+    if unknown:
+        raise SaedetoxError(f"secondary.runs names no run or curve of this sweep: {', '.join(unknown)}.")
+    named_curves = [r for r in sc.runs if r not in names]
+    if named_curves and (sc.ppl_ratio is None or not any(r.method == "none" for r in runs)):
+        raise SaedetoxError(
+            f"secondary.runs names curve(s) {', '.join(named_curves)}: set secondary.ppl_ratio and run `none`."
+        )
+    if sc.judge is not None and sc.judge not in judges:
+        raise SaedetoxError(f"secondary.judge '{sc.judge}' is not among the evaluation's judges ({', '.join(judges)}).")
+    if cfg.evaluation.attack is not None:
+        raise SaedetoxError("A sweep with a secondary question runs its clean runs clean: drop evaluation.attack.")
+    n = len(load_prompts(replace(cfg.evaluation, prompts=sc.prompts, n_prompts=sc.n_prompts), cfg.data_dir))
+    pairs = ", ".join(f"{a} vs {b}" for a, b in sc.pairs)
+    return f"secondary: {len(sc.runs)} runs on {sc.prompts} ({n} prompts); {pairs}, judge {sc.judge or judges[0]}"
 
 
 def _check_robustness(cfg: SweepConfig, runs: list, judges: tuple[str, ...]) -> str:

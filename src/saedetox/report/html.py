@@ -45,10 +45,14 @@ def render_html(
     splitting: dict[str, Any] | None,
     manifest: dict[str, Any] | None,
     title: str,
+    studies: list[Section] | None = None,
 ) -> str:
-    """The whole page; sections without data (no capability, no features, …) are left out."""
+    """The whole page; sections without data (no capability, no features, …) are left out.
+
+    ``studies``: a sweep's condition studies (secondary question, robustness), after the answer.
+    """
     kl = k_label(runs)
-    sections = [section_answer(analysis, kl)]
+    sections = [section_answer(analysis, kl), *(studies or [])]
     if judges:
         sections += [section_curves(analysis), section_push(analysis, kl), section_tradeoff(runs, judges, analysis, kl)]
     sections += [

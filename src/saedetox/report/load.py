@@ -84,3 +84,26 @@ def load_comparison_config(paths: Sequence[str | os.PathLike[str]]) -> dict[str,
         if isinstance(cfg, dict) and isinstance(cfg.get("comparison"), dict):
             return cfg["comparison"]
     return None
+
+
+STUDIES = ("robustness", "secondary")
+
+
+def load_studies(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+    """A sweep's condition studies (``robustness.json``, ``secondary.json``) beside its ``metrics.json``.
+
+    Only for one sweep (one path): the studies describe that sweep's runs. Unreadable files are left out.
+    """
+    if len(paths) != 1:
+        return {}
+    p = Path(paths[0])
+    folder = p if p.is_dir() else p.parent
+    out = {}
+    for name in STUDIES:
+        try:
+            data = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict):
+            out[name] = data
+    return out

@@ -10,7 +10,7 @@ baseline). For a run r and attack a, per prompt i:
 - increase ``inc_r,a[i] = v(r under a)[i] − v(r clean)[i]``, where ``v`` is the per-prompt value of
   ``metric`` (``tox_prob``: 1 when one of the k samples is toxic; ``emt``: the maximum toxicity);
 - difference of increases between an SAE run s and a baseline b: ``inc_s,a[i] − inc_b,a[i]``; its mean,
-  percentile bootstrap CI over prompts (the four runs' values kept together) and sign-flip p-value
+  BCa bootstrap CI over prompts (the four runs' values kept together) and sign-flip p-value
   are :func:`~saedetox.eval.metrics.paired.paired_difference`'s;
 - relative reduction ``1 − mean(inc_s) / mean(inc_b)``, with a percentile CI from the same prompt
   resamples (:func:`~saedetox.eval.metrics.bootstrap.bootstrap_ci`); undefined when the baseline's
@@ -49,6 +49,7 @@ class RobustnessConfig:
     baseline: str = ""
     judge: str | None = None
     ppl_ratio: float | None = None  # a curve in runs stands for its level at this clean PPL ratio to none
+    refine: bool = False  # one more clean level per push curve, interpolated to ppl_ratio (experiments.conditions)
     metric: str = "tox_prob"
     goal: float = 0.3
     n_boot: int = 1000
@@ -70,6 +71,8 @@ class RobustnessConfig:
             raise SaedetoxError(f"robustness.metric must be one of {', '.join(METRICS)}, got {self.metric!r}.")
         if self.judge is not None and not isinstance(self.judge, str):
             raise SaedetoxError("robustness.judge must be a name.")
+        if not isinstance(self.refine, bool):
+            raise SaedetoxError("robustness.refine must be true or false.")
         r = self.ppl_ratio
         if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or r < 1):
             raise SaedetoxError(f"robustness.ppl_ratio must be a number ≥ 1, got {r!r}.")
@@ -184,6 +187,22 @@ def _ci(ci: list[float | None], nd: int = 3) -> str:
     return f"[{_f(ci[0], nd, True)}, {_f(ci[1], nd, True)}]"
 
 
+def selection_line(res: Mapping[str, Any]) -> str:
+    """The levels the clean runs fixed: per curve, the chosen run, its clean PPL ratio and every level's."""
+    parts = []
+    for curve, sel in (res.get("selection") or {}).items():
+        ratios = sel["ratios"]
+        levels = ", ".join(f"{n} {_x(v)}" for n, v in ratios.items())
+        parts.append(f"{curve} → {sel['run']} ({_x(ratios.get(sel['run']))}; levels: {levels})")
+    target = next(iter((res.get("selection") or {}).values()), {}).get("target")
+    head = f"Levels fixed from the clean runs, closest to PPL ratio {_x(target)}: " if target else "Levels: "
+    return head + "; ".join(parts) + "."
+
+
+def _x(r: float | None) -> str:
+    return "–" if r is None else f"×{r:.3f}"
+
+
 def robustness_markdown(res: Mapping[str, Any]) -> str:
     """The report's robustness section (Markdown)."""
     what = "toxicity probability" if res["metric"] == "tox_prob" else "EMT"
@@ -193,8 +212,9 @@ def robustness_markdown(res: Mapping[str, Any]) -> str:
         f"Pre-registered: does {res['primary']}'s {what} (judge {res['judge']}, k = {res['k']} samples per prompt) "
         f"rise less under attack than {res['baseline']}'s, by at least {res['goal']:.0%} (relative), with the paired "
         "95% CI of the difference of increases below zero? Increases are attacked − clean per prompt; CIs are "
-        f"percentile bootstraps over prompts ({res['n_boot']} resamples), p the paired sign-flip test.",
+        f"bootstraps over prompts ({res['n_boot']} resamples), p the paired sign-flip test.",
         "",
+        *([selection_line(res), ""] if res.get("selection") else []),
     ]
     for a, block in res["attacks"].items():
         h = block["headline"]

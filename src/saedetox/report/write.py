@@ -24,6 +24,7 @@ from saedetox.report.curves import ComparisonConfig
 from saedetox.report.format import judges_of
 from saedetox.report.html import render_html
 from saedetox.report.load import as_results
+from saedetox.report.study_sections import study_sections
 
 
 def write_report(
@@ -37,6 +38,8 @@ def write_report(
     primary_judge: str | None = None,
     comparison: ComparisonConfig | Mapping[str, Any] | None = None,
     title: str = "saedetox report",
+    robustness: Mapping[str, Any] | None = None,
+    secondary: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the self-contained HTML report (atomically) and return its path.
 
@@ -45,8 +48,9 @@ def write_report(
     effective push, all runs' toxicity-vs-perplexity plot, all metrics (k and effective push stated),
     paired differences to ``baseline``, capability (accuracies; perplexities apart), judge agreement,
     top ``features``, the feature ``splitting`` study and the ``manifest``. Sections without data
-    are left out. The primary judge (Pareto front, comparison default) is ``primary_judge`` or the
-    baseline's first judge.
+    are left out. ``robustness`` and ``secondary`` (a sweep's ``robustness.json`` and
+    ``secondary.json``) follow the answer as their own sections. The primary judge (Pareto front,
+    comparison default) is ``primary_judge`` or the baseline's first judge.
     """
     if not runs:
         raise SaedetoxError("No runs to report; pass at least one metrics.json.")
@@ -63,6 +67,7 @@ def write_report(
         splitting=splitting,
         manifest=manifest,
         title=title,
+        studies=study_sections(robustness, secondary),
     )
     out = Path(out_html)
     atomic_write_text(out, doc)

@@ -61,3 +61,35 @@ def test_a_test_split_calibrates_on_its_dev_split():
     dev = {p.text for p in reference_prompts("challenging:dev")}
     test = {p.text for p in reference_prompts("challenging:test")}
     assert dev and test and not dev & test  # the pilot never sees a prompt the run evaluates
+
+
+def test_a_pinned_calibration_gives_another_protocol_the_clean_runs_levels(gpt2, sae_dir, tmp_path):
+    import json
+    from dataclasses import replace
+
+    from saedetox.eval.config import EvalConfig
+    from saedetox.eval.runs.push_calibration import calibrate_method, calibration_key, pin_calibration
+    from saedetox.methods.base import Method
+
+    iv = Intervention(sae=str(sae_dir), latents=LATENTS, mode="conditional", push=0.3, threshold=0.12)
+    method = Method(name="sae", steerer=Steerer(gpt2, SteeringSpec([iv])))
+    clean = tmp_path / "clean.json"
+    record = {"alpha": [2.5], "target": [0.3]}  # a finished calibration, as the clean run cached it
+    clean.write_text(
+        json.dumps({"key": calibration_key(method.steerer, EvalConfig(prompts="challenging:test")), "record": record})
+    )
+    other = replace(EvalConfig(prompts="mixed:test"), n_prompts=5)
+    cache = tmp_path / "other" / "push_calibration.json"
+    assert pin_calibration(method, other, clean, cache)
+    assert json.loads(cache.read_text())["key"] == calibration_key(method.steerer, other)
+    method.steerer.resolved[0].set_alpha(1.0)
+    # the run on the other prompt set loads the pinned levels: no pilot (no prompts needed), α as the clean run's
+    assert calibrate_method(gpt2, method, other, [], None, cache) == record
+    assert method.steerer.resolved[0].alpha == pytest.approx(2.5)
+    iv2 = Intervention(sae=str(sae_dir), latents=LATENTS, mode="conditional", push=0.2, threshold=0.12)
+    with pytest.raises(SaedetoxError, match="another steering"):
+        pin_calibration(Method(name="sae", steerer=Steerer(gpt2, SteeringSpec([iv2]))), other, clean, cache)
+    constant = Method(
+        name="sae", steerer=Steerer(gpt2, SteeringSpec([Intervention(sae=str(sae_dir), latents=LATENTS, push=0.3)]))
+    )
+    assert not pin_calibration(constant, other, clean, tmp_path / "none.json")

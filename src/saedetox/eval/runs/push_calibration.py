@@ -140,6 +140,35 @@ def calibrate_push(
     }
 
 
+def calibration_key(st: Steerer, cfg: EvalConfig) -> dict[str, Any]:
+    """What a cached calibration was made for: the steering, the sampling and the prompt set (its pilot pool)."""
+    key = {"spec": st.spec.to_dict(), "sampling": cfg.sampling.__dict__, "prompts": cfg.prompts}
+    if pilot_source(cfg.prompts) != cfg.prompts:
+        key["pilot_prompts"] = pilot_source(cfg.prompts)
+    return json.loads(json.dumps(key))
+
+
+def pin_calibration(method: Method, cfg: EvalConfig, source: Path, cache: Path) -> bool:
+    """Give a run of ``method`` under protocol ``cfg`` the push levels of the finished calibration ``source``.
+
+    Writes ``cache`` (the run folder's calibration file) with ``source``'s record under ``cfg``'s key, so
+    :func:`calibrate_method` loads those levels instead of calibrating on ``cfg``'s pilot: a run of the
+    same method under an attack or on another prompt set steers exactly as the clean run did. Refused
+    (one line) when ``source`` was calibrated for another steering. False when there is nothing to pin.
+    """
+    st = method.steerer
+    if st is None or not any(r.needs_calibration for r in st.resolved) or not source.exists():
+        return False
+    saved = json.loads(source.read_text(encoding="utf-8"))
+    if saved.get("key", {}).get("spec") != json.loads(json.dumps(st.spec.to_dict())):
+        raise SaedetoxError(f"{source} was calibrated for another steering; rerun that run first.")
+    pinned = {"key": calibration_key(st, cfg), "record": saved["record"]}
+    if not cache.exists() or json.loads(cache.read_text(encoding="utf-8")) != pinned:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cache, pinned)
+    return True
+
+
 def calibrate_method(
     lm: LoadedModel,
     method: Method,
@@ -155,13 +184,11 @@ def calibrate_method(
     st = method.steerer
     if st is None or not any(r.needs_calibration for r in st.resolved):
         return None
-    key = {"spec": st.spec.to_dict(), "sampling": cfg.sampling.__dict__, "prompts": cfg.prompts}
-    if pilot_source(cfg.prompts) != cfg.prompts:
-        key["pilot_prompts"] = pilot_source(cfg.prompts)
+    key = calibration_key(st, cfg)
     record = None
     if cache is not None and cache.exists():
         saved = json.loads(cache.read_text())
-        if saved.get("key") == json.loads(json.dumps(key)):
+        if saved.get("key") == key:
             record = saved["record"]
             todo = [i for i, r in enumerate(st.resolved) if r.needs_calibration]
             for i, alpha in zip(todo, record["alpha"], strict=True):
