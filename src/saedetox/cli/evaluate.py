@@ -27,6 +27,7 @@ from saedetox.methods.registry import (  # light: names and declarations
     default_method,
     get_method,
     method_names,
+    train_judge_for,
 )
 
 
@@ -47,6 +48,14 @@ def evaluate_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a run in OUT that was made with other settings.")
     ] = False,
+    train_judge: Annotated[
+        str | None,
+        typer.Option(
+            "--train-judge",
+            help="The judge whose labels a method that learns from one (rectification) trains on; default: the "
+            "first of profanity, probe that does not score the run.",
+        ),
+    ] = None,
 ) -> None:
     """The RealToxicityPrompts protocol: toxicity per judge, fluency, diversity (resumable).
 
@@ -86,7 +95,11 @@ def evaluate_cmd(
         options["hook"] = steering.hook
     if info.modes and not own_spec:
         options["mode"] = steering.mode
+    if train_judge is not None:
+        options["train_judge"] = train_judge
     check_options(info.name, **options)
+    if info.learns_from_judge:
+        options["train_judge"] = train_judge_for(train_judge, cfg.judges)
     prepare(cfg, Path(out), data_dir, overwrite)
     ensure_unlocked(out, "evaluate")  # config, judges, out folder, prompts, a stale run: before any model
     lm = load_lm(model, dtype, device)

@@ -81,6 +81,12 @@ def _statistics(job: GenerationJob, run: Path) -> dict[str, Any] | None:
     if method.stats is None:
         return None
     if method.steerer is None:
+        if job.sampling.backend == VLLM and method.replay is not None:
+            from saedetox.eval.sampler.vllm import encode_prompts
+
+            note("measuring the method's statistics on the continuations (HF model, teacher-forced)")
+            conts = [job.log.rows[i]["continuation_ids"] for i in range(len(job.prompts))]
+            method.replay(encode_prompts(job.lm, job.texts, job.sampling), conts, job.sampling.max_new_tokens)
         return method.stats()
     if job.sampling.backend == VLLM:
         note("measuring the steering statistics on the continuations (HF model, teacher-forced)")
@@ -116,7 +122,7 @@ def vllm_form(method: Method) -> tuple[Steerer | None, Callable[[], AbstractCont
         return method.steerer, None
     if method.weights is not None:
         return None, method.weights
-    if method.context is nullcontext:
+    if method.context is nullcontext or method.request_args is not None:  # nothing, or sent with each request
         return None, None
     raise SaedetoxError(
         f"Method '{method.name}' runs on the hf backend only: its hooks are neither steering levels nor a weight "
@@ -144,7 +150,8 @@ def write_chunk(job: GenerationJob, engine: Any, ids: list[list[int]], chunk: li
     from saedetox.eval.sampler.vllm import sample_rows
 
     members = [i for b in chunk for i in job.batches[b]]
-    got = sample_rows(engine, [ids[i] for i in members], members, job.sampling, job.lm.tokenizer.eos_token_id)
+    extra = job.method.request_args() if job.method.request_args is not None else None
+    got = sample_rows(engine, [ids[i] for i in members], members, job.sampling, job.lm.tokenizer.eos_token_id, extra)
     job.append_chunk(chunk, dict(zip(members, got, strict=True)), advance)
 
 
