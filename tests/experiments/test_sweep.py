@@ -399,3 +399,13 @@ def test_discovery_section_takes_the_gate_settings():
     }
     with pytest.raises(SaedetoxError):
         parse_config({"discovery": {"gate_rate": 2}, "runs": runs})
+
+
+def test_a_run_group_names_its_training_judge_for_methods_that_learn_from_one():
+    runs = [{"method": "rectification", "tiers": ["low"], "train_judge": "Probe"}]
+    (r,) = plan(parse_config(BASE | {"runs": runs}))
+    assert r.name == "rectification-low" and r.train_judge == "probe"
+    with pytest.raises(SaedetoxError, match="Unknown training judge 'nope'"):
+        parse_config(BASE | {"runs": [{"method": "rectification", "train_judge": "nope"}]})
+    with pytest.raises(SaedetoxError, match="train_judge is for rectification runs, not 'meandiff'"):
+        parse_config(BASE | {"runs": [{"method": "meandiff", "train_judge": "probe"}]})
