@@ -274,3 +274,16 @@ def test_cli_refuses_an_unknown_or_misplaced_training_judge_in_one_line(tmp_path
     code, _, err = run_cli([*base, "--method", "meandiff", "--train-judge", "probe"], capsys)
     assert code == 2 and "learns from no judge" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_sample_method_on_hf_is_sampling_under_the_method_s_context(gpt2):
+    from saedetox.eval.runs.generation import sample_method
+    from saedetox.eval.sampler.settings import SamplingConfig
+
+    vm = zero_value_model(gpt2)
+    with torch.no_grad():
+        vm.head.bias[_tokens(gpt2)[0][0][0]] = -1.0
+    method = rectification_method(gpt2, "low", value_model=vm)
+    cfg = SamplingConfig(n_samples=3, max_new_tokens=8, seed=3, batch_size=6)
+    got = [[s.token_ids for s in row] for row in sample_method(gpt2, method, PROMPTS, cfg)]
+    assert got == _tokens(gpt2, method) and got != _tokens(gpt2)

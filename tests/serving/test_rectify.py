@@ -17,6 +17,7 @@ from vllm.inputs import TokensPrompt  # noqa: E402
 
 from saedetox.eval.config import EvalConfig  # noqa: E402
 from saedetox.eval.run import evaluate  # noqa: E402
+from saedetox.eval.runs.generation import sample_method  # noqa: E402
 from saedetox.eval.sampler.sampling import sample  # noqa: E402
 from saedetox.eval.sampler.settings import SamplingConfig  # noqa: E402
 from saedetox.eval.sampler.vllm import encode_prompts, run_engine  # noqa: E402
@@ -68,6 +69,9 @@ def test_greedy_vllm_sampling_under_rectification_equals_the_hf_sampler(world, t
     assert got == world["rectified"]
     assert all(world["banned"] not in r[0] for r in got)  # the zeroed token never reaches vLLM's output
     assert _ids(sample(lm, PROMPTS, backend="vllm", **GREEDY)) == world["plain"]  # detached: plain again
+    # the path of `generate --method rectification --backend vllm`: the method's request arguments
+    cfg = SamplingConfig(**GREEDY)
+    assert _ids(sample_method(lm, method, PROMPTS, cfg, backend="vllm")) == world["rectified"]
 
 
 def test_rectified_and_plain_requests_share_a_batch(world):

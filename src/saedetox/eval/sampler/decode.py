@@ -132,10 +132,11 @@ def lean_generate(
         for t in range(max_new_tokens):
             if processed.active:  # processors see the model's own scores; temperature and top-p follow
                 logits = processed(t, logits)
+            scores = logits if temperature == 1.0 or noise is None else logits / temperature
             if finite is None:
-                check_scores(logits, t)  # one clear line instead of NaN tokens
+                check_scores(scores, t)  # one clear line instead of NaN tokens (the scores sampled from)
             else:
-                finite.update(logits)
+                finite.update(scores)
             tok = _sample(logits, t, noise, top_p, temperature)
             if eos_token_id is not None:
                 tok = tok.masked_fill_(done, pad_token_id)
