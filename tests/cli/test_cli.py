@@ -171,3 +171,21 @@ def test_data_env_var_must_be_a_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("SAEDETOX_DATA", str(tmp_path / "missing"))
     with pytest.raises(SaedetoxError, match="SAEDETOX_DATA"):
         resolve_data_dir()
+
+
+def test_generate_with_a_method_samples_what_the_api_samples_under_it(world, capsys, tmp_path):
+    from saedetox.eval.sampler.sampling import sample
+    from saedetox.methods.prompt import POLITE_PREFIX
+    from saedetox.model.load import load_model
+
+    argv = ["generate", "--model", str(world / "model"), "-p", "The library opens", "--max-new-tokens", "4"]
+    code, _, err = run([*argv, "--method", "prompt", "--greedy", "--out", tmp_path / "p.jsonl"], capsys)
+    assert code == 0, err
+    (row,) = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    lm = load_model(str(world / "model"))
+    (expected,) = sample(lm, [POLITE_PREFIX + "The library opens"], max_new_tokens=4, do_sample=False)
+    assert row["prompt"] == "The library opens" and row["continuation"] == expected[0].text
+    code, _, err = run([*argv, "--method", "meandiff", "--train-judge", "probe"], capsys)
+    assert code == 2 and "learns from no judge" in err and "Traceback" not in err
+    code, _, err = run([*argv, "--method", "rectification", "--train-judge", "nope"], capsys)
+    assert code == 2 and "Unknown training judge 'nope'" in err and len(err.strip().splitlines()) == 1

@@ -442,3 +442,13 @@ def test_another_sweeps_discovery_is_reused_only_under_the_same_key(tmp_path, gp
     assert feats.resolve_features(other, gpt2, tmp_path / "c", reuse=tmp_path / "a")[0] == [0, 1] and calls == [3, 2]
     (tmp_path / "d").mkdir()
     assert feats.resolve_features(other, gpt2, tmp_path / "d", reuse=tmp_path / "nope")[0] == [0, 1]
+
+
+def test_a_run_group_names_its_training_judge_for_methods_that_learn_from_one():
+    runs = [{"method": "rectification", "tiers": ["low"], "train_judge": "Probe"}]
+    (r,) = plan(parse_config(BASE | {"runs": runs}))
+    assert r.name == "rectification-low" and r.train_judge == "probe"
+    with pytest.raises(SaedetoxError, match="Unknown training judge 'nope'"):
+        parse_config(BASE | {"runs": [{"method": "rectification", "train_judge": "nope"}]})
+    with pytest.raises(SaedetoxError, match="train_judge is for rectification runs, not 'meandiff'"):
+        parse_config(BASE | {"runs": [{"method": "meandiff", "train_judge": "probe"}]})

@@ -153,3 +153,137 @@ def test_evaluate_warns_when_the_training_judge_also_scores_and_records_it(gpt2,
     said.clear()
     evaluate(gpt2, tmp_path / "r2", replace(cfg, judges=("probe",)), method)
     assert not said
+
+
+def test_processors_see_the_model_s_own_scores_and_temperature_follows(gpt2):
+    """The cap acts before temperature (as vLLM orders its logits processors): a processor gets the raw logits."""
+    seen = []
+
+    def spy(step, ids, mask, scores):
+        if step == 0:
+            seen.extend(scores.clone())
+        return scores
+
+    from saedetox.model.logits import processing_logits
+
+    with processing_logits(gpt2.model, spy):
+        got = _tokens(gpt2, temperature=0.5)
+    assert got == _tokens(gpt2, temperature=0.5)  # an identity processor changes nothing
+    enc = gpt2.tokenizer([gpt2.tokenizer.bos_token + PROMPTS[0]], return_tensors="pt")
+    with torch.no_grad():
+        raw = gpt2.model(**enc).logits[0, -1]
+    assert any(torch.allclose(row, raw, atol=1e-4) for row in seen), "the processor saw temperature-scaled scores"
+    assert not any(torch.allclose(row, raw / 0.5, atol=1e-4) for row in seen)
+
+
+def _toy_trajectories(n_groups=12):
+    """Prompt g: token 5 then 20 + g; its toxic continuation ends in token 7, its clean one in token 8."""
+    out = []
+    for g in range(n_groups):
+        out.append(vt.Trajectory([1, 5, 20 + g, 7], -1.0, g))
+        out.append(vt.Trajectory([1, 5, 20 + g, 8], 0.0, g))
+    return out
+
+
+def test_held_out_split_keeps_each_prompt_together_and_auroc_is_the_pair_count(gpt2):
+    trajs = _toy_trajectories()
+    train, held = vt.split_by_prompt(trajs, 0.25, seed=1)
+    assert len(held) == 6 and len(train) == 18  # 3 of 12 prompts, both trajectories each
+    assert not {t.group for t in train} & {t.group for t in held}
+    vm = zero_value_model(gpt2)
+    with torch.no_grad():
+        vm.head.bias[7], vm.head.bias[8] = -0.6, -0.7  # the clean ending looks worse: AUROC 0
+    dev = torch.device("cpu")
+    assert vt.terminal_values(vm, held, 0, dev, 4) == pytest.approx([-0.6, -0.7] * 3)
+    assert vt.held_out_auroc(vm, held, 0, dev, 4) == 0.0
+    with torch.no_grad():
+        vm.head.bias[8] = -0.6  # every pair tied: AUROC 0.5
+    assert vt.held_out_auroc(vm, held, 0, dev, 4) == 0.5
+    assert vt.held_out_auroc(vm, held[::2], 0, dev, 4) is None  # one class only
+
+
+def test_training_stops_on_the_held_out_loss_and_keeps_the_best_epoch(gpt2):
+    trajs = _toy_trajectories(20)
+    cfg = ValueTrainConfig(epochs=6, lr=3e-2, batch_size=4, val_share=0.25, patience=1, warmup=0.0)
+    vm = zero_value_model(gpt2)
+    rec = vt.train_value_model(vm, trajs, cfg, pad=0)
+    curve = rec["val_loss_curve"]
+    assert rec["val_loss"] == min(curve) and rec["best_epoch"] == curve.index(min(curve)) + 1
+    assert rec["epochs_run"] == len(curve) and (len(curve) == 6 or curve[-1] >= min(curve))
+    _, held = vt.split_by_prompt(trajs, 0.25, 0)
+    assert vt._mean_loss(vm, held, 0, torch.device("cpu"), cfg) == pytest.approx(rec["val_loss"])  # best kept
+    # the constant prediction: every pair of the held-out toxic trajectories targets −1, the clean ones 0
+    share = sum(t.reward < 0 for t in trajs if t not in held) / (len(trajs) - len(held))
+    assert rec["val_loss_constant"] == pytest.approx(0.5 * (1 - share) ** 2 + 0.5 * share**2, abs=1e-6)
+    assert rec["val_auroc"] == 1.0  # the endings 7 / 8 are learnt from the training prompts
+
+
+def test_training_judge_default_avoids_the_evaluation_judges_and_unknown_ones_are_refused(gpt2):
+    from saedetox.methods.registry import check_options, train_judge_for
+
+    assert train_judge_for(None, ("probe",)) == "profanity"
+    assert train_judge_for(None, ("profanity",)) == "probe"
+    assert train_judge_for(None, ("profanity", "probe")) == "profanity"  # all taken: the first (evaluate warns)
+    assert train_judge_for("Detoxify", ("probe",)) == "detoxify"
+    with pytest.raises(SaedetoxError, match="Unknown training judge 'nope'"):
+        train_judge_for("nope")
+    with pytest.raises(SaedetoxError, match="learns from no judge"):
+        check_options("meandiff", train_judge="probe")
+    with pytest.raises(SaedetoxError, match="Unknown training judge"):
+        build_method(gpt2, "rectification", train_judge="nope")
+
+
+def test_replayed_statistics_equal_those_of_the_decode_loop(gpt2):
+    """On continuations that never stop early, the teacher-forced replay counts what the decode loop counted."""
+    from saedetox.eval.sampler.vllm import encode_prompts
+    from saedetox.methods.value_replay import replay_rectification, step_counts
+
+    vm = zero_value_model(gpt2)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        vm.head.weight.normal_(0, 0.3)
+    method = rectification_method(gpt2, "medium", value_model=vm)
+    cfg = dict(n_samples=2, max_new_tokens=6, seed=5, batch_size=8)
+    with method.context():
+        rows = sample(gpt2, PROMPTS, **cfg)
+    live = method.stats()["rectification"]
+    conts = [[s.token_ids for s in row] for row in rows]
+    flat = [c for row in conts for c in row]
+    assert step_counts(flat, 6) == [6] * len(flat), "a continuation stopped early: pick another seed"
+    from saedetox.eval.sampler.settings import SamplingConfig
+
+    ids = encode_prompts(gpt2, PROMPTS, SamplingConfig(**cfg))
+    method.replay(ids, conts, 6)
+    again = method.stats()["rectification"]
+    assert again["rows"] == live["rows"] == len(flat) * 6
+    assert again["changed_share"] == pytest.approx(live["changed_share"], abs=1 / live["rows"])
+    assert again["mean_removed_mass"] == pytest.approx(live["mean_removed_mass"], rel=1e-3)
+    assert 0 < live["changed_share"] <= 1
+    processor = ValueProcessor(vm, 0.1)
+    stats = replay_rectification(gpt2, processor, ids, conts, 6)  # the function itself, on its own processor
+    assert stats is processor.stats and stats.summary() == again
+
+
+def test_cli_refuses_an_unknown_or_misplaced_training_judge_in_one_line(tmp_path, capsys):
+    from helpers import run_cli
+
+    base = ["evaluate", "--out", tmp_path / "r", "--n-prompts", 2, "--judges", "probe"]
+    code, _, err = run_cli([*base, "--method", "rectification", "--train-judge", "nope"], capsys)
+    assert code == 2 and "Unknown training judge 'nope'" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run_cli([*base, "--method", "meandiff", "--train-judge", "probe"], capsys)
+    assert code == 2 and "learns from no judge" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_sample_method_on_hf_is_sampling_under_the_method_s_context(gpt2):
+    from saedetox.eval.runs.generation import sample_method
+    from saedetox.eval.sampler.settings import SamplingConfig
+
+    vm = zero_value_model(gpt2)
+    with torch.no_grad():
+        vm.head.bias[_tokens(gpt2)[0][0][0]] = -1.0
+    method = rectification_method(gpt2, "low", value_model=vm)
+    cfg = SamplingConfig(n_samples=3, max_new_tokens=8, seed=3, batch_size=6)
+    got = [[s.token_ids for s in row] for row in sample_method(gpt2, method, PROMPTS, cfg)]
+    assert got == _tokens(gpt2, method) and got != _tokens(gpt2)

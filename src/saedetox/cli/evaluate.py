@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from saedetox.cli.fields import Choices, with_options
+from saedetox.cli.method_options import TrainJudgeOpt, method_setup
 from saedetox.cli.options import (
     DataDirOpt,
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
     SteeringOptions,
-    build_spec,
     check_method_features,
     load_lm,
 )
-from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.methods.registry import (  # light: names and declarations
-    build_method,
-    check_options,
-    default_method,
-    get_method,
-    method_names,
-)
+from saedetox.methods.registry import build_method, method_names  # light: names and declarations
 
 
 @with_options
@@ -47,6 +39,7 @@ def evaluate_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a run in OUT that was made with other settings.")
     ] = False,
+    train_judge: TrainJudgeOpt = None,
 ) -> None:
     """The RealToxicityPrompts protocol: toxicity per judge, fluency, diversity (resumable).
 
@@ -57,36 +50,9 @@ def evaluate_cmd(
     from saedetox.io import ensure_unlocked
     from saedetox.methods.contrast import default_contrast
     from saedetox.model.chat import check_chat
-    from saedetox.steering.spec import parse_tier
 
-    steered = bool(steering.sae or steering.spec)
-    info = get_method(method or default_method(steered))
-    if not info.steering and steered:
-        raise SaedetoxError(
-            f"--method {info.name} takes no steering options (--sae, --features, --spec); "
-            "drop them or use --method sae."
-        )
-    own_spec = "spec" in info.needs
-    # a baseline's --tier / --strength set the baseline's own strength, not an SAE intervention's
-    own = replace(
-        steering,
-        sae=steering.sae or None,
-        strength=steering.strength if own_spec else None,
-        tier=steering.tier if own_spec else None,
-    )
-    spec = build_spec(own, required=False)
     cfg = protocol
-    options: dict[str, Any] = {"data_dir": data_dir}
-    if info.strength:
-        if steering.tier is not None:
-            parse_tier(steering.tier)
-        tier, strength = steering.tier, steering.strength
-        options.update(tier=tier if (tier or strength is not None) else "medium", strength=strength)
-    if info.hook:
-        options["hook"] = steering.hook
-    if info.modes and not own_spec:
-        options["mode"] = steering.mode
-    check_options(info.name, **options)
+    info, own, spec, options = method_setup(method, steering, data_dir, train_judge, cfg.judges)
     prepare(cfg, Path(out), data_dir, overwrite)
     ensure_unlocked(out, "evaluate")  # config, judges, out folder, prompts, a stale run: before any model
     lm = load_lm(model, dtype, device)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from saedetox.cli.fields import Choices, with_options
+from saedetox.cli.method_options import TrainJudgeOpt, method_setup
 from saedetox.cli.options import (
     DataDirOpt,
     DeviceOpt,
@@ -22,6 +23,7 @@ from saedetox.cli.options import (
 from saedetox.data.attacks import attack_names
 from saedetox.errors import SaedetoxError
 from saedetox.eval.sampler.backends import backend_names
+from saedetox.methods.registry import method_names  # light: names and declarations
 
 
 @with_options
@@ -54,6 +56,15 @@ def generate_cmd(
         typer.Option("--attack", help="Adversarial context around each prompt (docs/attacks.md)."),
         Choices(attack_names),
     ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            "--method",
+            help="Sample with a registered method (e.g. rectification, meandiff); default: the steering options alone.",
+        ),
+        Choices(method_names),
+    ] = None,
+    train_judge: TrainJudgeOpt = None,
     data_dir: DataDirOpt = None,
     out: Annotated[str | None, typer.Option("--out", help="Write samples as JSONL here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
@@ -70,9 +81,12 @@ def generate_cmd(
         read_prompt_texts,  # deferred: see saedetox.cli.app
     )
     from saedetox.eval.metrics.paired import prompt_uids
+    from saedetox.eval.runs.generation import sample_method
     from saedetox.eval.sampler.backends import check_available
     from saedetox.eval.sampler.sampling import SamplingConfig, sample
     from saedetox.io import atomic_write_text, check_output_file, ensure_unlocked, exists, folder_lock
+    from saedetox.methods.contrast import default_contrast
+    from saedetox.methods.registry import build_method
     from saedetox.model.chat import check_chat
     from saedetox.progress import note
     from saedetox.steering.steerer import Steerer
@@ -87,7 +101,11 @@ def generate_cmd(
     contexts = (
         texts if attack is None else attack_contexts(attack, texts, prompt_uids([Prompt(t) for t in texts]), data_dir)
     )
-    spec = build_spec(steering, required=False)
+    info, own, spec, options = (
+        method_setup(method, steering, data_dir, train_judge)
+        if method is not None
+        else (None, steering, build_spec(steering, required=False), {})
+    )
     cfg = SamplingConfig(
         n_samples=n_samples,
         max_new_tokens=max_new_tokens,
@@ -111,12 +129,21 @@ def generate_cmd(
         check_chat(lm.tokenizer, lm.name)
     if spec:
         note("loading the SAE and resolving the steering")
-    steerer = Steerer(lm, spec) if spec else None
-    if steerer is not None:
-        check_method_features(steerer, steering)
+    if info is not None:
+        if "contrast" in info.needs:
+            options["data"] = default_contrast(data_dir)
+        built = build_method(lm, info.name, spec, **options)
+        check_method_features(built, own)
+    else:
+        steerer = Steerer(lm, spec) if spec else None
+        if steerer is not None:
+            check_method_features(steerer, steering)
     with folder_lock(out, "generate") if out else nullcontext():
         note(f"generating {n_samples} sample(s) for {len(texts)} prompt(s)")
-        results = sample(lm, contexts, cfg, steerer, backend=backend)
+        if info is not None:
+            results = sample_method(lm, built, contexts, cfg, backend)
+        else:
+            results = sample(lm, contexts, cfg, steerer, backend=backend)
         rows = [
             {
                 "prompt": texts[i],

@@ -18,7 +18,7 @@ from saedetox.discover.kgrid import parse_k
 from saedetox.discover.options import GateOptions
 from saedetox.errors import SaedetoxError
 from saedetox.eval.config import EvalConfig
-from saedetox.methods.registry import MethodInfo, get_method, method_names
+from saedetox.methods.registry import MethodInfo, get_method, method_names, train_judge_for
 from saedetox.report.curves import ComparisonConfig
 from saedetox.report.robustness import RobustnessConfig
 from saedetox.report.secondary import SecondaryConfig
@@ -47,6 +47,7 @@ class RunGroup:
     positions: str = "all"
     capability: bool = False
     pooling: str | None = None  # adaptive runs: the detector's pooling, max or token (default: the detector's own)
+    train_judge: str | None = None  # methods that learn from a judge's labels (methods.registry.train_judge_for)
 
 
 @dataclass
@@ -199,6 +200,11 @@ def _check_method(g: RunGroup, info: MethodInfo) -> None:
         raise SaedetoxError(f"push levels are for {pushed} runs, not '{g.method}'.")
     if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= 8 for x in g.push):
         raise SaedetoxError(f"push levels are fractions of the median residual norm in (0, 8], got {g.push}.")
+    if g.train_judge is not None:
+        if not info.learns_from_judge:
+            learners = ", ".join(n for n in method_names() if get_method(n).learns_from_judge)
+            raise SaedetoxError(f"train_judge is for {learners} runs, not '{g.method}'.")
+        g.train_judge = train_judge_for(g.train_judge)
     g.tiers = [parse_tier(t) for t in g.tiers]
     if not info.numeric_tiers and any(not isinstance(t, str) for t in g.tiers):
         raise SaedetoxError(f"{info.name} takes named tiers (low, medium, high) or raw strengths, not numeric tiers.")

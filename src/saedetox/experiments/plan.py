@@ -28,6 +28,7 @@ class PlannedRun:
     sae: str | None = None
     clamp_value: float = 0.0
     pooling: str | None = None  # adaptive runs: the detector's pooling (None: the detector's own)
+    train_judge: str | None = None  # a method that learns from a judge's labels: that judge (None: the default)
     curve: str | None = None  # the strength curve the run belongs to (None: a point method)
     level: float | None = None  # its level along the curve: push, tier fraction or strength
 
@@ -43,7 +44,7 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
         ]
         info = get_method(g.method)
         if not info.curve:  # a point method: one run
-            out.append(PlannedRun(name=g.method, method=g.method, capability=g.capability))
+            out.append(PlannedRun(name=g.method, method=g.method, capability=g.capability, train_judge=g.train_judge))
             continue
         if not levels:
             levels = [("medium", None, None)]
@@ -82,6 +83,7 @@ def plan(cfg: SweepConfig) -> list[PlannedRun]:
                         capability=g.capability,
                         sae=cfg.sae if steered else None,
                         pooling=g.pooling if mode == "adaptive" else None,
+                        train_judge=g.train_judge,
                         curve=curve,
                         level=_level(tier, strength, push),
                     )

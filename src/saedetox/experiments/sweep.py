@@ -39,7 +39,7 @@ from saedetox.experiments.workers import groups_of, run_all, worker_count
 from saedetox.io import atomic_write_json, atomic_write_text, ensure_unlocked, folder_lock
 from saedetox.methods.base import Method
 from saedetox.methods.contrast import ContrastData, default_contrast
-from saedetox.methods.registry import build_method, get_method
+from saedetox.methods.registry import build_method, get_method, train_judge_for
 from saedetox.methods.shared_pass import prefetch_pooled
 from saedetox.model.load import LoadedModel, load_model
 from saedetox.progress import note
@@ -220,6 +220,8 @@ def _method(
             options["pooling"] = r.pooling
     if "contrast" in info.needs:
         options["data"] = contrast
+    if info.learns_from_judge:
+        options["train_judge"] = train_judge_for(r.train_judge, cfg.evaluation.judges)
     return build_method(lm, r.method, run_spec(cfg, r, features, gates, detector), **options)
 
 

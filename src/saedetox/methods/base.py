@@ -30,3 +30,9 @@ class Method:
     weights: Callable[[], AbstractContextManager[Any]] | None = None
     #: judges whose labels the method learnt from (``evaluate`` warns when one of them also scores the run)
     judges: tuple[str, ...] = ()
+    #: what a backend that samples request by request (vLLM) sends with every request (``SamplingParams.extra_args``,
+    #: acted on by a logits processor in its engine): how a decoding-time method runs there. None: no such form
+    request_args: Callable[[], dict[str, Any]] | None = None
+    #: ``replay(prompt_ids, continuation_ids, max_new_tokens)``: measures ``stats`` teacher-forced on stored
+    #: continuations, for a backend whose decoding the method's hooks did not see (vLLM). None: nothing to measure
+    replay: Callable[[list[list[int]], list[list[list[int]]], int], None] | None = None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saedetox.errors import SaedetoxError
-from saedetox.methods.registry import register_method
+from saedetox.methods.registry import register_method, train_judge_for
 from saedetox.steering.names import GATED_VECTOR_MODES, MODES, VECTOR_MODES
 
 if TYPE_CHECKING:
@@ -224,6 +224,7 @@ def _sae_gated_meandiff(
     strength=True,
     numeric_tiers=False,
     steering=False,
+    learns_from_judge=True,
 )
 def _rectification(
     lm: LoadedModel,
@@ -239,5 +240,5 @@ def _rectification(
 
     if spec is not None:
         raise SaedetoxError("Method 'rectification' takes no steering spec: it acts on the sampling distribution.")
-    train = ValueTrainConfig(judge=train_judge) if train_judge else None
+    train = ValueTrainConfig(judge=train_judge_for(train_judge)) if train_judge else None
     return rectification_method(lm, tier, strength, train=train, data_dir=data_dir)

@@ -32,6 +32,13 @@ from saedetox.errors import SaedetoxError
 RECTIFICATION_TIERS: dict[str, float] = {"low": 0.0, "medium": 0.1, "high": 0.3}
 #: cap-and-renormalise rounds of the official logits processor
 ROUNDS = 3
+#: the key of a vLLM request's ``extra_args`` that asks for rectification (:mod:`saedetox.serving.rectify`)
+REQUEST_KEY = "rectification"
+
+
+def request_args(value_model: str, eps: float, rounds: int = ROUNDS) -> dict[str, dict[str, object]]:
+    """The ``extra_args`` of a vLLM request rectified with the value model file ``value_model`` at ``eps``."""
+    return {REQUEST_KEY: {"value_model": str(value_model), "epsilon": float(eps), "rounds": int(rounds)}}
 
 
 def epsilon_of(tier: str | float | None, strength: float | None) -> tuple[float, str | None]:

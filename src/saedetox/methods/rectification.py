@@ -37,6 +37,7 @@ from saedetox.methods.value_model import (
     save_value_model,
     value_identity,
 )
+from saedetox.methods.value_replay import replay_rectification
 from saedetox.methods.value_training import (
     ValueTrainConfig,
     labelled_trajectories,
@@ -49,7 +50,7 @@ from saedetox.progress import note
 from saedetox.version import __version__
 
 #: bump when the same settings would train another value model
-RECIPE = "rectification-value-v1"
+RECIPE = "rectification-value-v2"  # v2: lr 3e-4, warm-up and decay, held-out early stopping
 
 
 def cache_dir() -> Path:
@@ -85,7 +86,7 @@ def trained_value_model(
     path = cache_dir() / f"{cache_key(lm, cfg, prompts)}.pt"
     if path.is_file() and not retrain:
         vm, meta = load_value_model(path)
-        return vm.to(lm.device), meta
+        return vm.to(lm.device), {**meta, "file": str(path)}
     note(f"rectification: training the value model ({len(prompts)} prompts, judge {cfg.judge})")
     trajs = labelled_trajectories(lm, prompts, cfg)
     vm = build_value_model(lm, cfg.n_layers, cfg.seed).to(lm.device)
@@ -93,7 +94,15 @@ def trained_value_model(
     record = train_value_model(vm, trajs, cfg, pad)
     meta = {"recipe": RECIPE, "saedetox": __version__, "train": asdict(cfg), "record": record, "lm": lm_digest(lm)}
     save_value_model(vm, path, meta)
-    return vm, meta
+    return vm, {**meta, "file": str(path)}
+
+
+def value_model_file(vm: ValueModel) -> Path:
+    """A file holding ``vm`` (saved under the cache by its digest unless there already): how vLLM's workers load it."""
+    path = cache_dir() / "given" / f"{value_identity(vm)}.pt"
+    if not path.is_file():
+        save_value_model(vm, path, {"recipe": None, "saedetox": __version__})
+    return path
 
 
 def rectification_method(
@@ -114,9 +123,12 @@ def rectification_method(
         meta = {"train": None, "record": None}
         judge = None
     vm = value_model.to(lm.device).eval()
-    processor = ValueProcessor(vm, eps, rounds)
+    processor = ValueProcessor(vm, eps, rounds, meta.get("file") or (lambda: value_model_file(vm)))
     if vm.config.vocab_size != lm.model.get_output_embeddings().weight.shape[0]:
         raise SaedetoxError(f"The value model scores {vm.config.vocab_size} tokens; the LM has another vocabulary.")
+
+    def replay(prompt_ids: list[list[int]], continuation_ids: list[list[list[int]]], max_new_tokens: int) -> None:
+        replay_rectification(lm, processor, prompt_ids, continuation_ids, max_new_tokens)
 
     @contextmanager
     def context() -> Iterator[None]:
@@ -129,6 +141,8 @@ def rectification_method(
         "rectification": {
             "epsilon": eps,
             "rounds": rounds,
+            # the cap acts on the LM's own next-token distribution; temperature and top-p follow (both backends)
+            "order": "cap, temperature, top-p",
             "train_judge": judge,
             "value_model": value_identity(vm),
             "value_layers": vm.config.n_layer,
@@ -143,6 +157,8 @@ def rectification_method(
         details=details,
         stats=lambda: {"rectification": processor.stats.summary()},
         judges=(judge,) if judge else (),
+        request_args=lambda: processor.request_args or {},
+        replay=replay,
     )
 
 

@@ -17,7 +17,7 @@ This module imports nothing heavy (``saedetox --help`` lists the methods at once
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,6 +34,9 @@ Need = Literal["contrast", "spec"]
 OPTIONS = ("hook", "tier", "strength", "data", "data_dir", "prefix", "mode", "push", "pooling", "train_judge")
 #: the method of a run with no steering, and of a run given steering options (an SAE and its latents)
 UNSTEERED, STEERED = "none", "sae"
+#: training judges in order of preference: a method that learns from a judge's labels gets the first one the
+#: run does not evaluate with, unless one is named (``train_judge``)
+TRAIN_JUDGES = ("profanity", "probe")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class MethodInfo:
     export: Callable[..., Any] | None = None
     #: the modes ``export`` folds into weights (a method without modes: ())
     export_modes: tuple[str, ...] = ()
+    #: whether it learns from a training judge's labels (option ``train_judge``; :func:`train_judge_for`)
+    learns_from_judge: bool = False
     #: "sae", "baseline" or "none": how reports group it
     family: str = "baseline"
     #: whether constant-mode runs carry the mode in their sweep curve name (``sae-constant-…``)
@@ -145,12 +150,30 @@ def check_options(name: str, **options: Any) -> MethodInfo:
         raise SaedetoxError(f"Method '{info.name}' has no option {', '.join(unknown)} (options: {', '.join(OPTIONS)}).")
     if options.get("push") is not None and not info.push:
         raise SaedetoxError(f"Method '{info.name}' takes no push level ({', '.join(_with('push'))} do).")
+    if options.get("train_judge") is not None and not info.learns_from_judge:
+        raise SaedetoxError(
+            f"Method '{info.name}' learns from no judge's labels: a training judge is for "
+            f"{', '.join(_with('learns_from_judge'))}."
+        )
     mode = options.get("mode")
     if mode is not None and mode not in (info.modes or ("constant",)):
         if not info.modes:
             raise SaedetoxError(f"Method '{info.name}' takes no steering mode ({', '.join(_with('modes'))} do).")
         raise SaedetoxError(f"Method '{info.name}' has modes {', '.join(info.modes)}, not '{mode}'.")
     return info
+
+
+def train_judge_for(name: str | None, eval_judges: Sequence[str] = ()) -> str:
+    """The training judge of a method that learns from one: ``name`` (a registered judge), or by default the first
+    of :data:`TRAIN_JUDGES` that is not among ``eval_judges`` (the first when all are)."""
+    from saedetox.judges.registry import available_judges  # deferred: judges load torch
+
+    if name is None:
+        return next((j for j in TRAIN_JUDGES if j not in eval_judges), TRAIN_JUDGES[0])
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in available_judges():
+        raise SaedetoxError(f"Unknown training judge {name!r}: choose from {', '.join(available_judges())}.")
+    return key
 
 
 def build_method(lm: LoadedModel, name: str, spec: SteeringSpec | None = None, **options: Any) -> Method:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from transformers import DynamicCache, GPT2Config, GPT2Model
 
 from saedetox.errors import SaedetoxError
 from saedetox.io import atomic_save_torch
-from saedetox.methods.dead_end import ROUNDS, RectifyStats, rectify
+from saedetox.methods.dead_end import ROUNDS, RectifyStats, rectify, request_args
 from saedetox.model.load import LoadedModel
 
 FORMAT = "saedetox-rectification-value-v1"
@@ -116,13 +117,27 @@ def load_value_model(path: str | Path) -> tuple[ValueModel, dict[str, Any]]:
 
 
 class ValueProcessor:
-    """The HF decode loop's logits processor: ``Q_D`` from the value model, then :func:`rectify` with ``eps``."""
+    """The HF decode loop's logits processor: ``Q_D`` from the value model, then :func:`rectify` with ``eps``.
 
-    def __init__(self, vm: ValueModel, eps: float, rounds: int = ROUNDS) -> None:
+    ``file``: where the value model is saved, or a function that saves it and says where (called once, when
+    first needed); with it the processor also runs on vLLM (:attr:`request_args`).
+    """
+
+    def __init__(
+        self, vm: ValueModel, eps: float, rounds: int = ROUNDS, file: str | Path | Callable[[], Path] | None = None
+    ) -> None:
         self.vm, self.eps, self.rounds = vm, eps, rounds
+        self.file = file
         self.stats = RectifyStats()
         self._cache: DynamicCache | None = None
         self._length = 0
+
+    @property
+    def request_args(self) -> dict[str, Any] | None:
+        """The vLLM requests' ``extra_args`` that apply the same rule (None: the value model is in memory only)."""
+        if callable(self.file):
+            self.file = self.file()
+        return None if self.file is None else request_args(str(self.file), self.eps, self.rounds)
 
     @torch.inference_mode()
     def q_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

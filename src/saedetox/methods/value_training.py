@@ -14,12 +14,18 @@
    tokens) is a state–action pair; its target is the trajectory's terminal reward (``mc``: the
    Monte-Carlo return with γ = 1, the fixed point the official SARSA converges to on these data), or
    ``sarsa``: the official TD target ``clip(Q_target(s', a'), −1, 0)`` with the terminal reward at the
-   last step and a Polyak-averaged target network (rate 0.1). MSE, AdamW.
+   last step and a Polyak-averaged target network (rate 0.1). MSE, AdamW at lr 3e-4 (the official
+   rate) with a linear warm-up and decay, at most 3 epochs (the official number).
+5. **Held out** (:func:`split_by_prompt`): 20% of the prompts, with all their trajectories, are held out;
+   training stops when their loss stops improving and keeps the best epoch's weights. The record
+   keeps the held-out loss per epoch, the loss of the constant prediction (the training toxic share)
+   for scale, and the held-out AUROC of ``−Q`` at each trajectory's last step for its label.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,29 +57,36 @@ class ValueTrainConfig:
     threshold: float = 0.5  # a continuation is toxic (reward −1) when the judge scores it at least this
     n_layers: int = 1
     target: str = "mc"
-    epochs: int = 4
-    lr: float = 1e-3
+    epochs: int = 3  # at most (the official 3); early stopping on the held-out loss may end it sooner
+    lr: float = 3e-4  # the official AdamW learning rate (no weight decay)
+    warmup: float = 0.1  # share of the steps the learning rate warms up over, then decays linearly to 0
     batch_size: int = 32
     polyak: float = 0.1
-    val_share: float = 0.1
+    val_share: float = 0.2  # share of the training prompts held out (with all their trajectories)
+    patience: int = 1  # epochs without a better held-out loss before training stops
     seed: int = 0
 
     def validate(self) -> ValueTrainConfig:
         if self.target not in TARGETS:
             raise SaedetoxError(f"Value target must be one of {', '.join(TARGETS)}, not {self.target!r}.")
-        if min(self.n_prompts, self.samples, self.max_new_tokens, self.epochs, self.batch_size) < 1:
-            raise SaedetoxError("n_prompts, samples, max_new_tokens, epochs and batch_size must be at least 1.")
+        if min(self.n_prompts, self.samples, self.max_new_tokens, self.epochs, self.batch_size, self.patience) < 1:
+            raise SaedetoxError(
+                "n_prompts, samples, max_new_tokens, epochs, batch_size and patience must be at least 1."
+            )
         if not (0 < self.top_p <= 1 and 0 <= self.threshold <= 1 and 0 <= self.val_share < 1):
             raise SaedetoxError("top_p must be in (0, 1], threshold in [0, 1] and val_share in [0, 1).")
+        if not (0 < self.lr < math.inf and 0 <= self.warmup < 1):
+            raise SaedetoxError("lr must be a positive number and warmup in [0, 1).")
         return self
 
 
 @dataclass
 class Trajectory:
-    """Token ids of one prompt and continuation (BOS first), and its terminal reward (−1 toxic, 0 clean)."""
+    """Token ids of one prompt and continuation (BOS first), its terminal reward (−1 toxic, 0 clean), its prompt."""
 
     ids: list[int]
     reward: float
+    group: int = 0  # the prompt it continues: a held-out split keeps a prompt's trajectories together
 
 
 def training_prompts(data_dir: str | None, n: int, seed: int = 0) -> list[str]:
@@ -137,7 +150,7 @@ def labelled_trajectories(lm: LoadedModel, prompts: Sequence[str], cfg: ValueTra
     for i, row in enumerate(scores.tolist()):
         order = sorted(range(cfg.samples), key=lambda j: (-row[j], j))
         for j in dict.fromkeys((order[0], order[-1])):
-            out.append(Trajectory(p_ids[i] + conts[i][j], -1.0 if row[j] >= cfg.threshold else 0.0))
+            out.append(Trajectory(p_ids[i] + conts[i][j], -1.0 if row[j] >= cfg.threshold else 0.0, i))
     return out
 
 
@@ -174,49 +187,132 @@ def value_loss(
     return F.mse_loss(q[valid], goal.detach()[valid])
 
 
+def split_by_prompt(trajs: Sequence[Trajectory], share: float, seed: int) -> tuple[list[Trajectory], list[Trajectory]]:
+    """``(train, held_out)``: about ``share`` of the prompts (all their trajectories) held out, chosen by ``seed``."""
+    groups = sorted({t.group for t in trajs})
+    random.Random(seed).shuffle(groups)
+    held = set(groups[: int(len(groups) * share)])
+    return [t for t in trajs if t.group not in held], [t for t in trajs if t.group in held]
+
+
 def train_value_model(vm: ValueModel, trajs: list[Trajectory], cfg: ValueTrainConfig, pad: int) -> dict[str, Any]:
-    """Fit ``vm`` (in place) to ``trajs``; returns the training record (sizes, toxic share, losses)."""
+    """Fit ``vm`` (in place) to ``trajs``; returns the training record (sizes, toxic share, losses, held-out AUROC).
+
+    AdamW at ``lr`` with a linear warm-up over ``warmup`` of the steps and a linear decay to 0 (the official
+    schedule's shape). With a held-out split (``val_share`` of the prompts), the held-out loss is measured
+    after every epoch, training stops once it has not improved for ``patience`` epochs, and the weights of
+    the best epoch are kept.
+    """
     if not trajs:
         raise SaedetoxError("No training trajectories for the value model.")
     rng = random.Random(cfg.seed)
-    order = list(range(len(trajs)))
-    rng.shuffle(order)
-    n_val = int(len(order) * cfg.val_share)
-    val, train = [trajs[i] for i in order[:n_val]], [trajs[i] for i in order[n_val:]]
+    train, val = split_by_prompt(trajs, cfg.val_share, cfg.seed)
+    if not train:
+        raise SaedetoxError("The held-out share leaves no training trajectories for the value model.")
     dev = next(vm.parameters()).device
     target_vm = copy.deepcopy(vm).eval() if cfg.target == "sarsa" else None
-    opt = torch.optim.AdamW(vm.parameters(), lr=cfg.lr)
-    vm.train()
+    opt = torch.optim.AdamW(vm.parameters(), lr=cfg.lr, weight_decay=0.0)
+    steps = cfg.epochs * -(-len(train) // cfg.batch_size)
+    warm = max(1, round(cfg.warmup * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: (i + 1) / warm if i < warm else max(0.0, (steps - i) / max(1, steps - warm))
+    )
+    curve: list[float] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         for epoch in range(cfg.epochs):
+            vm.train()
             rng.shuffle(train)
             for s in range(0, len(train), cfg.batch_size):
                 loss = value_loss(vm, _batch(train[s : s + cfg.batch_size], pad, dev), cfg.target, target_vm)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                sched.step()
                 if target_vm is not None:
                     with torch.no_grad():
                         for pt, p in zip(target_vm.parameters(), vm.parameters(), strict=True):
                             pt.lerp_(p, cfg.polyak)
-            note(f"value model: epoch {epoch + 1}/{cfg.epochs}, last batch loss {loss.item():.4f}")
+            vm.eval()
+            if not val:
+                note(f"value model: epoch {epoch + 1}/{cfg.epochs}, last batch loss {loss.item():.4f}")
+                continue
+            curve.append(_mean_loss(vm, val, pad, dev, cfg))
+            note(f"value model: epoch {epoch + 1}/{cfg.epochs}, held-out loss {curve[-1]:.4f}")
+            if best is None or curve[-1] < best[0]:
+                best = (curve[-1], epoch, {k: v.detach().clone() for k, v in vm.state_dict().items()})
+            elif epoch - best[1] >= cfg.patience:
+                break
+    if best is not None:
+        vm.load_state_dict(best[2])
     vm.eval()
+    share = sum(t.reward < 0 for t in train) / len(train)
     record: dict[str, Any] = {
         "trajectories": len(trajs),
         "toxic_share": sum(t.reward < 0 for t in trajs) / len(trajs),
         "train_loss": _mean_loss(vm, train, pad, dev, cfg),
     }
     if val:
-        record["val_loss"] = _mean_loss(vm, val, pad, dev, cfg)
+        record.update(
+            held_out=len(val),
+            val_loss=best[0] if best is not None else None,
+            val_loss_curve=curve,
+            best_epoch=best[1] + 1 if best is not None else None,
+            epochs_run=len(curve),
+            # the held-out loss of predicting the training toxic share at every pair: what a value model must beat
+            val_loss_constant=_mean_loss(None, val, pad, dev, cfg, share),
+            val_auroc=held_out_auroc(vm, val, pad, dev, cfg.batch_size),
+        )
     return record
 
 
 @torch.no_grad()
-def _mean_loss(vm: ValueModel, trajs: list[Trajectory], pad: int, dev: torch.device, cfg: ValueTrainConfig) -> float:
-    """The MC loss over ``trajs`` (batch means weighted by batch size)."""
+def terminal_values(
+    vm: ValueModel, trajs: Sequence[Trajectory], pad: int, dev: torch.device, batch: int
+) -> list[float]:
+    """``Q(s_{T−1}, a_T)`` per trajectory: the value model's estimate for its last token (the step that ends it)."""
+    out: list[float] = []
+    for s in range(0, len(trajs), batch):
+        ids, mask, _, lengths = _batch(trajs[s : s + batch], pad, dev)
+        q = vm(ids, mask)
+        rows = torch.arange(len(ids), device=dev)
+        last = (lengths - 1).clamp_min(1)
+        out += q[rows, last - 1, ids[rows, last]].float().tolist()
+    return out
+
+
+def held_out_auroc(
+    vm: ValueModel, trajs: Sequence[Trajectory], pad: int, dev: torch.device, batch: int
+) -> float | None:
+    """AUROC of −``Q`` at each trajectory's last step for its toxic label (None: one class only)."""
+    labels = [t.reward < 0 for t in trajs]
+    if all(labels) or not any(labels):
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return round(float(roc_auc_score(labels, [-q for q in terminal_values(vm, trajs, pad, dev, batch)])), 6)
+
+
+@torch.no_grad()
+def _mean_loss(
+    vm: ValueModel | None,
+    trajs: list[Trajectory],
+    pad: int,
+    dev: torch.device,
+    cfg: ValueTrainConfig,
+    constant: float | None = None,
+) -> float:
+    """The MC loss over ``trajs`` (batch means weighted by batch size); ``vm`` None: of the constant ``−constant``."""
     total = 0.0
     for s in range(0, len(trajs), cfg.batch_size):
         chunk = trajs[s : s + cfg.batch_size]
-        total += float(value_loss(vm, _batch(chunk, pad, dev), "mc")) * len(chunk)
+        batch = _batch(chunk, pad, dev)
+        if vm is None:
+            valid = batch[1][:, 1:].bool()
+            goal = batch[2].unsqueeze(1).expand_as(valid)[valid]
+            loss = F.mse_loss(torch.full_like(goal, -float(constant or 0.0)), goal)
+        else:
+            loss = value_loss(vm, batch, "mc")
+        total += float(loss) * len(chunk)
     return round(total / len(trajs), 6)

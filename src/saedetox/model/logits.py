@@ -9,8 +9,9 @@ A processor is called once per step with the step number, the sequences so far a
 ``processor(step, input_ids [rows, W + step], attention_mask [rows, W + step], scores [rows, V])``
 and returns new scores of the same shape. ``step == 0`` starts a new batch (``input_ids`` are the
 left-padded prompts, repeated prompt-major for several samples per prompt); at step t the last
-column is the token sampled at step t − 1 (pad after a row's EOS). Scores are log-probabilities up
-to a per-row constant (temperature already applied); ``-inf`` removes a token.
+column is the token sampled at step t − 1 (pad after a row's EOS). Scores are the model's own
+log-probabilities up to a per-row constant (before temperature, which the sampler applies with
+top-p to what the processors return, as vLLM does with its logits processors); ``-inf`` removes a token.
 """
 
 from __future__ import annotations

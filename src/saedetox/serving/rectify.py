@@ -5,18 +5,27 @@ ask for it per request::
 
     SamplingParams(extra_args={"rectification": {"value_model": "/path/to/value.pt", "epsilon": 0.1}})
 
+(:func:`saedetox.methods.dead_end.request_args` writes it; an optional ``"rounds"`` sets the
+cap-and-renormalise rounds, default 3). ``saedetox evaluate --backend vllm --method rectification`` and
+``sample(..., backend="vllm")`` under a rectification method's context send it with every request;
+their engines load this processor (:data:`PROCESSOR`).
+
 ``value_model`` is a file written by :func:`saedetox.methods.value_model.save_value_model` (the
 cached value models of ``saedetox evaluate --method rectification`` are such files); ``epsilon`` is
 the threshold ε (:data:`saedetox.methods.dead_end.RECTIFICATION_TIERS`). Requests without the key
 are sampled as usual. Each request keeps its own KV cache of the value model, so a step encodes
-only the tokens added since the last one. vLLM applies the processor to the raw logits, before
-temperature (the HF decode loop caps the temperature-scaled distribution; the two agree at T = 1).
+only the tokens added since the last one, on the device of the engine's logits. vLLM 0.32's sampler
+applies it (as every logits processor that can change the argmax) to the model's float32 logits before
+penalties, temperature and top-k/top-p; the HF decode loop applies it at the same place, so the cap
+acts on the LM's own next-token distribution on both backends, as in the official code (an HF
+``logits_processor`` runs before ``generate``'s temperature and top-p warpers).
 
 Imported only where vLLM is installed (an optional extra).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -24,14 +33,16 @@ from transformers import DynamicCache
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
-from saedetox.methods.dead_end import rectify
+from saedetox.methods.dead_end import REQUEST_KEY, ROUNDS, rectify
 from saedetox.methods.value_model import ValueModel, load_value_model
 
-EXTRA_KEY = "rectification"
+EXTRA_KEY = REQUEST_KEY
+#: the processor by its fully qualified class name, as an engine's ``logits_processors`` entry
+PROCESSOR = "saedetox.serving.rectify:RectificationLogitsProcessor"
 
 
-def _request_settings(params: SamplingParams) -> tuple[str, float] | None:
-    """``(value model path, ε)`` a request asks for, or None; a malformed request is a ValueError."""
+def _request_settings(params: SamplingParams) -> tuple[str, float, int] | None:
+    """``(value model path, ε, rounds)`` a request asks for, or None; a malformed request is a ValueError."""
     spec: Any = (params.extra_args or {}).get(EXTRA_KEY)
     if spec is None:
         return None
@@ -40,14 +51,17 @@ def _request_settings(params: SamplingParams) -> tuple[str, float] | None:
     eps = float(spec.get("epsilon", 0.0))
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"rectification epsilon must be in [0, 1), got {eps:g}.")
-    return spec["value_model"], eps
+    rounds = int(spec.get("rounds", ROUNDS))
+    if rounds < 1:
+        raise ValueError(f"rectification rounds must be at least 1, got {rounds}.")
+    return spec["value_model"], eps, rounds
 
 
 class _Request:
     """One request's rectification: the value model's cache over its prompt and output tokens so far."""
 
-    def __init__(self, vm: ValueModel, eps: float) -> None:
-        self.vm, self.eps = vm, eps
+    def __init__(self, vm: ValueModel, eps: float, rounds: int = ROUNDS) -> None:
+        self.vm, self.eps, self.rounds = vm, eps, rounds
         self.cache: DynamicCache | None = None
         self.seen = 0
 
@@ -62,13 +76,16 @@ class _Request:
         pos = torch.arange(self.seen, len(ids), device=dev).unsqueeze(0)
         q = self.vm(new, mask, pos, self.cache)[0, -1]
         self.seen = len(ids)
-        return rectify(logits.unsqueeze(0), q.unsqueeze(0).to(logits.device), self.eps)[0]
+        return rectify(logits.unsqueeze(0), q.unsqueeze(0).to(logits.device), self.eps, self.rounds)[0]
 
 
 class RectificationLogitsProcessor(AdapterLogitsProcessor):
-    """The vLLM V1 logits processor (see the module docstring); value models are loaded once per path."""
+    """The vLLM V1 logits processor (see the module docstring); value models are loaded once per file version."""
 
-    _models: dict[str, ValueModel] = {}
+    def __init__(self, vllm_config: Any, device: torch.device, is_pin_memory: bool) -> None:
+        super().__init__(vllm_config, device, is_pin_memory)
+        self.device = device
+        self._models: dict[tuple[str, int], ValueModel] = {}
 
     @classmethod
     def validate_params(cls, sampling_params: SamplingParams) -> None:
@@ -81,7 +98,11 @@ class RectificationLogitsProcessor(AdapterLogitsProcessor):
         settings = _request_settings(params)
         if settings is None:
             return None
-        path, eps = settings
-        if path not in self._models:
-            self._models[path] = load_value_model(path)[0]
-        return _Request(self._models[path], eps)
+        path, eps, rounds = settings
+        try:
+            key = (path, os.stat(path).st_mtime_ns)  # a file rewritten in place is loaded again
+        except OSError as err:
+            raise ValueError(f"Cannot read the value model {path}: {err}") from None
+        if key not in self._models:
+            self._models[key] = load_value_model(path)[0].to(self.device)
+        return _Request(self._models[key], eps, rounds)

@@ -82,11 +82,12 @@ async def _generate(
 
     engine: Any = AsyncLLM.from_engine_args(AsyncEngineArgs(**settings))
     params = vllm_params(job.sampling)
+    extra = job.method.request_args() if job.method.request_args is not None else {}
     eos = job.lm.tokenizer.eos_token_id
 
     async def sample(i: int, j: int) -> list[int]:
         seed = prompt_seed(job.sampling.seed, i) + j  # as SteeredLLM.sample: one request per sample
-        sp = SamplingParams(seed=seed, extra_args={LEVEL_KEY: RUN_LEVEL}, **params)
+        sp = SamplingParams(seed=seed, extra_args={**extra, LEVEL_KEY: RUN_LEVEL}, **params)
         final = None
         async for out in engine.generate(TokensPrompt(prompt_token_ids=ids[i]), sp, f"p{i}.{j}-{uuid.uuid4().hex}"):
             final = out

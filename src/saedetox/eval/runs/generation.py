@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,16 @@ from saedetox.eval.runs.generation_log import PUSH_TOTALS, GenerationLog
 from saedetox.eval.runs.job import GenerationJob
 from saedetox.eval.runs.runfolder import GENERATIONS
 from saedetox.eval.runs.steering_replay import replay_steering
-from saedetox.eval.sampler.backends import HF, VLLM
-from saedetox.eval.sampler.sampling import SamplingConfig, batch_members, iter_samples, prompt_lengths
+from saedetox.eval.sampler.backends import HF, SAMPLERS, VLLM
+from saedetox.eval.sampler.sampling import (
+    Sample,
+    SamplingConfig,
+    as_samples,
+    batch_members,
+    iter_samples,
+    prompt_lengths,
+    sample,
+)
 from saedetox.eval.sampler.vllm import VLLMOptions, chunks
 from saedetox.methods.base import Method
 from saedetox.model.load import LoadedModel
@@ -81,6 +90,12 @@ def _statistics(job: GenerationJob, run: Path) -> dict[str, Any] | None:
     if method.stats is None:
         return None
     if method.steerer is None:
+        if job.sampling.backend == VLLM and method.replay is not None:
+            from saedetox.eval.sampler.vllm import encode_prompts
+
+            note("measuring the method's statistics on the continuations (HF model, teacher-forced)")
+            conts = [job.log.rows[i]["continuation_ids"] for i in range(len(job.prompts))]
+            method.replay(encode_prompts(job.lm, job.texts, job.sampling), conts, job.sampling.max_new_tokens)
         return method.stats()
     if job.sampling.backend == VLLM:
         note("measuring the steering statistics on the continuations (HF model, teacher-forced)")
@@ -116,12 +131,28 @@ def vllm_form(method: Method) -> tuple[Steerer | None, Callable[[], AbstractCont
         return method.steerer, None
     if method.weights is not None:
         return None, method.weights
-    if method.context is nullcontext:
+    if method.context is nullcontext or method.request_args is not None:  # nothing, or sent with each request
         return None, None
     raise SaedetoxError(
         f"Method '{method.name}' runs on the hf backend only: its hooks are neither steering levels nor a weight "
         "edit vLLM can load. Evaluate it with the hf backend."
     )
+
+
+def sample_method(
+    lm: LoadedModel, method: Method, prompts: list[str], cfg: SamplingConfig, backend: str = HF
+) -> list[list[Sample]]:
+    """:func:`~saedetox.eval.sampler.sampling.sample` with ``method`` active (its prefix before each prompt); on
+    ``vllm`` in the form :func:`vllm_form` gives it, with its request arguments."""
+    texts = [method.prefix + p for p in prompts]
+    if backend != VLLM:
+        with method.context():
+            return sample(lm, texts, cfg, backend=HF)
+    from saedetox.eval.sampler.vllm import sample_vllm  # deferred: vLLM is an optional extra
+
+    steerer, weights = vllm_form(method)
+    extra = method.request_args() if method.request_args is not None else None
+    return as_samples(lm, sample_vllm(lm, texts, replace(cfg, sampler=SAMPLERS[VLLM]), steerer, weights, extra))
 
 
 def _generate_vllm(job: GenerationJob, todo: list[int], advance: Callable[[], None]) -> None:
@@ -144,7 +175,8 @@ def write_chunk(job: GenerationJob, engine: Any, ids: list[list[int]], chunk: li
     from saedetox.eval.sampler.vllm import sample_rows
 
     members = [i for b in chunk for i in job.batches[b]]
-    got = sample_rows(engine, [ids[i] for i in members], members, job.sampling, job.lm.tokenizer.eos_token_id)
+    extra = job.method.request_args() if job.method.request_args is not None else None
+    got = sample_rows(engine, [ids[i] for i in members], members, job.sampling, job.lm.tokenizer.eos_token_id, extra)
     job.append_chunk(chunk, dict(zip(members, got, strict=True)), advance)
 
 

@@ -23,8 +23,9 @@
   prompt width (on an H100 that planning cost more than the whole decode; BENCHMARKS.md).
 
 * **Logits processors.** Processors attached to the model (:mod:`saedetox.model.logits`, a
-  decoding-time method's) get the temperature-scaled scores and the sequences so far each step;
-  the sampler then draws from what they return on the same noise. With none attached the loop
+  decoding-time method's) get the model's scores (before temperature) and the sequences so far
+  each step; the sampler then applies temperature and top-p to what they return and draws on the
+  same noise (vLLM applies its logits processors at the same place). With none attached the loop
   is unchanged.
 
 ``DecodeSettings(use_cache=False)`` runs the same loop without a cache (the whole sequence every step): the
@@ -129,14 +130,14 @@ def lean_generate(
         finite = FiniteFlag() if dev.type == "cuda" else None  # on the device: one sync per batch, not per step
         processed = _Processed(model, input_ids, mask0, n_repeat, out_tok)
         for t in range(max_new_tokens):
+            if processed.active:  # processors see the model's own scores; temperature and top-p follow
+                logits = processed(t, logits)
             scores = logits if temperature == 1.0 or noise is None else logits / temperature
-            if processed.active:  # processors see and return the scores sampled from (temperature applied)
-                logits = scores = processed(t, scores)
             if finite is None:
-                check_scores(scores, t)  # one clear line instead of NaN tokens
+                check_scores(scores, t)  # one clear line instead of NaN tokens (the scores sampled from)
             else:
                 finite.update(scores)
-            tok = _sample(logits, t, noise, top_p, 1.0 if processed.active else temperature)
+            tok = _sample(logits, t, noise, top_p, temperature)
             if eos_token_id is not None:
                 tok = tok.masked_fill_(done, pad_token_id)
                 done |= tok == eos_token_id

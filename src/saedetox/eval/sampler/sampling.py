@@ -138,6 +138,14 @@ def iter_samples(
             yield b, samples
 
 
+def as_samples(lm: LoadedModel, rows: list[list[list[int]]]) -> list[list[Sample]]:
+    """Token ids per prompt and sample as :class:`Sample` s (decoded by the model's tokenizer)."""
+    return [
+        [Sample(i, j, lm.tokenizer.decode(r, skip_special_tokens=True), r) for j, r in enumerate(group)]
+        for i, group in enumerate(rows)
+    ]
+
+
 def sample(
     lm: LoadedModel,
     prompts: Sequence[str] | str,
@@ -165,11 +173,7 @@ def sample(
     if cfg.validate().backend == VLLM:
         from saedetox.eval.sampler.vllm import sample_vllm  # deferred: vLLM is an optional extra
 
-        rows = sample_vllm(lm, prompts, cfg, steerer)
-        groups = [
-            [Sample(i, j, lm.tokenizer.decode(r, skip_special_tokens=True), r) for j, r in enumerate(group)]
-            for i, group in enumerate(rows)
-        ]
+        groups = as_samples(lm, sample_vllm(lm, prompts, cfg, steerer))
         if on_batch:
             on_batch(0, [s for group in groups for s in group])
         return groups
