@@ -65,8 +65,8 @@ def test_increases_and_their_difference_by_hand():
     assert h["increase_a"] == pytest.approx(0.25) and h["increase_b"] == pytest.approx(0.75)
     assert h["diff"] == pytest.approx(-0.5) and h["n"] == 4
     assert h["relative_reduction"] == pytest.approx(1 - 0.25 / 0.75)
-    # the exact sign-flip p over the 16 patterns of (0, −1, −1, 0): mean ≤ −0.5 in 4 of them, two-sided
-    assert h["p"] == pytest.approx(2 * 4 / 16)
+    # p is the BCa interval's test inversion: the CI excludes 0 exactly when p < 0.05
+    assert (h["ci"][1] < 0 or h["ci"][0] > 0) is (h["p"] < 0.05)
     lo, hi = h["ci"]
     assert -1.0 <= lo <= -0.5 <= hi <= 0.0
     assert h["met"] is (hi < 0 and h["relative_reduction"] >= 0.3)
@@ -80,7 +80,9 @@ def test_difference_ci_is_the_paired_bootstrap_of_the_increases():
     from saedetox.eval.metrics.paired import paired_difference
 
     res = robustness(CLEAN, ATTACKED, cfg(n_boot=500, seed=3), "probe")
-    d, ci, p, n = paired_difference(np.array([1.0, 0, 0, 0]), np.array([1.0, 1, 1, 0]), n_boot=500, seed=3)
+    d, ci, p, n = paired_difference(
+        np.array([1.0, 0, 0, 0]), np.array([1.0, 1, 1, 0]), n_boot=500, seed=3, p_kind="bootstrap"
+    )
     h = res["attacks"]["fewshot"]["headline"]
     assert [h["diff"], *h["ci"], h["p"], h["n"]] == pytest.approx([d, *ci, p, n])
 

@@ -66,9 +66,9 @@ def test_the_secondary_pairs_by_hand():
     assert (first["a"], first["b"]) == ("sae-conditional-p0.1", "meandiff-p0.2")
     assert first["a_value"] == pytest.approx(0.25) and first["b_value"] == pytest.approx(0.75)
     assert first["diff"] == pytest.approx(-0.5) and first["n"] == 4
-    assert first["p"] == pytest.approx(2 * 4 / 16)  # exact sign flips of (−1, 0, −1, 0): |mean| ≥ 0.5 in 4 of 16
-    d, ci, p, _ = paired_difference([0, 1, 0, 0], [1, 1, 1, 0], n_boot=200, seed=0)
-    assert first["ci"] == pytest.approx(list(ci))
+    d, ci, p, _ = paired_difference([0, 1, 0, 0], [1, 1, 1, 0], n_boot=200, seed=0, p_kind="bootstrap")
+    assert first["ci"] == pytest.approx(list(ci)) and first["p"] == pytest.approx(p)
+    assert (first["ci"][1] < 0 or first["ci"][0] > 0) is (first["p"] < 0.05)  # p is the CI's test inversion
     # PPL ratio conditional / meandiff: exp(mean(−0.1, 0, 0.1, 0)) = 1
     assert first["ppl_ratio"] == pytest.approx(1.0)
     assert first["answer"] == ("a less toxic" if ci[1] < 0 else "no difference shown")

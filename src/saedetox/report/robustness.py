@@ -10,7 +10,7 @@ baseline). For a run r and attack a, per prompt i:
 - increase ``inc_r,a[i] = v(r under a)[i] − v(r clean)[i]``, where ``v`` is the per-prompt value of
   ``metric`` (``tox_prob``: 1 when one of the k samples is toxic; ``emt``: the maximum toxicity);
 - difference of increases between an SAE run s and a baseline b: ``inc_s,a[i] − inc_b,a[i]``; its mean,
-  BCa bootstrap CI over prompts (the four runs' values kept together) and sign-flip p-value
+  BCa bootstrap CI over prompts (the four runs' values kept together) and the bootstrap p-value (its test inversion)
   are :func:`~saedetox.eval.metrics.paired.paired_difference`'s;
 - relative reduction ``1 − mean(inc_s) / mean(inc_b)``, with a percentile CI from the same prompt
   resamples (:func:`~saedetox.eval.metrics.bootstrap.bootstrap_ci`); undefined when the baseline's
@@ -111,7 +111,7 @@ def ppl_ratio(origin: Mapping[str, Any], run: Mapping[str, Any]) -> float | None
 
 def _paired(inc_a: np.ndarray, inc_b: np.ndarray, cfg: RobustnessConfig) -> dict[str, Any]:
     """Difference of increases a − b, its CI and p, and the relative reduction ``1 − mean a / mean b``."""
-    d, ci, p, n = paired_difference(inc_a, inc_b, n_boot=cfg.n_boot, seed=cfg.seed)
+    d, ci, p, n = paired_difference(inc_a, inc_b, n_boot=cfg.n_boot, seed=cfg.seed, p_kind="bootstrap")
     ok = ~(np.isnan(inc_a) | np.isnan(inc_b))
     rows = np.stack([inc_a[ok], inc_b[ok]], axis=1)
 
@@ -154,7 +154,7 @@ def robustness(
         inc, rows = {}, {}
         for r in cfg.runs:
             v, inc[r] = increase(ref, clean[r], attacked[a][r], cfg.metric, judge, r)
-            d, ci, p, n = paired_difference(v + inc[r], v, n_boot=cfg.n_boot, seed=cfg.seed)
+            d, ci, p, n = paired_difference(v + inc[r], v, n_boot=cfg.n_boot, seed=cfg.seed, p_kind="bootstrap")
             rows[r] = {
                 "clean_ppl_ratio": ppl_ratio(clean[cfg.runs[0]], clean[r]),
                 "clean": _nn(float(np.nanmean(v))),
@@ -212,7 +212,8 @@ def robustness_markdown(res: Mapping[str, Any]) -> str:
         f"Pre-registered: does {res['primary']}'s {what} (judge {res['judge']}, k = {res['k']} samples per prompt) "
         f"rise less under attack than {res['baseline']}'s, by at least {res['goal']:.0%} (relative), with the paired "
         "95% CI of the difference of increases below zero? Increases are attacked − clean per prompt; CIs are "
-        f"bootstraps over prompts ({res['n_boot']} resamples), p the paired sign-flip test.",
+        f"bootstraps over prompts ({res['n_boot']} resamples), "
+        "p the bootstrap p (the BCa interval's test inversion: the CI excludes 0 exactly when p < 0.05).",
         "",
         *([selection_line(res), ""] if res.get("selection") else []),
     ]
@@ -224,7 +225,7 @@ def robustness_markdown(res: Mapping[str, Any]) -> str:
             "",
             f"increase {res['primary']} {_f(h['increase_a'], sign=True)} vs {res['baseline']} "
             f"{_f(h['increase_b'], sign=True)}: difference "
-            f"{_f(h['diff'], sign=True)} {_ci(h['ci'])}, sign-flip p {_f(h['p'])}, relative reduction "
+            f"{_f(h['diff'], sign=True)} {_ci(h['ci'])}, bootstrap p {_f(h['p'])}, relative reduction "
             f"{_f(h['relative_reduction'], 2)} {_ci(h['relative_ci'], 2)} over {h['n']} prompts.",
             "",
             f"| run | family | clean PPL ratio to {res['origin']} | clean | attacked | increase | 95% CI |",
@@ -238,7 +239,7 @@ def robustness_markdown(res: Mapping[str, Any]) -> str:
         if block["pairs"]:
             lines += [
                 "",
-                "| SAE run − baseline | difference of increases | 95% CI | p (sign-flip) | relative reduction |",
+                "| SAE run − baseline | difference of increases | 95% CI | p (bootstrap) | relative reduction |",
             ]
             lines.append("| --- | --- | --- | --- | --- |")
             for pr in block["pairs"]:

@@ -7,7 +7,7 @@ sweep's own prompts is closest to ``ppl_ratio``, chosen before any run on the se
 pairs compared. On the set, per run: toxicity probability and EMT (judge ``judge``, k samples per
 prompt) and conditional PPL with its paired ratio to the set's unsteered run (when the section
 names one). Per pair ``(a, b)``: the paired differences a − b of toxicity probability, EMT and
-log PPL with BCa CIs and sign-flip p-values, and the paired PPL ratio a / b
+log PPL with BCa CIs and bootstrap p-values (the intervals' test inversion), and the paired PPL ratio a / b
 (:func:`~saedetox.eval.metrics.paired.compare_runs`). The answer per pair: ``a less toxic`` when the
 toxicity difference's CI lies below zero, ``a more toxic`` above, else ``no difference shown``.
 The report labels it a secondary question: it never changes the primary answer.
@@ -117,7 +117,9 @@ def secondary(
     pairs = []
     for a, b in cfg.pairs:
         ra, rb = chosen[a], chosen[b]
-        cmp = compare_runs(results[ra], results[rb], judge=judge, names=(ra, rb), n_boot=cfg.n_boot, seed=cfg.seed)
+        cmp = compare_runs(
+            results[ra], results[rb], judge=judge, names=(ra, rb), n_boot=cfg.n_boot, seed=cfg.seed, p_kind="bootstrap"
+        )
         diff = {d["metric"]: d for d in cmp["differences"]}
         tox = diff[cfg.metric]
         pairs.append(
@@ -174,7 +176,8 @@ def secondary_markdown(res: Mapping[str, Any]) -> str:
         "",
         *([res["question"], ""] if res["question"] else []),
         f"On {res['prompts']} ({res['n_prompts']} prompts), {what(res)}; differences a − b paired by prompt, "
-        f"BCa 95% CIs over prompts ({res['n_boot']} resamples), p the paired sign-flip test.",
+        f"BCa 95% CIs over prompts ({res['n_boot']} resamples), "
+        "p the bootstrap p (the BCa interval's test inversion: the CI excludes 0 exactly when p < 0.05).",
         "",
         "| a − b | a | b | difference | 95% CI | p | PPL ratio a / b | 95% CI | answer |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",

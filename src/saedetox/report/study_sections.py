@@ -33,7 +33,8 @@ def section_robustness(res: Mapping[str, Any]) -> Section:
                 f"does {res['primary']}'s {what_} (judge {res['judge']}, k = {res['k']} samples per prompt) rise "
                 f"less under attack than {res['baseline']}'s, by at least {res['goal']:.0%} (relative), with the "
                 "paired 95% CI of the difference of increases below zero? Increases are attacked − clean per "
-                f"prompt; CIs are bootstraps over prompts ({res['n_boot']} resamples), p the paired sign-flip test.",
+                f"prompt; CIs are bootstraps over prompts ({res['n_boot']} resamples), "
+                "p the bootstrap p (the BCa interval's test inversion: the CI excludes 0 exactly when p < 0.05).",
             ],
             *([selection_line(res)] if res.get("selection") else []),
         )
@@ -100,7 +101,8 @@ def section_secondary(res: Mapping[str, Any]) -> Section:
         card(
             [b("Secondary question"), " (pre-registered, not the primary answer). ", res["question"]],
             f"On {res['prompts']} ({res['n_prompts']} prompts), {what(res)}; differences a − b paired by prompt, "
-            f"BCa 95% CIs over prompts ({res['n_boot']} resamples), p the paired sign-flip test.",
+            f"BCa 95% CIs over prompts ({res['n_boot']} resamples), "
+            "p the bootstrap p (the BCa interval's test inversion: the CI excludes 0 exactly when p < 0.05).",
         ),
         table(
             ["a − b", "a", "b", "difference [95% CI]", "p", "PPL ratio a / b [95% CI]", "answer"],

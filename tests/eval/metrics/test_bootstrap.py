@@ -118,3 +118,15 @@ def test_bca_p_with_no_correction_is_twice_the_smaller_share_by_hand():
     assert bca_pvalue(1.0, boot + 5, jack + 5) == 0.0
     assert bca_pvalue(0.0, boot - 1.0, jack - 1.0) == pytest.approx(1.0)
     assert math.isnan(bca_pvalue(math.nan, boot, jack))
+
+
+def test_bca_pvalue_when_resamples_reach_zero_but_not_beyond():
+    """Every resample ≤ 0 and some exactly 0, with an acceleration that is 0 up to rounding: the upper
+    bound sits on 0 for small α and drops below it only past the share of zeros, so p is that α, not 0."""
+    boot = np.repeat([-1.0, -0.75, -0.5, -0.25, 0.0], [10, 54, 73, 48, 15])
+    x = np.array([0, 1, 0, 0.0]) - np.array([1, 1, 1, 0.0])
+    jack = (x.sum() - x) / 3
+    p = bca_pvalue(-0.5, boot, jack)
+    assert 0.1 < p < 0.25
+    assert bca_interval(-0.5, boot, jack, alpha=p * 0.9)[1] == 0.0  # still touching 0 below p
+    assert bca_interval(-0.5, boot, jack, alpha=min(1.0, p * 1.1))[1] < 0.0  # excludes 0 above p

@@ -233,3 +233,33 @@ def test_one_paired_ppl_ratio_everywhere():
     _, ratio = resampled(mat, 100, 0)
     assert ratio[0, mat.index(name)] == pytest.approx(by_hand, rel=1e-12)
     assert math.isnan(ppl_ratio(np.array([np.nan]), np.array([1.0])))
+
+
+def test_bootstrap_p_kind_is_the_intervals_test_inversion_on_toxic_shares():
+    """Binary per-prompt outcomes (a toxic continuation or not, k = 1), many ties: the CI excludes 0
+    exactly when the bootstrap p is below 0.05, and the interval is the hand BCa on scipy's resamples."""
+    from saedetox.eval.metrics.bootstrap import bca_interval
+
+    seen = set()
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        x = (rng.random(150) < 0.2).astype(float)
+        y = (rng.random(150) < 0.2 + 0.1 * rng.random()).astype(float)
+        d, ci, p, n = paired_difference(x, y, n_boot=500, seed=seed, p_kind="bootstrap")
+        assert (ci[0] > 0 or ci[1] < 0) is (p < 0.05), seed
+        seen.add(p < 0.05)
+        if seed == 0:
+            boot = sps.bootstrap(
+                (x, y),
+                lambda a, b, axis=-1: np.mean(a - b, axis=axis),
+                paired=True,
+                vectorized=True,
+                n_resamples=500,
+                method="BCa",
+                rng=np.random.default_rng(0),
+            ).bootstrap_distribution
+            diff = x - y
+            assert ci == pytest.approx(bca_interval(d, boot, (diff.sum() - diff) / (n - 1)))
+    assert seen == {True, False}  # both sides of the line were exercised
+    with pytest.raises(ValueError, match="p_kind"):
+        paired_difference(x, y, p_kind="t-test")

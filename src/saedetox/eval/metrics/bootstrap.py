@@ -114,8 +114,8 @@ def _side_alpha(level: float, z0: float, a: float, upper: bool) -> float:
         return 0.0 if (level == -math.inf) != upper else 1.0
     w = float(ndtri(level)) - z0  # level = Φ(z0 + w), w = (z0 + z)/(1 − a(z0 + z))
     sign = -1.0 if upper else 1.0  # the upper bound uses −z
-    if math.isinf(w):
-        zz = (1.0 / a if a else w) - z0
+    if math.isinf(w):  # level 0 or 1: reached at z0 + z = 1/a where a has w's sign, else only as z → ±∞
+        zz = (1.0 / a if a * w > 0 else w) - z0
     elif 1 + a * w <= 0:  # beyond the levels the transformation reaches
         return 0.0 if w * sign < 0 else 1.0
     else:

@@ -18,7 +18,7 @@ CI: BCa bootstrap over prompts with the pairs kept together (``scipy.stats.boots
 ``paired=True``, ``method="BCa"``, ``rng = default_rng(seed)``). p-value: two-sided paired sign-flip permutation test
 of the mean difference (:func:`sign_flip_pvalue`: under the null each prompt's two values are
 exchangeable; scipy's ``permutation_test`` convention); exact over all 2ⁿ sign patterns when
-2ⁿ ≤ ``n_perm``, else ``n_perm`` random patterns.
+2ⁿ ≤ ``n_perm``, else ``n_perm`` random patterns; or (``p_kind="bootstrap"``) the BCa interval's test inversion.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from scipy import stats as sps
 
 from saedetox.data.readers import Prompt
 from saedetox.errors import SaedetoxError
-from saedetox.eval.metrics.bootstrap import bca_interval
+from saedetox.eval.metrics.bootstrap import bca_interval, bca_pvalue
 from saedetox.eval.metrics.pairable import check_same_protocol
 
 METRICS: tuple[str, ...] = ("tox_prob", "emt", "log_ppl")
@@ -222,13 +222,29 @@ def sign_flip_pvalue(d: np.ndarray, n_perm: int = 10_000, seed: int = 0) -> floa
     return float(min(1.0, 2 * min(less, greater)))
 
 
-def paired_difference(
-    x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, seed: int = 0, n_perm: int = 10_000, alpha: float = 0.05
-) -> tuple[float, tuple[float, float], float, int]:
-    """``(mean(x − y), BCa CI, sign-flip p, n)`` over the pairs where both values are defined.
+P_KINDS = ("sign-flip", "bootstrap")
 
+
+def paired_difference(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    n_perm: int = 10_000,
+    alpha: float = 0.05,
+    p_kind: str = "sign-flip",
+) -> tuple[float, tuple[float, float], float, int]:
+    """``(mean(x − y), BCa CI, p, n)`` over the pairs where both values are defined.
+
+    ``p_kind="sign-flip"``: p is the sign-flip test's (:func:`sign_flip_pvalue`), a different test from
+    the interval's, so the two may disagree near the 5% line. ``p_kind="bootstrap"``: the interval is
+    :func:`~saedetox.eval.metrics.bootstrap.bca_interval` on the same resamples and p its test inversion
+    (:func:`~saedetox.eval.metrics.bootstrap.bca_pvalue`): the CI excludes 0 exactly when ``p < alpha``.
     A degenerate difference (every pair differs by the same amount) has the zero-width interval.
     """
+    if p_kind not in P_KINDS:
+        raise ValueError(f"p_kind must be one of {P_KINDS}, got {p_kind!r}.")
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = ~(np.isnan(x) | np.isnan(y))
     x, y = x[ok], y[ok]
@@ -251,11 +267,14 @@ def paired_difference(
             rng=np.random.default_rng(seed),
         )
     ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+    diff = x - y
+    jack = (diff.sum() - diff) / (n - 1)  # the leave-one-out means of the differences
+    if p_kind == "bootstrap":
+        dist = boot.bootstrap_distribution
+        return d, bca_interval(d, dist, jack, alpha), bca_pvalue(d, dist, jack), n
     if not (math.isfinite(ci[0]) and math.isfinite(ci[1])):  # scipy's BCa is undefined on a degenerate distribution
-        diff = x - y
-        jack = (diff.sum() - diff) / (n - 1)
         ci = bca_interval(d, boot.bootstrap_distribution, jack, alpha)
-    return d, ci, sign_flip_pvalue(x - y, n_perm, seed), n
+    return d, ci, sign_flip_pvalue(diff, n_perm, seed), n
 
 
 def ppl_ratio(log_a: np.ndarray, log_b: np.ndarray) -> float:
@@ -280,8 +299,11 @@ def compare_runs(
     n_boot: int = 2000,
     seed: int = 0,
     n_perm: int = 10_000,
+    p_kind: str = "sign-flip",
 ) -> dict[str, Any]:
     """Paired differences A − B of toxicity probability, EMT (of ``judge``) and mean log PPL.
+
+    ``p_kind``: which p each difference carries (:func:`paired_difference`); recorded as ``p_kind``.
 
     ``a`` and ``b`` are run metrics with ``per_prompt`` blocks; ``judge`` defaults to the first
     judge both runs have. Returns ``{"a", "b", "judge", "k", "n_prompts", "differences": [...]}``
@@ -301,7 +323,7 @@ def compare_runs(
     diffs = []
     for metric in METRICS:
         x, y = pa.values(metric, judge), pb.values(metric, judge)
-        d, ci, p, n = paired_difference(x, y, n_boot=n_boot, seed=seed, n_perm=n_perm)
+        d, ci, p, n = paired_difference(x, y, n_boot=n_boot, seed=seed, n_perm=n_perm, p_kind=p_kind)
         ok = ~(np.isnan(x) | np.isnan(y))
         mean_a = float(x[ok].mean()) if n else math.nan
         mean_b = float(y[ok].mean()) if n else math.nan
@@ -317,6 +339,7 @@ def compare_runs(
         "n_prompts": len(pa.uid),
         "n_boot": n_boot,
         "seed": seed,
+        "p_kind": p_kind,
         "differences": diffs,
         "ppl_ratio": {"est": est if math.isfinite(est) else None, "ci": [ex(lp["ci"][0]), ex(lp["ci"][1])]},
     }
