@@ -21,9 +21,13 @@ class StaleRunError(SaedetoxError):
     """
 
     def __init__(self, folder: str, diffs: list[str], hint: str = "pass overwrite=True or use another folder") -> None:
-        self.folder, self.diffs = folder, list(diffs)
+        self.folder, self.diffs, self.hint = folder, list(diffs), hint
         shown = "; ".join(self.diffs[:4]) + (f"; and {len(self.diffs) - 4} more" if len(self.diffs) > 4 else "")
         super().__init__(f"{folder} was run with {shown or 'other settings'}; {hint}.")
 
     def with_hint(self, hint: str) -> StaleRunError:
         return StaleRunError(self.folder, self.diffs, hint)
+
+    def __reduce__(self) -> tuple[type, tuple[str, list[str], str]]:
+        """Rebuilt from its parts, so it crosses a process boundary (a sweep's workers) intact."""
+        return type(self), (self.folder, self.diffs, self.hint)
