@@ -23,7 +23,7 @@ from saedetox.discover.features import read_features
 from saedetox.eval.config import EvalConfig
 from saedetox.eval.run import evaluate, prepare, versions
 from saedetox.eval.runs.fingerprint import texts_digest
-from saedetox.eval.runs.push_calibration import pin_calibration
+from saedetox.eval.runs.push_calibration import Uncalibrated, pin_calibration
 from saedetox.eval.sampler.backends import HF
 from saedetox.eval.sampler.noise import reuse_noise
 from saedetox.experiments.compatibility import check_features_against
@@ -94,6 +94,7 @@ def run_sweep(
             methods[r.name] = _method(cfg, lm, r, features, gates, contrast, detector)
             if r.sae is not None and isinstance(cfg.features, str):
                 check_features_against(methods[r.name], cfg.features, cfg.sae)
+        pristine = {name: Uncalibrated.of(m) for name, m in methods.items()}  # state for each run's fingerprint
         position = {r.name: i for i, r in enumerate(planned)}
         last: dict[str, dict[str, Any]] = {}  # curve -> its last result in this process (push calibration start)
 
@@ -104,6 +105,7 @@ def run_sweep(
                 + (f" on {run_ev.prompts}" if run_ev.prompts != ev.prompts else "")
             )
             method = methods[r.name]
+            pristine[r.name].restore(method)  # a level run before in this process left its calibration on it
             previous = last.get(r.curve, {}) if r.curve else {}
             method.calibration_start = warm_start(method, previous.get("config", {}).get("push_calibration"))
             clean_folder = out / "runs" / r.name
@@ -149,6 +151,7 @@ def run_sweep(
             refined = refined_levels([e for e in rb.runs if e not in position], rb.ppl_ratio, planned, results)
             for r in refined:  # built before the workers fork, as every other run's method
                 methods[r.name] = _method(cfg, lm, r, features, gates, contrast, detector)
+                pristine[r.name] = Uncalibrated.of(methods[r.name])
                 position[r.name] = len(position)
             results.update(run_many(refined, run_one))
             planned = planned + refined

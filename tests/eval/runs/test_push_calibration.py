@@ -93,3 +93,32 @@ def test_a_pinned_calibration_gives_another_protocol_the_clean_runs_levels(gpt2,
         name="sae", steerer=Steerer(gpt2, SteeringSpec([Intervention(sae=str(sae_dir), latents=LATENTS, push=0.3)]))
     )
     assert not pin_calibration(constant, other, clean, tmp_path / "none.json")
+
+
+def test_a_method_put_back_before_calibration_has_a_fresh_processs_fingerprint(gpt2, sae_dir, tmp_path):
+    """A clean run calibrates a method in this process, then the same level runs under an attack: the
+    second run's fingerprint must not see the first run's calibration (a resume in a fresh process
+    would not), yet its steering is the pinned calibrated one."""
+    import json
+
+    from saedetox.eval.config import EvalConfig
+    from saedetox.eval.runs.identity import method_settings
+    from saedetox.eval.runs.push_calibration import Uncalibrated, calibrate_method, calibration_key
+    from saedetox.methods.base import Method
+
+    def build() -> Method:
+        iv = Intervention(sae=str(sae_dir), latents=LATENTS, mode="conditional", push=0.3, threshold=0.12)
+        return Method(name="sae", steerer=Steerer(gpt2, SteeringSpec([iv])))
+
+    fresh, method = build(), build()
+    pristine = Uncalibrated.of(method)
+    cfg = EvalConfig(prompts="challenging:test")
+    cache = tmp_path / "push_calibration.json"
+    cache.write_text(json.dumps({"key": calibration_key(method.steerer, cfg), "record": {"alpha": [2.5]}}))
+    calibrate_method(gpt2, method, cfg, [], None, cache)
+    assert method.steerer.resolved[0].alpha == pytest.approx(2.5) and "push_calibration" in method.details
+    assert method_settings(method) != method_settings(fresh)  # what a second run would have fingerprinted
+    pristine.restore(method)
+    assert method_settings(method) == method_settings(fresh)
+    assert calibrate_method(gpt2, method, cfg, [], None, cache) == {"alpha": [2.5]}  # and it steers as pinned
+    assert method.steerer.resolved[0].alpha == pytest.approx(2.5)

@@ -26,9 +26,10 @@ The result is cached in the run folder, so a resumed run does not repeat the pil
 
 from __future__ import annotations
 
+import copy
 import json
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +213,29 @@ def calibrate_method(
             atomic_write_json(cache, {"key": key, "record": record})
     method.details.update(alpha=st.resolved[0].alpha, push_calibration=record, steering=st.describe())
     return record
+
+
+@dataclass(frozen=True)
+class Uncalibrated:
+    """A method's state before :func:`calibrate_method` changed it: its details and its interventions' α.
+
+    A run's fingerprint is taken before calibration, so one :class:`Method` object used for several runs
+    in one process (a clean run, then the same level under an attack) is put back into this state before
+    each, and every run gets the fingerprint a fresh process would give it.
+    """
+
+    details: dict[str, Any]
+    alphas: tuple[float, ...]
+
+    @classmethod
+    def of(cls, method: Method) -> Uncalibrated:
+        st = method.steerer
+        return cls(copy.deepcopy(method.details), tuple(r.alpha for r in st.resolved) if st is not None else ())
+
+    def restore(self, method: Method) -> None:
+        method.details = copy.deepcopy(self.details)
+        st = method.steerer
+        if st is not None:
+            for r, alpha in zip(st.resolved, self.alphas, strict=True):
+                if r.alpha != alpha:
+                    r.set_alpha(alpha)
