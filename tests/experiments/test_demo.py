@@ -59,6 +59,10 @@ def test_demo_config_runs_end_to_end_and_resumes(tmp_path):
     assert results["none"]["capability"]
     feats = json.loads((out / "features.json").read_text())
     assert len(feats["selected"]) == len(feats["thresholds"]) > 0 and "detector" in feats
+    # discovery's gate measured on the unsteered run (AUROC for a toxic continuation) and the gated runs only
+    gated = {n for n, r in results.items() if n == "none" or r["config"].get("mode") == "conditional"}
+    assert gated - {"none"} and {n for n, r in results.items() if r.get("gate")} == gated
+    assert all(results[n]["gate"]["latents"] == len(feats["selected"]) for n in gated)
     html = (out / "report.html").read_text()
     assert cfg.comparison is not None and cfg.comparison.primary in html and "data:image/png;base64" in html
     assert html.index("pre-registered") < html.index("Strength curves")  # the answer comes first

@@ -130,8 +130,13 @@ def run_sweep(
                 last[r.curve] = result
             return result
 
+        gate_file = out / "features.json"  # discovery's gate, measured on the unsteered and the gated runs
+
         def run_one(r: PlannedRun) -> dict[str, Any]:
-            return run_in(r, run_eval_config(ev, r.capability), out / "runs" / r.name)
+            run_ev = run_eval_config(ev, r.capability)
+            if run_ev.gate_features is None and gate_file.is_file() and (r.method == "none" or r.mode == "conditional"):
+                run_ev = replace(run_ev, gate_features=str(gate_file))
+            return run_in(r, run_ev, out / "runs" / r.name)
 
         # the first run here (its sampling noise is then every worker's), the rest
         # in `workers` processes when asked (experiments/workers.py): the same tokens either way
