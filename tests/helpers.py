@@ -282,6 +282,14 @@ CLEAN_TEXTS = [
 ]
 
 
+def tiny_world(folder: Path) -> dict:
+    """A sweep config's model, SAE and latents: a tiny GPT-2 and an SAE written under ``folder``."""
+    lm = tiny_gpt2()
+    lm.model.save_pretrained(folder / "m")
+    lm.tokenizer.save_pretrained(folder / "m")
+    return {"model": str(folder / "m"), "sae": str(write_sae(folder / "sae", lm.d_model)), "features": [1, 2, 3]}
+
+
 def latent_detector(lm: LoadedModel, sae_dir: Path, latents: list[int], pooling: str = "max") -> dict:
     """A discovery-style logistic detector over ``latents`` (features.json ``detector`` schema), for tests."""
     from saedetox.discover.rank_stats import text_stats

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import tiny_gpt2, write_sae
+from helpers import tiny_world
 from saedetox.experiments.config import parse_config
 from saedetox.experiments.sweep import run_sweep
 from saedetox.report.compare import compare
@@ -14,14 +14,8 @@ from saedetox.report.compare import compare
 
 @pytest.mark.slow
 def test_all_methods_of_a_sweep_share_prompts_and_random_streams(tmp_path):
-    lm = tiny_gpt2()
-    lm.model.save_pretrained(tmp_path / "m")
-    lm.tokenizer.save_pretrained(tmp_path / "m")
-    sae = write_sae(tmp_path / "sae", lm.d_model)
     raw = {
-        "model": str(tmp_path / "m"),
-        "sae": str(sae),
-        "features": [1, 2, 3],
+        **tiny_world(tmp_path),
         "evaluation": {
             "n_prompts": 6,
             "samples": 3,

@@ -8,7 +8,7 @@ from importlib.resources import files
 
 import pytest
 
-from helpers import tiny_gpt2, write_sae
+from helpers import tiny_world
 from saedetox.errors import SaedetoxError
 from saedetox.experiments.config import load_config, parse_config
 from saedetox.experiments.plan import plan
@@ -88,14 +88,8 @@ def test_each_curve_stands_for_its_level_closest_to_the_ppl_ratio():
 
 @pytest.mark.slow
 def test_a_robustness_sweep_runs_attacked_runs_and_reports_them(tmp_path):
-    lm = tiny_gpt2()
-    lm.model.save_pretrained(tmp_path / "m")
-    lm.tokenizer.save_pretrained(tmp_path / "m")
-    sae = write_sae(tmp_path / "sae", lm.d_model)
     raw = {
-        "model": str(tmp_path / "m"),
-        "sae": str(sae),
-        "features": [1, 2, 3],
+        **tiny_world(tmp_path),
         "evaluation": {"n_prompts": 4, "samples": 1, "max_new_tokens": 3, "batch_size": 4, "clean_texts": 0},
         "runs": [{"method": "none"}, {"method": "sae", "modes": ["constant"], "push": [0.1]}, {"method": "prompt"}],
         "robustness": {

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from helpers import tiny_gpt2, write_sae
+from helpers import tiny_world
 from saedetox.errors import SaedetoxError
 from saedetox.experiments.config import parse_config
 from saedetox.experiments.sweep import dry_run, run_sweep
@@ -60,14 +60,8 @@ def test_a_sweep_runs_its_secondary_question_and_refined_level_and_reports_them(
         return [replace(r, name=f"{c}-p0.5", push=0.5, level=0.5) for c, r in levels.items()]  # levels are fixed
 
     monkeypatch.setattr(sweep_mod, "refined_levels", refined)
-    lm = tiny_gpt2()
-    lm.model.save_pretrained(tmp_path / "m")
-    lm.tokenizer.save_pretrained(tmp_path / "m")
-    sae = write_sae(tmp_path / "sae", lm.d_model)
     raw = {
-        "model": str(tmp_path / "m"),
-        "sae": str(sae),
-        "features": [1, 2, 3],
+        **tiny_world(tmp_path),
         "discovery": {"max_pairs": 40},  # the latents are given; this caps meandiff's contrast pairs
         "evaluation": {"n_prompts": 6, "samples": 1, "max_new_tokens": 4, "batch_size": 6, "clean_texts": 0},
         "runs": [

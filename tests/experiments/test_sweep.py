@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import tiny_gpt2, write_sae
+from helpers import tiny_world
 from saedetox.errors import SaedetoxError
 from saedetox.experiments.config import load_config, parse_config
 from saedetox.experiments.plan import plan
@@ -170,14 +170,8 @@ def test_numeric_tiers_in_a_sweep():
 
 @pytest.mark.slow
 def test_sweep_resumes_and_writes_report(tmp_path):
-    lm = tiny_gpt2()
-    lm.model.save_pretrained(tmp_path / "m")
-    lm.tokenizer.save_pretrained(tmp_path / "m")
-    sae = write_sae(tmp_path / "sae", lm.d_model)
     raw = {
-        "model": str(tmp_path / "m"),
-        "sae": str(sae),
-        "features": [1, 2, 3],
+        **tiny_world(tmp_path),
         "evaluation": {"n_prompts": 4, "samples": 2, "max_new_tokens": 3, "batch_size": 4, "clean_texts": 2},
         "runs": [{"method": "none"}, {"method": "sae", "modes": ["constant"], "tiers": ["low"]}, {"method": "prompt"}],
     }
