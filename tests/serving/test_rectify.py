@@ -108,3 +108,26 @@ def test_a_vllm_rectification_run_records_what_an_hf_run_records(world, tmp_path
     assert set(st_h) == set(st_v) and st_v["rows"] > 0 and st_v["changed_share"] > 0
     rows = [json.loads(x) for x in (tmp_path / "vllm" / "generations.jsonl").read_text().splitlines()]
     assert all(world["banned"] not in c for r in rows for c in r["continuation_ids"])
+
+
+def test_data_parallel_engines_rectify_as_the_single_engine_does(world, tmp_path, monkeypatch):
+    """Two data-parallel engines (vLLM's engine client) receive each request's value model and ε and give
+    the single engine's tokens: per-prompt seeds make the rows independent of the engine that served them."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    lm = world["lm"]
+    cfg = EvalConfig(
+        n_prompts=4, samples=2, max_new_tokens=6, judges=("profanity",), clean_texts=0, n_boot=20, vllm_memory=0.1
+    )
+    method = rectification_method(lm, strength=0.1, value_model=world["vm"])
+    evaluate(lm, tmp_path / "one", cfg, method, backend="vllm")
+    close_shared_engine()  # its memory, for the two engines of the next run
+    method = rectification_method(lm, strength=0.1, value_model=world["vm"])
+    evaluate(lm, tmp_path / "dp", cfg, method, backend="vllm", data_parallel=2)
+
+    def rows(name):
+        lines = (tmp_path / name / "generations.jsonl").read_text().splitlines()
+        return {r["i"]: r["continuation_ids"] for r in map(json.loads, lines)}
+
+    assert rows("dp") == rows("one") and all(world["banned"] not in c for cs in rows("dp").values() for c in cs)
+    dp = json.loads((tmp_path / "dp" / "metrics.json").read_text())
+    assert dp["config"]["data_parallel"] == 2 and dp["config"]["rectification"]["epsilon"] is not None
