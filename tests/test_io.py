@@ -95,3 +95,16 @@ def test_path_checks_never_raise_on_text_that_cannot_be_a_path(tmp_path):
     (tmp_path / "f").write_text("x")
     assert exists(tmp_path / "f") and exists(tmp_path)
     assert not exists(long) and not exists("a\0b") and not exists(tmp_path / "nope")
+
+
+def test_a_torch_file_of_another_format_or_unreadable_is_one_line(tmp_path):
+    from saedetox.errors import SaedetoxError
+    from saedetox.io import atomic_save_torch, load_torch_file
+
+    atomic_save_torch({"format": "a-v1", "x": 1}, tmp_path / "a.pt")
+    assert load_torch_file(tmp_path / "a.pt", "a-v1", "thing") == {"format": "a-v1", "x": 1}
+    with pytest.raises(SaedetoxError, match=r"a\.pt is not a thing\."):
+        load_torch_file(tmp_path / "a.pt", "b-v1", "thing")
+    (tmp_path / "bad.pt").write_text("not torch")
+    with pytest.raises(SaedetoxError, match="Cannot read the thing"):
+        load_torch_file(tmp_path / "bad.pt", "a-v1", "thing")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -100,6 +101,21 @@ def atomic_save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
 
     with _writing(Path(path), None) as tmp:
         torch.save(obj, tmp)
+
+
+def load_torch_file(path: str | os.PathLike[str], fmt: str, what: str, *, weights_only: bool = True) -> dict[str, Any]:
+    """A dict written by :func:`atomic_save_torch` with ``"format": fmt``; one line (:class:`SaedetoxError`)
+    when ``path`` cannot be read (``Cannot read the {what} ...``) or holds something else (``... is not a {what}``)."""
+    import torch  # deferred, as in atomic_save_torch
+
+    try:
+        data = torch.load(Path(path), map_location="cpu", weights_only=weights_only)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:  # missing, truncated, not torch
+        why = (str(err).splitlines() or [type(err).__name__])[0]
+        raise SaedetoxError(f"Cannot read the {what} {path}: {why}") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise SaedetoxError(f"{path} is not a {what}.")
+    return data
 
 
 def _json_default(obj: Any) -> Any:

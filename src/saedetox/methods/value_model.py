@@ -27,7 +27,7 @@ from torch import nn
 from transformers import DynamicCache, GPT2Config, GPT2Model
 
 from saedetox.errors import SaedetoxError
-from saedetox.io import atomic_save_torch
+from saedetox.io import atomic_save_torch, load_torch_file
 from saedetox.methods.dead_end import ROUNDS, RectifyStats, rectify, request_args
 from saedetox.model.load import LoadedModel
 
@@ -105,12 +105,7 @@ def save_value_model(vm: ValueModel, path: str | Path, meta: dict[str, Any]) -> 
 
 def load_value_model(path: str | Path) -> tuple[ValueModel, dict[str, Any]]:
     """A value model written by :func:`save_value_model`, and its ``meta``."""
-    try:
-        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise SaedetoxError(f"Cannot read the value model {path}: {err}") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise SaedetoxError(f"{path} is not a rectification value model ({FORMAT}).")
+    blob = load_torch_file(path, FORMAT, f"rectification value model ({FORMAT})")
     vm = ValueModel(GPT2Config(**blob["config"]))
     vm.load_state_dict(blob["state"])
     return vm.float().eval(), dict(blob.get("meta", {}))

@@ -39,6 +39,18 @@ def fmt(x: Any, nd: int = 3) -> str:
     return DASH if v is None else f"{v:.{nd}f}"
 
 
+def fmt_signed(x: Any, nd: int = 3, sign: bool = False) -> str:
+    """``x`` with ``nd`` decimals (a leading + or − when ``sign``), or the dash."""
+    v = num(x)
+    return DASH if v is None else f"{v:+.{nd}f}" if sign else f"{v:.{nd}f}"
+
+
+def fmt_interval(ci: Any, nd: int = 3, sign: bool = True) -> str:
+    """``[lo, hi]`` with each bound as :func:`fmt_signed` writes it (a missing bound is the dash)."""
+    lo, hi = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+    return f"[{fmt_signed(lo, nd, sign)}, {fmt_signed(hi, nd, sign)}]"
+
+
 def fmt_ppl(x: Any) -> str:
     """A perplexity: two decimals below 100, one above; or the dash."""
     v = num(x)

@@ -34,6 +34,8 @@ from saedetox.errors import SaedetoxError
 from saedetox.eval.metrics.bootstrap import bootstrap_ci
 from saedetox.eval.metrics.paired import PerPrompt, align, paired_difference
 from saedetox.report.curves import family_of
+from saedetox.report.format import fmt_interval as _ci
+from saedetox.report.format import fmt_signed as _f
 from saedetox.report.format import k_note
 
 METRICS = ("tox_prob", "emt")
@@ -177,14 +179,6 @@ def robustness(
         out["attacks"][a] = {"runs": rows, "pairs": pairs, "headline": head}
     out["k"] = ref.k
     return out
-
-
-def _f(x: float | None, nd: int = 3, sign: bool = False) -> str:
-    return "–" if x is None else f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
-
-
-def _ci(ci: list[float | None], nd: int = 3) -> str:
-    return f"[{_f(ci[0], nd, True)}, {_f(ci[1], nd, True)}]"
 
 
 def selection_line(res: Mapping[str, Any]) -> str:

@@ -15,7 +15,6 @@ The report labels it a secondary question: it never changes the primary answer.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 from saedetox.errors import SaedetoxError
 from saedetox.eval.metrics.paired import compare_runs
 from saedetox.eval.result import RunResult
+from saedetox.report.format import fmt_interval as _ci
+from saedetox.report.format import fmt_signed as _f
 from saedetox.report.format import k_note
 from saedetox.report.robustness import METRICS, ppl_ratio
 
@@ -151,16 +152,6 @@ def secondary(
         "runs": rows,
         "pairs": pairs,
     }
-
-
-def _f(x: float | None, nd: int = 3, sign: bool = False) -> str:
-    if x is None or not math.isfinite(x):
-        return "–"
-    return f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
-
-
-def _ci(ci: list[float | None], nd: int = 3, sign: bool = True) -> str:
-    return f"[{_f(ci[0], nd, sign)}, {_f(ci[1], nd, sign)}]"
 
 
 def what(res: Mapping[str, Any]) -> str:

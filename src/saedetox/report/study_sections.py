@@ -9,18 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from saedetox.report.format import k_note
+from saedetox.report.format import fmt_interval, k_note
+from saedetox.report.format import fmt_signed as _f
 from saedetox.report.robustness import robustness_markdown, selection_line
 from saedetox.report.secondary import secondary_markdown, what
 from saedetox.report.view import Section, b, card, cell, code, fmt_p, h3, row, table
 
 
-def _f(x: float | None, nd: int = 3, sign: bool = False) -> str:
-    return "–" if x is None else f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
-
-
 def _ci(ci: list[float | None], nd: int = 3, sign: bool = True) -> str | None:
-    return None if ci[0] is None or ci[1] is None else f"[{_f(ci[0], nd, sign)}, {_f(ci[1], nd, sign)}]"
+    """A cell's interval, or None (no interval shown) when a bound is missing."""
+    return None if ci[0] is None or ci[1] is None else fmt_interval(ci, nd, sign)
 
 
 def section_robustness(res: Mapping[str, Any]) -> Section:

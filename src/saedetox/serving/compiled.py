@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from saedetox.errors import SaedetoxError
-from saedetox.io import atomic_save_torch
+from saedetox.io import atomic_save_torch, load_torch_file
 from saedetox.model.load import LoadedModel
 from saedetox.sae.loaded import LoadedSAE
 from saedetox.steering.resolve import ResolvedDetector, ResolvedIntervention
@@ -179,10 +179,5 @@ def save_levels(levels: dict[str, list[CompiledIntervention]], path: str | Path,
 
 def load_levels_file(path: str | Path) -> tuple[dict[str, list[CompiledIntervention]], int | None]:
     """The levels and the BOS id a levels file holds."""
-    try:
-        data = torch.load(Path(path), map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise SaedetoxError(f"Cannot read the levels file {path}: {e}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise SaedetoxError(f"{path} is not a saedetox levels file.")
+    data = load_torch_file(path, FORMAT, "saedetox levels file", weights_only=False)  # holds compiled dataclasses
     return data["levels"], data.get("bos_id")
