@@ -140,16 +140,13 @@ def run_sweep(
 
         # the first run here (its sampling noise is then every worker's), the rest
         # in `workers` processes when asked (experiments/workers.py): the same tokens either way
-        results = {planned[0].name: run_one(planned[0])}
-        rest = planned[1:]
-        # vLLM runs one engine (itself parallel) shared by the runs: no forked workers beside it
-        n_workers = worker_count(cfg.workers, lm.device, len(groups_of(rest))) if ev.backend == HF else 1
-        results.update(run_all(rest, run_one, n_workers, torch.get_num_threads()))
-
         def run_many(runs: list[PlannedRun], fn: Any) -> dict[str, dict[str, Any]]:
-            return run_all(
-                runs, fn, worker_count(cfg.workers, lm.device, len(groups_of(runs))), torch.get_num_threads()
-            )
+            # vLLM runs one engine (itself parallel) shared by the runs: no forked workers beside it
+            n_workers = worker_count(cfg.workers, lm.device, len(groups_of(runs))) if ev.backend == HF else 1
+            return run_all(runs, fn, n_workers, torch.get_num_threads())
+
+        results = {planned[0].name: run_one(planned[0])}
+        results.update(run_many(planned[1:], run_one))
 
         rb = cfg.robustness
         if rb is not None and rb.refine and rb.ppl_ratio is not None:  # one more clean level per curve, by the ratio
